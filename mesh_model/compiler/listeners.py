@@ -1,0 +1,136 @@
+"""Listeners: where Envoy accepts the app's inbound (ingress) and outbound (egress) traffic.
+
+The shape depends on the data path of the instance (``Placement``): one original-destination
+listener per direction (App Mesh's iptables layout, 15000/15001) or, on the explicit path, a
+listener per virtual-node listener port and per backend port on the instance's own addresses.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.listener.v3 import listener_pb2
+
+from .. import resources
+from . import names
+from .common import DEFAULT_IDLE_MS, ads_config_source, duration, socket_address, to_proto, typed
+from .placement import Placement
+
+HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+
+def access_logs(node: resources.Resource) -> list[dict[str, Any]]:
+    """App Mesh ``logging.accessLog.file``: Envoy's file logger with the text or JSON format given."""
+    logging = node.spec.logging
+    if logging is None or logging.accessLog is None or logging.accessLog.file is None:
+        return []
+    file = logging.accessLog.file
+    config: dict[str, Any] = {"path": file.path}
+    if file.format is not None and file.format.text is not None:
+        config["logFormat"] = {"textFormatSource": {"inlineString": file.format.text}}
+    elif file.format is not None and file.format.json is not None:
+        config["logFormat"] = {"jsonFormat": {item.key: item.value for item in file.format.json}}
+    return [{"name": "envoy.access_loggers.file", "typedConfig": typed("envoy.extensions.access_loggers.file.v3.FileAccessLog", config)}]
+
+
+def http_connection_manager(stat_prefix: str, route_config: str, logs: list, *, websocket: bool) -> dict[str, Any]:
+    """App Mesh's HCM: path normalisation on, websocket upgrades on plain-http listeners."""
+    body: dict[str, Any] = {
+        "statPrefix": stat_prefix,
+        "codecType": "AUTO",
+        "rds": {"configSource": ads_config_source(), "routeConfigName": route_config},
+        "httpFilters": [{"name": "envoy.filters.http.router", "typedConfig": typed("envoy.extensions.filters.http.router.v3.Router")}],
+        "normalizePath": True,
+        "mergeSlashes": True,
+        "pathWithEscapedSlashesAction": "KEEP_UNCHANGED",
+    }
+    if websocket:
+        body["upgradeConfigs"] = [{"upgradeType": "websocket"}]
+    if logs:
+        body["accessLog"] = logs
+    return {"name": "envoy.filters.network.http_connection_manager", "typedConfig": typed(HCM, body)}
+
+
+def _tcp_proxy(stat_prefix: str, cluster: str, idle) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.network.tcp_proxy",
+        "typedConfig": typed(
+            "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            {"statPrefix": stat_prefix, "cluster": cluster, "idleTimeout": duration(idle, DEFAULT_IDLE_MS)},
+        ),
+    }
+
+
+def _ingress_filters(mesh: resources.Mesh, node: resources.Resource, listener) -> list[dict[str, Any]]:
+    port, protocol = listener.portMapping.port, listener.portMapping.protocol
+    if protocol == "tcp":
+        idle = listener.timeout.tcp.idle if listener.timeout is not None and listener.timeout.tcp is not None else None
+        return [_tcp_proxy(names.INGRESS_STAT_PREFIX, names.local_app_cluster(mesh.name, node.name, protocol, port), idle)]
+    return [
+        http_connection_manager(
+            names.INGRESS_STAT_PREFIX,
+            names.ingress_route_config(protocol, port),
+            access_logs(node),
+            websocket=protocol == "http",
+        )
+    ]
+
+
+ORIGINAL_DST = {"name": "envoy.filters.listener.original_dst", "typedConfig": typed("envoy.extensions.filters.listener.original_dst.v3.OriginalDst")}
+
+
+def ingress_listeners(mesh: resources.Mesh, node: resources.Resource, placement: Placement) -> list[listener_pb2.Listener]:
+    node_listeners = node.spec.listeners or ()
+    if not node_listeners:
+        return []
+    if placement.explicit:
+        result = []
+        for listener in node_listeners:
+            port = listener.portMapping.port
+            result.append(
+                {
+                    "name": names.ingress_listener(placement.ingress_address, port),
+                    "address": socket_address(placement.ingress_address, port),
+                    "trafficDirection": "INBOUND",
+                    "filterChains": [{"filters": _ingress_filters(mesh, node, listener)}],
+                }
+            )
+    else:
+        chains = [
+            {"filterChainMatch": {"destinationPort": listener.portMapping.port}, "filters": _ingress_filters(mesh, node, listener)}
+            for listener in sorted(node_listeners, key=lambda l: l.portMapping.port)
+        ]
+        result = [
+            {
+                "name": names.ingress_listener(placement.ingress_address, placement.ingress_port),
+                "address": socket_address(placement.ingress_address, placement.ingress_port),
+                "trafficDirection": "INBOUND",
+                "listenerFilters": [ORIGINAL_DST],
+                "filterChains": chains,
+            }
+        ]
+    return [to_proto(body, listener_pb2.Listener) for body in result]
+
+
+def egress_listeners(node: resources.Resource, placement: Placement, http_ports: list[int]) -> list[listener_pb2.Listener]:
+    """The catch-all egress listener (15001), plus one per backend port on the explicit path."""
+    logs = access_logs(node)
+    main: dict[str, Any] = {
+        "name": names.egress_listener(placement.egress_address, placement.egress_port),
+        "address": socket_address(placement.egress_address, placement.egress_port),
+        "trafficDirection": "OUTBOUND",
+        "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(placement.egress_port), logs, websocket=True)]}],
+    }
+    if not placement.explicit:
+        main["listenerFilters"] = [ORIGINAL_DST]
+    result = [main]
+    if placement.explicit:
+        for port in sorted(set(http_ports) - {placement.egress_port}):
+            result.append(
+                {
+                    "name": names.egress_listener(placement.egress_address, port),
+                    "address": socket_address(placement.egress_address, port),
+                    "trafficDirection": "OUTBOUND",
+                    "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(port), logs, websocket=True)]}],
+                }
+            )
+    return [to_proto(body, listener_pb2.Listener) for body in result]

@@ -1,0 +1,1 @@
+"""meshplane control plane: snapshots, ADS streams, status, the `meshplane` CLI."""

@@ -1,0 +1,122 @@
+"""The `meshplane` command line: validate, render, bootstrap, serve."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from mesh_model import ModelError, load_paths
+from mesh_model.bootstrap import dump_yaml, dynamic_bootstrap, resources_document, static_bootstrap
+from mesh_model.compiler import CompileError, Placement, compile_node
+from mesh_model.node_id import parse_node_id
+
+
+def _placement_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("instance placement (explicit data path when any address is given)")
+    group.add_argument("--ingress-address", help="IP Envoy's ingress listeners bind (default 0.0.0.0, port 15000 transparent)")
+    group.add_argument("--app-address", help="IP the local app listens on (default 127.0.0.1)")
+    group.add_argument("--egress-address", help="IP Envoy's egress listeners bind (default 0.0.0.0, port 15001)")
+
+
+def _placement(args) -> Placement:
+    explicit = bool(args.ingress_address or args.egress_address)
+    defaults = Placement()
+    return Placement(
+        explicit=explicit,
+        ingress_address=args.ingress_address or defaults.ingress_address,
+        app_address=args.app_address or defaults.app_address,
+        egress_address=args.egress_address or defaults.egress_address,
+    )
+
+
+def _write(text: str, output: str | None) -> None:
+    if output and output != "-":
+        Path(output).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_validate(args) -> int:
+    model = load_paths(args.paths)
+    counts = {name: len(m.virtual_nodes) for name, m in model.meshes.items()}
+    print("valid: " + ", ".join(f"mesh {name} ({n} virtual nodes)" for name, n in counts.items()), file=sys.stderr)
+    return 0
+
+
+def cmd_render(args) -> int:
+    model = load_paths(args.paths)
+    node = parse_node_id(args.node)
+    resources = compile_node(model, node, _placement(args))
+    document = resources_document(resources) if args.resources else static_bootstrap(node, resources, admin=args.admin_address)
+    _write(dump_yaml(document), args.output)
+    return 0
+
+
+def cmd_bootstrap(args) -> int:
+    node = parse_node_id(args.node)
+    text = dynamic_bootstrap(node, args.xds, placement=_placement(args), admin=args.admin_address, delta=args.delta)
+    _write(text, args.output)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .serve import serve  # grpc server start-up only when serving
+
+    asyncio.run(serve(args.paths, args.xds, args.http))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshplane", description="App Mesh definitions -> Envoy, over xDS.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check model files; exit 1 with every error on stderr")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print a node's Envoy config: a static bootstrap, or --resources by type")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--node", required=True, metavar="NODE_ID", help="mesh/<mesh>/virtualNode/<name> (or its ARN)")
+    p.add_argument("--resources", action="store_true", help="print the xDS resources by type instead of a bootstrap")
+    p.add_argument("--admin-address", default="127.0.0.1:9901", metavar="HOST:PORT")
+    p.add_argument("-o", "--output", metavar="FILE")
+    _placement_args(p)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("bootstrap", help="print the bootstrap of an Envoy sidecar that gets its config from meshplane")
+    p.add_argument("--node", required=True, metavar="NODE_ID")
+    p.add_argument("--xds", required=True, metavar="HOST:PORT", help="where `meshplane serve` listens")
+    p.add_argument("--admin-address", default="0.0.0.0:9901", metavar="HOST:PORT")
+    p.add_argument("--delta", action="store_true", help="use incremental (delta) xDS")
+    p.add_argument("-o", "--output", metavar="FILE")
+    _placement_args(p)
+    p.set_defaults(func=cmd_bootstrap)
+
+    p = sub.add_parser("serve", help="run the ADS server and watch the model files")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--xds", default="0.0.0.0:18000", metavar="HOST:PORT", help="gRPC ADS address (default 0.0.0.0:18000)")
+    p.add_argument("--http", default="127.0.0.1:18001", metavar="HOST:PORT", help="status HTTP address (default 127.0.0.1:18001)")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except ModelError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"meshplane: {len(exc.issues)} error(s); nothing was changed", file=sys.stderr)
+        return 1
+    except (CompileError, ValueError, OSError) as exc:
+        print(f"meshplane: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

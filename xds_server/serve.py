@@ -1,0 +1,68 @@
+"""`meshplane serve`: the ADS server, the status endpoint and the file watcher in one process."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Sequence
+
+import grpc
+
+from mesh_model.bootstrap import split_host_port
+
+from . import ads
+from .cache import SnapshotCache
+from .control import ControlPlane
+from .http_status import start_http
+from .status import StatusRegistry
+from .watch import watch
+
+log = logging.getLogger("meshplane.serve")
+
+# Envoy holds its ADS stream open for hours: keepalive finds dead peers, and a generous
+# message size fits large route tables (500 routes x 10 targets is well under 16 MiB).
+GRPC_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+async def serve(paths: Sequence[str], xds: str, http: str | None, *, ready_message: bool = True) -> None:
+    cache = SnapshotCache()
+    control = ControlPlane(paths, cache)
+    registry = StatusRegistry()
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, control.resolve, registry))
+    host, port = split_host_port(xds, "--xds")
+    bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    await server.start()
+    http_server = None
+    http_desc = "off"
+    if http:
+        http_host, http_port = split_host_port(http, "--http")
+        http_server = await start_http(http_host, http_port, registry, control.status)
+        http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
+    watcher = asyncio.create_task(watch(control.paths, control.reload))
+    if ready_message:
+        log.info("serving xDS on %s:%d, HTTP status on %s, model %s", host, bound, http_desc, ", ".join(control.paths))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: closing streams (Envoys keep their config and reconnect elsewhere)")
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    if http_server is not None:
+        http_server.close()
+        await http_server.wait_closed()
+    # Envoy never ends its ADS stream, so a graceful stop would always wait the full grace.
+    await server.stop(grace=0.5)
+    log.info("stopped")

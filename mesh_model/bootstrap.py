@@ -127,4 +127,6 @@ def static_bootstrap(node: NodeRef, resources: NodeResources, *, admin: str = "1
 
 
 def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
+    # Sorted keys: map fields (e.g. a JSON log format) come back from protobuf in hash order,
+    # which differs between processes; sorted output is byte-stable for golden files and diffs.
+    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=120)

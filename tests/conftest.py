@@ -95,3 +95,19 @@ def addresses() -> AddressAllocator:
     global _addr_b
     _addr_b = (_addr_b + 1) % 256
     return AddressAllocator(_ADDR_A, _addr_b)
+
+
+@pytest.fixture(scope="module")
+def module_addresses() -> AddressAllocator:
+    """Like ``addresses`` but shared by a module whose tests share one running mesh."""
+    global _addr_b
+    _addr_b = (_addr_b + 1) % 256
+    return AddressAllocator(_ADDR_A, _addr_b)
+
+
+@pytest.fixture(scope="module")
+def module_procs(tmp_path_factory):
+    """A ProcessGroup living as long as a test module (one mesh shared by its tests)."""
+    log_dir = tmp_path_factory.mktemp("logs")
+    with ProcessGroup(log_dir=log_dir) as group:
+        yield group

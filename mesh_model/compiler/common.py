@@ -37,7 +37,41 @@ EGRESS_CONNECT_TIMEOUT = "1s"
 
 def to_proto(data: Mapping[str, Any], message_type: type[M]) -> M:
     """Build a proto from its JSON form; unknown fields are a programming error, not ignored."""
-    return json_format.ParseDict(data, message_type(), ignore_unknown_fields=False)
+    message = json_format.ParseDict(data, message_type(), ignore_unknown_fields=False)
+    _repack_any_deterministically(message)
+    return message
+
+
+def _repack_any_deterministically(message: Message) -> None:
+    """Re-serialize every nested ``Any`` with deterministic map ordering.
+
+    ``SerializeToString(deterministic=True)`` on the outer resource does not reach into the
+    bytes already inside an ``Any`` (an HCM inside a listener, a JSON log format map inside
+    the HCM), and map order there is otherwise unspecified. Versions are content hashes, so
+    those bytes must be canonical too.
+    """
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            if field.message_type.fields_by_name["value"].message_type is not None:
+                for item in value.values():
+                    _repack_any_deterministically(item)
+            continue
+        for item in value if field.is_repeated else (value,):
+            if item.DESCRIPTOR.full_name == "google.protobuf.Any":
+                _repack_one(item)
+            else:
+                _repack_any_deterministically(item)
+
+
+def _repack_one(packed: Message) -> None:
+    from google.protobuf import symbol_database
+
+    inner = symbol_database.Default().GetSymbol(packed.TypeName())()
+    packed.Unpack(inner)
+    _repack_any_deterministically(inner)
+    packed.Pack(inner, deterministic=True)
 
 
 def millis(ms: int) -> str:

@@ -154,9 +154,29 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if status != 200:
             payload["injected_failure"] = status
+        call = getattr(self.server, "call", None)
+        if call is not None and status == 200:
+            status, payload["upstream"] = _call_upstream(call, self.path)
         self._send(status, payload, head=self.command == "HEAD")
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+def _call_upstream(call: tuple[str, str | None], path: str) -> tuple[int, dict]:
+    """A "front" app calls its backend through its sidecar, as a real app would.
+
+    ``call`` is (base URL to connect to, Host header): in the explicit data path the app
+    connects to its sidecar's egress address and names the virtual service in Host, which is
+    what resolving the service name to the egress address (a hosts entry) amounts to.
+    """
+    from .traffic import http_get
+
+    base, host = call
+    try:
+        response = http_get(base.rstrip("/") + path, host_header=host, timeout=20)
+    except OSError as exc:
+        return 502, {"error": f"{type(exc).__name__}: {exc}"}
+    return response.status, {"status": response.status, "app": response.headers.get("x-app")}
 
 
 class _Server(ThreadingHTTPServer):
@@ -176,8 +196,12 @@ class _Server(ThreadingHTTPServer):
 class AppServer:
     """A threaded HTTP/1.1 app served from a background thread of this process."""
 
-    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False):
+    def __init__(
+        self, name: str, host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False,
+        call: tuple[str, str | None] | None = None,
+    ):
         self.name = name
+        self.call = call
         self.host = host
         self._requested_port = port
         self.access_log = access_log
@@ -194,6 +218,7 @@ class AppServer:
         srv.app_name = self.name
         srv.behaviour = self.behaviour
         srv.access_log = self.access_log
+        srv.call = self.call
         self._server = srv
         self._port = srv.server_address[1]
         self._thread = threading.Thread(
@@ -259,9 +284,9 @@ class AppServer:
         return f"<AppServer {self.name} {where}>"
 
 
-def start_app(name: str, host: str = "127.0.0.1", port: int = 0) -> AppServer:
+def start_app(name: str, host: str = "127.0.0.1", port: int = 0, *, call: tuple[str, str | None] | None = None) -> AppServer:
     """Start an in-process app (port 0 = pick a free one) and return it."""
-    return AppServer(name, host, port).start()
+    return AppServer(name, host, port, call=call).start()
 
 
 class AppProcess:
@@ -339,13 +364,14 @@ def start_app_process(
     env: dict | None = None,
     log_dir: Path | None = None,
     wait: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> AppProcess:
     """Start an app as a subprocess in ``group`` (so it is always killed)."""
     import os
 
     port = port or free_port(host)
     argv = [python or sys.executable, "-m", "xds_server.harness.apps",
-            "--name", name, "--host", host, "--port", str(port)]
+            "--name", name, "--host", host, "--port", str(port), *extra_args]
     if env is None:
         env = dict(os.environ)
         # make sure the child can import this very package
@@ -368,13 +394,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--quiet", action="store_true", help="no access log")
+    ap.add_argument("--call", metavar="URL", help="on each request, call this backend URL (+ the request path) and report its answer")
+    ap.add_argument("--call-host", metavar="HOST", help="Host header for --call (the virtual service name)")
     args = ap.parse_args(argv)
 
     def _term(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
-    app = AppServer(args.name, args.host, args.port, access_log=not args.quiet)
+    call = (args.call, args.call_host) if args.call else None
+    app = AppServer(args.name, args.host, args.port, access_log=not args.quiet, call=call)
     app.start()
     print(f"meshplane-app {args.name} listening on http://{args.host}:{app.port}", flush=True)
     try:

@@ -1,0 +1,386 @@
+"""State-of-the-World ADS: per-stream, per-type protocol state and the grpc.aio servicer.
+
+Two layers, on purpose:
+
+* ``TypeState`` / ``StreamState`` / ``plan_response`` — a pure state machine. ``on_request``
+  folds a DiscoveryRequest into the per-type state (subscription, ACK, NACK, stale nonce);
+  ``plan_response`` answers "what should this client get now for this type?" from that state
+  and a Snapshot. No gRPC, no I/O: unit-testable, and reusable by Delta xDS, bounded queues
+  and metrics later.
+* ``AggregatedDiscoveryServicer`` — per stream one reader task (requests -> state) and the
+  handler coroutine as the sender (state + snapshot -> responses in PUSH_ORDER). Both wake
+  on one ``asyncio.Event`` that the cache also sets on a snapshot change. Nothing global is
+  held while awaiting a write, so a slow Envoy only slows its own stream.
+
+The protocol rules come from shared/reference/xds-control-planes.md §1 (A-E, H).
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Union
+
+import grpc
+from envoy.config.core.v3 import base_pb2 as core_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2
+
+from .cache import SnapshotCache
+from .snapshot import FULL_STATE_TYPES, PUSH_ORDER, TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE
+from .snapshot import Snapshot, TypeSnapshot, short_type
+from .status import StatusRegistry, StreamStatus
+
+LOG = logging.getLogger("meshplane.xds.ads")
+
+# After a CDS (LDS) response Envoy re-creates clusters (listeners) that wait for a fresh
+# EDS (RDS) answer, and it asks with the *same* version/nonce — which looks like an ACK
+# (§1 D22/D23). Istio's AlwaysRespond: the next request of the dependent type is answered.
+WARMING_DEPENDENTS = {TYPE_CLUSTER: TYPE_ENDPOINT, TYPE_LISTENER: TYPE_ROUTE}
+
+
+class NodeRejected(Exception):
+    """Raised by a resolver: close the stream with this status (e.g. NOT_FOUND)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# node -> snapshot key; makes sure the cache holds a snapshot for it. May be async.
+Resolver = Callable[[core_pb2.Node], Union[str, Awaitable[str]]]
+
+
+class StreamError(Exception):
+    """A protocol violation that ends the stream with ``code``."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------
+# Pure per-stream state machine
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class TypeState:
+    """What one stream asked for and was sent, for one type URL."""
+
+    type_url: str
+    requested: bool = False          # a request of this type was seen; never push otherwise
+    ever_named: bool = False         # legacy wildcard only until the first name (or "*")
+    wildcard: bool = False
+    names: frozenset[str] = frozenset()
+    force: bool = False              # answer at the next opportunity even if nothing changed
+    always_respond: bool = False     # answer the next non-stale request (warming dependency)
+    sent_version: str | None = None
+    sent_nonce: str | None = None
+    sent: dict[str, str] = field(default_factory=dict)  # name -> resource version last sent
+    acked_version: str | None = None
+    parked_version: str | None = None  # NACKed snapshot version: stay silent while it is current
+    nack_error: str | None = None
+
+    @property
+    def subscribed(self) -> bool:
+        return self.wildcard or bool(self.names)
+
+    def wants(self, name: str) -> bool:
+        return self.wildcard or name in self.names
+
+    def update_subscription(self, resource_names) -> None:
+        """Apply a request's ``resource_names`` (§1 C15/C16: legacy wildcard, unsubscribe)."""
+        requested = set(resource_names)
+        if not requested and not self.ever_named:
+            wildcard, names = True, frozenset()      # legacy wildcard
+        else:
+            self.ever_named = True
+            wildcard = "*" in requested
+            names = frozenset(requested - {"*"})
+        if not self.wildcard and (wildcard or names - self.names):
+            self.force = True                        # newly requested names are sent (#16)
+        self.wildcard, self.names = wildcard, names
+        # forget what was sent for names no longer wanted, so a re-subscribe resends them
+        self.sent = {n: v for n, v in self.sent.items() if self.wants(n)}
+
+
+class RequestKind:
+    INITIAL = "initial"
+    ACK = "ack"
+    NACK = "nack"
+    REQUEST = "request"  # non-stale, but not acking the last response (e.g. after a NACK)
+    STALE = "stale"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One response to send: the chosen resources of one type at one snapshot version."""
+
+    type_url: str
+    version: str
+    resources: tuple[any_pb2.Any, ...]
+    sent: dict[str, str]  # name -> resource version
+
+
+def plan_response(ts: TypeState, tsnap: TypeSnapshot) -> Plan | None:
+    """Decide whether (and what) this client gets now for one type. Pure.
+
+    Rules: never for an unrequested or fully unsubscribed type (§1 B10); silent while the
+    NACKed version is still current (B8); CDS/LDS carry every wanted resource, EDS/RDS/SDS
+    the requested names that exist (D19-D21); send when forced (initial, new names,
+    warming dependency) or when a wanted resource changed, appeared, or (full-state types
+    only) disappeared.
+    """
+    if not ts.requested or not ts.subscribed:
+        return None
+    if ts.parked_version is not None and ts.parked_version == tsnap.version:
+        return None
+    if ts.wildcard:
+        names = list(tsnap.resources)
+    else:
+        names = sorted(n for n in ts.names if n in tsnap.resources)
+    rv = tsnap.resource_versions
+    changed = ts.force or any(ts.sent.get(n) != rv[n] for n in names)
+    if not changed and ts.type_url in FULL_STATE_TYPES:
+        changed = any(n not in tsnap.resources for n in ts.sent if ts.wants(n))
+    if not changed:
+        return None
+    return Plan(
+        type_url=ts.type_url,
+        version=tsnap.version,
+        resources=tuple(tsnap.resources[n] for n in names),
+        sent={n: rv[n] for n in names},
+    )
+
+
+class StreamState:
+    """All per-type state of one ADS stream, plus its nonce source."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, TypeState] = {}
+        self._nonce_prefix = secrets.token_hex(4)  # nonces never repeat across streams either
+        self._nonces = itertools.count(1)
+
+    def type(self, type_url: str) -> TypeState:
+        ts = self.types.get(type_url)
+        if ts is None:
+            ts = self.types[type_url] = TypeState(type_url)
+        return ts
+
+    def on_request(self, req: discovery_pb2.DiscoveryRequest) -> str:
+        """Fold one request into the state; returns its RequestKind."""
+        if not req.type_url:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, "type_url is required for ADS")
+        ts = self.type(req.type_url)
+        nonce = req.response_nonce
+        # A nonce only means something if we sent one for this type on this stream; otherwise
+        # (e.g. a nonce from a previous connection) the request is an initial one (§1 H41).
+        if nonce and ts.sent_nonce is not None and nonce != ts.sent_nonce:
+            return RequestKind.STALE                  # §1 B9: superseded, drop entirely
+        ts.requested = True
+        ts.update_subscription(req.resource_names)
+        if req.HasField("error_detail"):
+            ts.parked_version = ts.sent_version       # never resend what was rejected (§1 B8)
+            ts.nack_error = req.error_detail.message
+            ts.always_respond = False
+            return RequestKind.NACK
+        if not nonce or ts.sent_nonce is None:
+            ts.force = True                           # INIT / reconnect: always answered
+            return RequestKind.INITIAL
+        if ts.always_respond:
+            ts.force, ts.always_respond = True, False
+        if req.version_info != ts.sent_version:
+            # still on an older version (a follow-up after a NACK): not an ACK, stay parked
+            return RequestKind.REQUEST
+        ts.acked_version = req.version_info
+        ts.parked_version = None
+        ts.nack_error = None
+        return RequestKind.ACK
+
+    def order(self) -> list[str]:
+        """Requested types in make-before-break order; unknown types after, sorted."""
+        known = [t for t in PUSH_ORDER if t in self.types and self.types[t].requested]
+        extra = sorted(t for t, s in self.types.items() if s.requested and t not in PUSH_ORDER)
+        return known + extra
+
+    def commit(self, plan: Plan) -> discovery_pb2.DiscoveryResponse:
+        """Record ``plan`` as sent (before the write, so replies to it are never 'stale')."""
+        ts = self.types[plan.type_url]
+        nonce = f"{self._nonce_prefix}-{next(self._nonces)}"
+        ts.sent_version, ts.sent_nonce, ts.sent = plan.version, nonce, dict(plan.sent)
+        ts.force = False
+        ts.always_respond = False  # this response already reaches whatever is warming
+        dependent = WARMING_DEPENDENTS.get(plan.type_url)
+        if dependent is not None:
+            self.type(dependent).always_respond = True
+        return discovery_pb2.DiscoveryResponse(
+            version_info=plan.version,
+            resources=list(plan.resources),
+            type_url=plan.type_url,
+            nonce=nonce,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# grpc.aio servicer
+# ---------------------------------------------------------------------------------------
+
+def _envoy_version(node: core_pb2.Node) -> str:
+    if node.HasField("user_agent_build_version"):
+        v = node.user_agent_build_version.version
+        return f"{node.user_agent_name} {v.major_number}.{v.minor_number}.{v.patch}"
+    return f"{node.user_agent_name} {node.user_agent_version}".strip() or "unknown"
+
+
+class _Stream:
+    """Runtime glue for one stream: state, wake-up event, reader outcome."""
+
+    def __init__(self) -> None:
+        self.state = StreamState()
+        self.wake = asyncio.Event()
+        self.ended = False                 # client half-closed or went away
+        self.error: StreamError | None = None
+
+
+class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        resolver: Resolver,
+        status: StatusRegistry,
+        *,
+        log: logging.Logger = LOG,
+    ) -> None:
+        self.cache = cache
+        self.resolver = resolver
+        self.status = status
+        self.log = log
+
+    async def StreamAggregatedResources(self, request_iterator, context):
+        peer = context.peer()
+        try:
+            first = await request_iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        if not first.HasField("node") or not first.node.id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "node with an id is required on the first request")
+        if not first.type_url:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "type_url is required for ADS")
+        node = first.node
+        try:
+            key = self.resolver(node)
+            if inspect.isawaitable(key):
+                key = await key
+        except NodeRejected as e:
+            self.log.warning("ADS stream rejected node=%s peer=%s: %s %s", node.id, peer, e.code.name, e.message)
+            await context.abort(e.code, e.message)
+        except Exception:
+            self.log.exception("ADS resolver failed for node=%s peer=%s", node.id, peer)
+            await context.abort(grpc.StatusCode.INTERNAL, "could not resolve configuration for this node")
+        if self.cache.get(key) is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"no configuration for node {node.id!r}")
+
+        stream = _Stream()
+        st = self.status.open_stream(node.id, key, peer)
+        self.cache.add_listener(key, stream.wake)
+        started = time.monotonic()
+        self.log.info(
+            "ADS stream open node=%s key=%s peer=%s envoy=%s",
+            node.id, key, peer, _envoy_version(node),
+        )
+        reader = asyncio.create_task(self._read(stream, st, node.id, first, request_iterator))
+        reason = "client closed"
+        try:
+            await self._send_loop(stream, st, key, context)
+            if stream.error is not None:
+                reason = f"{stream.error.code.name}: {stream.error.message}"
+                await context.abort(stream.error.code, stream.error.message)
+        except asyncio.CancelledError:
+            reason = "cancelled"
+            raise
+        except Exception as e:
+            if stream.error is None:
+                reason = f"error: {e!r}"
+            raise
+        finally:
+            reader.cancel()
+            self.cache.remove_listener(key, stream.wake)
+            self.status.close_stream(st)
+            self.log.info(
+                "ADS stream closed node=%s peer=%s after %.1fs: %s",
+                node.id, peer, time.monotonic() - started, reason,
+            )
+
+    async def DeltaAggregatedResources(self, request_iterator, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "delta xDS is not implemented yet; use SotW ADS")
+
+    async def _read(self, stream: _Stream, st: StreamStatus, node_id: str, first, request_iterator) -> None:
+        """Reader task: fold requests into state, wake the sender. Never writes."""
+        try:
+            self._handle(stream, st, node_id, first)
+            async for req in request_iterator:
+                self._handle(stream, st, node_id, req)
+        except StreamError as e:
+            stream.error = e
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # transport errors: the client is gone
+            self.log.debug("ADS read ended node=%s: %r", node_id, e)
+        finally:
+            stream.ended = True
+            stream.wake.set()
+
+    def _handle(self, stream: _Stream, st: StreamStatus, node_id: str, req) -> None:
+        kind = stream.state.on_request(req)
+        ts = stream.state.types[req.type_url]
+        t = short_type(req.type_url)
+        if kind == RequestKind.STALE:
+            self.log.debug("ADS %s %s stale nonce %s ignored", node_id, t, req.response_nonce)
+            return
+        if kind == RequestKind.NACK:
+            st.on_nack(req.type_url, ts.sent_version, req.error_detail.message)
+            self.log.warning(
+                "ADS NACK node=%s type=%s rejected version=%s (keeps %s): %s",
+                node_id, t, ts.sent_version, req.version_info or "none", req.error_detail.message,
+            )
+            return
+        if kind == RequestKind.ACK:
+            st.on_ack(req.type_url, req.version_info)
+        stream.wake.set()
+
+    async def _send_loop(self, stream: _Stream, st: StreamStatus, key: str, context) -> None:
+        """Sender: on each wake, push every type that needs it, in PUSH_ORDER."""
+        while True:
+            await stream.wake.wait()
+            stream.wake.clear()
+            if stream.ended:
+                return
+            snapshot = self.cache.get(key)
+            if snapshot is None:
+                stream.error = StreamError(grpc.StatusCode.UNAVAILABLE, "configuration for this node was removed")
+                return
+            # one snapshot per pass keeps CDS/EDS/LDS/RDS of a push consistent; re-plan each
+            # type just before its write so requests read meanwhile are taken into account
+            for type_url in stream.state.order():
+                plan = plan_response(stream.state.types[type_url], snapshot.get(type_url))
+                if plan is None:
+                    continue
+                resp = stream.state.commit(plan)
+                st.on_sent(type_url, plan.version)
+                self.log.debug(
+                    "ADS push node=%s type=%s version=%s nonce=%s resources=%d",
+                    st.node_id, short_type(type_url), plan.version, resp.nonce, len(plan.resources),
+                )
+                await context.write(resp)
+                if stream.ended:
+                    return
+
+
+def add_to_server(server: grpc.aio.Server, servicer: AggregatedDiscoveryServicer) -> None:
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(servicer, server)

@@ -261,6 +261,13 @@ class RouteAction(SpecModel):
 
     weightedTargets: _items(WeightedTarget, 1, 10)
 
+    @model_validator(mode="after")
+    def _some_weight(self) -> "RouteAction":
+        """Weights are relative; all zero would leave Envoy nothing to pick (it rejects the route)."""
+        if sum(t.weight for t in self.weightedTargets) == 0:
+            _fail([(("weightedTargets",), "at least one target must have a weight above 0")])
+        return self
+
 
 class HttpRetryPolicy(SpecModel):
     httpRetryEvents: _items(HttpRetryEvent, 1, 25) | None = None

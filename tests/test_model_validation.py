@@ -54,6 +54,13 @@ def test_out_of_range_has_exact_message():
     ]
 
 
+def test_all_zero_weights_rejected():
+    text = MESH.replace("weight: 90", "weight: 0").replace("weight: 10", "weight: 0")
+    assert errors(("mesh.yaml", text), ("nodes.yaml", NODES), base=False) == [
+        "mesh.yaml: Route shop/catalog-router/main: spec.httpRoute.action.weightedTargets: at least one target must have a weight above 0"
+    ]
+
+
 def test_issue_fields():
     with pytest.raises(ModelError) as err:
         load_texts([("mesh.yaml", MESH.replace("weight: 90", "weight: -1")), ("nodes.yaml", NODES)])

@@ -101,6 +101,9 @@ class _Behaviour:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive (Envoy pools upstream connections)
+    # Headers and body go out in separate writes; with Nagle on, a kept-alive connection
+    # waits for the peer's delayed ACK (~40 ms) before the body. Real servers set NODELAY too.
+    disable_nagle_algorithm = True
     server_version = "meshplane-app"
     sys_version = ""
 

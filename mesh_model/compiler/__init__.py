@@ -18,12 +18,13 @@ from .endpoints import load_assignment, needs_eds
 from .listeners import egress_listeners, ingress_listeners
 from .placement import Placement
 from .plan import plan_node
-from .routes import egress_route_config, ingress_route_config
+from .cache import CompileCache
 from .passthrough import allow_all_cluster, allow_all_virtual_host
+from .routes import egress_route_config, ingress_route_config, virtual_host
 
 NodeResources = Mapping[str, Mapping[str, Message]]
 
-__all__ = ["CompileError", "NodeResources", "Placement", "compile_node", "type_urls", "names"]
+__all__ = ["CompileCache", "CompileError", "NodeResources", "Placement", "compile_node", "type_urls", "names"]
 
 
 class CompileError(Exception):
@@ -34,8 +35,17 @@ def _sorted(items: dict[str, Message]) -> dict[str, Message]:
     return {name: items[name] for name in sorted(items)}
 
 
-def compile_node(model: resources.MeshModel, node: NodeRef, placement: Placement = Placement()) -> NodeResources:
-    """Every resource one Envoy instance of ``node`` needs: type URL -> name -> proto."""
+def compile_node(
+    model: resources.MeshModel, node: NodeRef, placement: Placement = Placement(), cache: CompileCache | None = None
+) -> NodeResources:
+    """Every resource one Envoy instance of ``node`` needs: type URL -> name -> proto.
+
+    Pass the same ``cache`` when compiling many nodes of one model: pieces that do not depend
+    on the caller (egress clusters, endpoints, backend virtual hosts) are then built once.
+    """
+    if cache is None:
+        cache = CompileCache(model)
+    cache.check(model)
     mesh = model.meshes.get(node.mesh)
     if mesh is None:
         raise CompileError(f"mesh {node.mesh!r} is not defined")
@@ -57,9 +67,13 @@ def compile_node(model: resources.MeshModel, node: NodeRef, placement: Placement
             routes[route.name] = route
 
     for target in plan.targets:
-        clusters[target.cluster_name] = egress_cluster(mesh, target)
+        clusters[target.cluster_name] = cache.get(("cluster", target), lambda: egress_cluster(mesh, target))
         if needs_eds(mesh, target):
-            endpoints[target.cluster_name] = load_assignment(model, mesh, target)
+            endpoints[target.cluster_name] = cache.get(("endpoints", target), lambda: load_assignment(model, mesh, target))
+
+    def shared_virtual_host(name: str, domains: tuple[str, ...], service_port) -> Message:
+        key = ("vhost", mesh.name, service_port.service, service_port.port, name, domains)
+        return cache.get(key, lambda: virtual_host(name, domains, service_port))
 
     http_backends = [sp for sp in plan.backends if sp.protocol != "tcp"]
     extra_vhosts = []
@@ -67,14 +81,25 @@ def compile_node(model: resources.MeshModel, node: NodeRef, placement: Placement
         passthrough = allow_all_cluster(mesh.name)
         clusters[passthrough.name] = passthrough
         extra_vhosts.append(allow_all_virtual_host(mesh.name))
-    main = egress_route_config(names.egress_route_config(placement.egress_port), http_backends, by_port=False, extra_virtual_hosts=extra_vhosts)
+    main = egress_route_config(
+        names.egress_route_config(placement.egress_port),
+        http_backends,
+        by_port=False,
+        extra_virtual_hosts=extra_vhosts,
+        build_virtual_host=shared_virtual_host,
+    )
     routes[main.name] = main
     http_ports = sorted({sp.port for sp in http_backends})
     if placement.explicit:
         for port in http_ports:
             if port == placement.egress_port:
                 continue
-            config = egress_route_config(names.egress_route_config(port), [sp for sp in http_backends if sp.port == port], by_port=True)
+            config = egress_route_config(
+                names.egress_route_config(port),
+                [sp for sp in http_backends if sp.port == port],
+                by_port=True,
+                build_virtual_host=shared_virtual_host,
+            )
             routes[config.name] = config
 
     listeners = {l.name: l for l in ingress_listeners(mesh, plan.node, placement) + egress_listeners(plan.node, placement, http_ports)}

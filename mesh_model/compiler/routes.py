@@ -7,9 +7,9 @@ listener's timeouts.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from . import names
 from .common import DEFAULT_IDLE_MS, DEFAULT_PER_REQUEST_MS, duration, millis, to_proto, typed
@@ -173,13 +173,21 @@ def egress_route(route: RoutePlan) -> dict[str, Any] | None:
     return {"name": route.name, "match": match, "route": _route_action(route)}
 
 
-def _virtual_host(name: str, domains: list[str], service_port: ServicePort) -> dict[str, Any]:
+def virtual_host(name: str, domains: tuple[str, ...], service_port: ServicePort) -> route_components_pb2.VirtualHost:
     routes = [r for r in (egress_route(route) for route in service_port.routes) if r is not None]
-    return {"name": name, "domains": domains, "routes": routes}
+    return to_proto({"name": name, "domains": list(domains), "routes": routes}, route_components_pb2.VirtualHost)
+
+
+VirtualHostBuilder = Callable[[str, tuple[str, ...], ServicePort], route_components_pb2.VirtualHost]
 
 
 def egress_route_config(
-    name: str, service_ports: Iterable[ServicePort], *, by_port: bool, extra_virtual_hosts: Iterable[dict] = ()
+    name: str,
+    service_ports: Iterable[ServicePort],
+    *,
+    by_port: bool,
+    extra_virtual_hosts: Iterable[dict] = (),
+    build_virtual_host: VirtualHostBuilder = virtual_host,
 ) -> route_pb2.RouteConfiguration:
     """Virtual hosts for the HTTP backends of a node.
 
@@ -187,8 +195,10 @@ def egress_route_config(
     once with domains ``[name, name:port]``. Otherwise (the 15001 listener, which sees every
     port) a service with several ports gets one virtual host per port and its bare name goes
     to the lowest port only, because Envoy rejects a domain that appears twice.
+    ``build_virtual_host`` lets the caller share one built virtual host between the many
+    nodes that call the same service (see ``cache.CompileCache``).
     """
-    vhosts = []
+    config = route_pb2.RouteConfiguration(name=name)
     seen_bare: set[str] = set()
     for sp in service_ports:
         if sp.protocol not in ("http", "http2", "grpc"):
@@ -198,9 +208,10 @@ def egress_route_config(
             domains.insert(0, sp.service)
             seen_bare.add(sp.service)
         vhost_name = sp.service if by_port else f"{sp.service}_{sp.port}"
-        vhosts.append(_virtual_host(vhost_name, domains, sp))
-    vhosts.extend(extra_virtual_hosts)
-    return to_proto({"name": name, "virtualHosts": vhosts}, route_pb2.RouteConfiguration)
+        config.virtual_hosts.append(build_virtual_host(vhost_name, tuple(domains), sp))
+    for extra in extra_virtual_hosts:
+        config.virtual_hosts.append(to_proto(extra, route_components_pb2.VirtualHost))
+    return config
 
 
 def ingress_route_config(plan: NodePlan, listener) -> route_pb2.RouteConfiguration:

@@ -1,0 +1,86 @@
+"""Which model resources a node's compiled config depends on.
+
+A change to the model recompiles only the nodes whose dependency set it touches
+(DESIGN.md step 3; Istio's ``ProxyNeedsPush``). Keys are tuples naming resources:
+``("Mesh", mesh)``, ``("VirtualNode", mesh, name)``, ``("VirtualService", mesh, name)``,
+``("VirtualRouter", mesh, name)``, ``("Routes", mesh, router)`` (any route of the router,
+including added or removed ones), ``("CloudMapService", namespace, service)``.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .. import resources
+
+Key = tuple
+
+
+def resource_key(resource: resources.Resource) -> Key:
+    """The dependency key a changed resource invalidates."""
+    if resource.kind == "Mesh":
+        return ("Mesh", resource.name)
+    if resource.kind == "Route":
+        return ("Routes", resource.mesh, resource.virtualRouter)
+    if resource.kind == "CloudMapService":
+        return ("CloudMapService", resource.namespaceName, resource.name)
+    return (resource.kind, resource.mesh, resource.name)
+
+
+def _all_resources(model: resources.MeshModel) -> Iterable[resources.Resource]:
+    for mesh in model.meshes.values():
+        yield mesh.resource
+        yield from mesh.virtual_services.values()
+        yield from mesh.virtual_routers.values()
+        for routes in mesh.routes.values():
+            yield from routes.values()
+        yield from mesh.virtual_nodes.values()
+    yield from model.cloud_map.values()
+
+
+def _identity(resource: resources.Resource) -> tuple:
+    return (resource.kind, resource.mesh, resource.virtualRouter, resource.namespaceName, resource.name)
+
+
+def changed_keys(old: resources.MeshModel, new: resources.MeshModel) -> set[Key]:
+    """Dependency keys of every resource added, removed or modified between two models."""
+    before = {_identity(r): r for r in _all_resources(old)}
+    after = {_identity(r): r for r in _all_resources(new)}
+    changed: set[Key] = set()
+    for ident in before.keys() | after.keys():
+        a, b = before.get(ident), after.get(ident)
+        if a is None or b is None or a.spec != b.spec:
+            changed.add(resource_key(a or b))
+    return changed
+
+
+def node_dependencies(model: resources.MeshModel, mesh_name: str, node_name: str) -> frozenset[Key]:
+    """Everything ``compile_node`` reads for this node (a superset is fine, a subset is a bug)."""
+    deps: set[Key] = {("Mesh", mesh_name), ("VirtualNode", mesh_name, node_name)}
+    mesh = model.meshes.get(mesh_name)
+    node = mesh.virtual_nodes.get(node_name) if mesh else None
+    if node is None:
+        return frozenset(deps)
+    for backend in node.spec.backends or ():
+        if backend.virtualService is None:
+            continue
+        service_name = backend.virtualService.virtualServiceName
+        deps.add(("VirtualService", mesh_name, service_name))
+        service = mesh.virtual_services.get(service_name)
+        provider = service.spec.provider if service is not None else None
+        targets: set[str] = set()
+        if provider is not None and provider.virtualRouter is not None:
+            router = provider.virtualRouter.virtualRouterName
+            deps.add(("VirtualRouter", mesh_name, router))
+            deps.add(("Routes", mesh_name, router))
+            for route in mesh.routes.get(router, {}).values():
+                body = route.spec.httpRoute or route.spec.http2Route or route.spec.grpcRoute or route.spec.tcpRoute
+                targets.update(t.virtualNode for t in body.action.weightedTargets)
+        elif provider is not None and provider.virtualNode is not None:
+            targets.add(provider.virtualNode.virtualNodeName)
+        for target in targets:
+            deps.add(("VirtualNode", mesh_name, target))
+            target_node = mesh.virtual_nodes.get(target)
+            sd = target_node.spec.serviceDiscovery if target_node is not None else None
+            if sd is not None and sd.awsCloudMap is not None:
+                deps.add(("CloudMapService", sd.awsCloudMap.namespaceName, sd.awsCloudMap.serviceName))
+    return frozenset(deps)

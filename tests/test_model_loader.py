@@ -216,7 +216,7 @@ def test_all_route_types_and_unions_parse():
         }
     })
     assert spec.grpcRoute.match.metadata[0].match.range.end == 5
-    tcp = RouteSpec.model_validate({"tcpRoute": {"action": {"weightedTargets": [{"virtualNode": "n", "weight": 0}]}}})
+    tcp = RouteSpec.model_validate({"tcpRoute": {"action": {"weightedTargets": [{"virtualNode": "n", "weight": 1}]}}})
     assert tcp.route_type == "tcpRoute" and tcp.tcpRoute.match is None
     assert Duration(unit="s", value=2).to_millis() == 2000
     assert CloudMapInstance(attributes={"AWS_INSTANCE_IPV4": "1.2.3.4"}).port is None

@@ -15,6 +15,7 @@ import yaml
 from google.protobuf import json_format
 
 from .compiler import NodeResources, Placement, type_urls
+from .compiler.tls import static_sds
 from .node_id import NodeRef
 
 _ENV = jinja2.Environment(
@@ -119,11 +120,14 @@ def static_bootstrap(node: NodeRef, resources: NodeResources, *, admin: str = "1
             data["load_assignment"] = endpoints.get(data["name"], {"cluster_name": data["name"]})
         clusters.append(data)
     listeners = [_inline_routes(to_dict(l), routes) for l in resources[type_urls.LISTENER].values()]
-    return {
+    secrets = {name: to_dict(secret) for name, secret in resources.get(type_urls.SECRET, {}).items()}
+    bootstrap = {
         "node": {"id": node.node_id, "cluster": node.node_id},
         "admin": {"address": {"socket_address": {"address": admin_host, "port_value": admin_port}}},
         "static_resources": {"listeners": listeners, "clusters": clusters},
     }
+    # SDS-over-ADS references crash Envoy inside static resources (envoyproxy/envoy#15517).
+    return static_sds(bootstrap, secrets)
 
 
 def dump_yaml(data: Any) -> str:

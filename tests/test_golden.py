@@ -61,8 +61,9 @@ def test_golden_resources(case_dir, node, placement):
 
 
 @pytest.mark.parametrize("case_dir,node,placement", list(_cases()))
-def test_golden_output_passes_envoy_validate(case_dir, node, placement, tmp_path):
+def test_golden_output_passes_envoy_validate(case_dir, node, placement, tmp_path, monkeypatch):
     """The checked-in golden file itself (not a fresh compile) must be a config Envoy accepts."""
+    monkeypatch.chdir(GOLDEN.parent.parent)  # certificate paths in golden models are relative to the repo root
     document = yaml.safe_load(_expected_path(case_dir, node, placement).read_text())
     from google.protobuf import json_format
     from mesh_model.compiler import type_urls

@@ -20,6 +20,7 @@ from .placement import Placement
 from .plan import plan_node
 from .cache import CompileCache
 from .passthrough import allow_all_cluster, allow_all_virtual_host
+from .tls import client_policy_for
 from .routes import egress_route_config, ingress_route_config, virtual_host
 
 NodeResources = Mapping[str, Mapping[str, Message]]
@@ -67,7 +68,8 @@ def compile_node(
             routes[route.name] = route
 
     for target in plan.targets:
-        clusters[target.cluster_name] = cache.get(("cluster", target), lambda: egress_cluster(mesh, target))
+        client_tls = client_policy_for(plan, target)  # the caller's own policy shapes its copy of the cluster
+        clusters[target.cluster_name] = cache.get(("cluster", target, client_tls), lambda: egress_cluster(mesh, target, client_tls=client_tls))
         if needs_eds(mesh, target):
             endpoints[target.cluster_name] = cache.get(("endpoints", target), lambda: load_assignment(model, mesh, target))
 

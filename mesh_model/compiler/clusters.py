@@ -14,6 +14,7 @@ from .. import resources
 from . import names
 from .common import EGRESS_CONNECT_TIMEOUT, MAX_INT32, ads_config_source, default_thresholds, millis, socket_address, to_proto, typed
 from .plan import Target
+from .tls import upstream_transport_socket
 
 DNS_LOOKUP_FAMILY = {
     None: "AUTO",  # App Mesh default: prefer IPv6, fall back to IPv4
@@ -81,8 +82,14 @@ def _listener_of(node: resources.Resource, port: int):
     raise KeyError(port)
 
 
-def egress_cluster(mesh: resources.Mesh, target: Target) -> cluster_pb2.Cluster:
-    """How a client reaches one listener of a target node (its service discovery, checks, ejection)."""
+def egress_cluster(mesh: resources.Mesh, target: Target, *, client_tls=None) -> cluster_pb2.Cluster:
+    """How a client reaches one listener of a target node (its service discovery, checks, ejection, TLS).
+
+    ``client_tls`` is the *calling* node's applicable client policy TLS for this target
+    (``tls.client_policy_for``); the cluster then validates the server and may present a
+    client certificate. Without it the cluster still originates (unvalidated) TLS when the
+    target listener's TLS mode is STRICT or PERMISSIVE, as App Mesh does.
+    """
     node = mesh.virtual_nodes[target.node]
     listener = _listener_of(node, target.port)
     sd = node.spec.serviceDiscovery
@@ -107,6 +114,9 @@ def egress_cluster(mesh: resources.Mesh, target: Target) -> cluster_pb2.Cluster:
     if listener.outlierDetection is not None:
         body["outlierDetection"] = _outlier_detection(listener.outlierDetection)
     body.update(_protocol_options(target.protocol))
+    transport_socket = upstream_transport_socket(node, listener, target.protocol, client_tls)
+    if transport_socket is not None:
+        body["transportSocket"] = transport_socket
     return to_proto(body, cluster_pb2.Cluster)
 
 

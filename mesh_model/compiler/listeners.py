@@ -14,6 +14,7 @@ from .. import resources
 from . import names
 from .common import DEFAULT_IDLE_MS, ads_config_source, duration, socket_address, to_proto, typed
 from .placement import Placement
+from .tls import TLS_INSPECTOR, listener_filter_chains, needs_tls_inspector, tls_inspector_for_ports
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
@@ -79,6 +80,7 @@ ORIGINAL_DST = {"name": "envoy.filters.listener.original_dst", "typedConfig": ty
 
 
 def ingress_listeners(mesh: resources.Mesh, node: resources.Resource, placement: Placement) -> list[listener_pb2.Listener]:
+    """The inbound listener(s); listener TLS (STRICT / PERMISSIVE / DISABLED) shapes the filter chains (``tls.py``)."""
     node_listeners = node.spec.listeners or ()
     if not node_listeners:
         return []
@@ -86,25 +88,30 @@ def ingress_listeners(mesh: resources.Mesh, node: resources.Resource, placement:
         result = []
         for listener in node_listeners:
             port = listener.portMapping.port
-            result.append(
-                {
-                    "name": names.ingress_listener(placement.ingress_address, port),
-                    "address": socket_address(placement.ingress_address, port),
-                    "trafficDirection": "INBOUND",
-                    "filterChains": [{"filters": _ingress_filters(mesh, node, listener)}],
-                }
-            )
+            body: dict[str, Any] = {
+                "name": names.ingress_listener(placement.ingress_address, port),
+                "address": socket_address(placement.ingress_address, port),
+                "trafficDirection": "INBOUND",
+                "filterChains": listener_filter_chains(listener, _ingress_filters(mesh, node, listener)),
+            }
+            if needs_tls_inspector([listener]):
+                body["listenerFilters"] = [TLS_INSPECTOR]
+            result.append(body)
     else:
+        # One listener for every port: each port's chains (TLS variants included) match on the
+        # original destination port.
         chains = [
-            {"filterChainMatch": {"destinationPort": listener.portMapping.port}, "filters": _ingress_filters(mesh, node, listener)}
+            chain
             for listener in sorted(node_listeners, key=lambda l: l.portMapping.port)
+            for chain in listener_filter_chains(listener, _ingress_filters(mesh, node, listener), {"destinationPort": listener.portMapping.port})
         ]
+        listener_filters = [ORIGINAL_DST] + ([tls_inspector_for_ports(node_listeners)] if needs_tls_inspector(node_listeners) else [])
         result = [
             {
                 "name": names.ingress_listener(placement.ingress_address, placement.ingress_port),
                 "address": socket_address(placement.ingress_address, placement.ingress_port),
                 "trafficDirection": "INBOUND",
-                "listenerFilters": [ORIGINAL_DST],
+                "listenerFilters": listener_filters,
                 "filterChains": chains,
             }
         ]

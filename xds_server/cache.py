@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from .snapshot import Snapshot
 
@@ -22,6 +23,9 @@ class SnapshotCache:
         self._snapshots: dict[str, Snapshot] = {}
         self._generations: dict[str, int] = {}
         self._listeners: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        # key -> type_url -> (version, time.monotonic() when the cache first held that version)
+        self._changed: dict[str, dict[str, tuple[str, float]]] = {}
+        self._sizes: dict[str, dict[str, int]] = {}  # key -> type_url -> serialized bytes
 
     def set(self, key: str, snapshot: Snapshot) -> None:
         """Replace the key's snapshot; wake its listeners only if some version changed."""
@@ -31,6 +35,12 @@ class SnapshotCache:
                 return
             self._snapshots[key] = snapshot
             self._generations[key] = self._generations.get(key, 0) + 1
+            now = time.monotonic()
+            changed = self._changed.setdefault(key, {})
+            for type_url, ts in snapshot.types.items():
+                if changed.get(type_url, (None,))[0] != ts.version:
+                    changed[type_url] = (ts.version, now)
+            self._sizes[key] = {t: sum(len(a.value) for a in ts.resources.values()) for t, ts in snapshot.types.items()}
             listeners = list(self._listeners.get(key, ()))
         self._wake(listeners)
 
@@ -39,6 +49,8 @@ class SnapshotCache:
         with self._lock:
             if self._snapshots.pop(key, None) is None:
                 return
+            self._changed.pop(key, None)
+            self._sizes.pop(key, None)
             self._generations[key] = self._generations.get(key, 0) + 1
             listeners = list(self._listeners.get(key, ()))
         self._wake(listeners)
@@ -51,6 +63,20 @@ class SnapshotCache:
         """0 for a key never set; bumps on every effective change."""
         with self._lock:
             return self._generations.get(key, 0)
+
+    def changed_at(self, key: str, type_url: str) -> tuple[str, float] | None:
+        """(version, ``time.monotonic()`` when this key first held it) for one type, or None."""
+        with self._lock:
+            return self._changed.get(key, {}).get(type_url)
+
+    def sizes(self) -> dict[str, int]:
+        """type_url -> serialized bytes of all resources of that type, summed over keys."""
+        with self._lock:
+            out: dict[str, int] = {}
+            for per_type in self._sizes.values():
+                for type_url, size in per_type.items():
+                    out[type_url] = out.get(type_url, 0) + size
+            return out
 
     def keys(self) -> list[str]:
         with self._lock:

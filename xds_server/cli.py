@@ -65,7 +65,10 @@ def cmd_bootstrap(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import serve  # grpc server start-up only when serving
 
-    asyncio.run(serve(args.paths, args.xds, args.http))
+    asyncio.run(serve(
+        args.paths, args.xds, args.http,
+        max_proxies_per_node=args.max_proxies_per_node, max_streams=args.max_streams,
+    ))
     return 0
 
 
@@ -99,7 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the ADS server and watch the model files")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--xds", default="0.0.0.0:18000", metavar="HOST:PORT", help="gRPC ADS address (default 0.0.0.0:18000)")
-    p.add_argument("--http", default="127.0.0.1:18001", metavar="HOST:PORT", help="status HTTP address (default 127.0.0.1:18001)")
+    p.add_argument("--http", default="127.0.0.1:18001", metavar="HOST:PORT",
+                   help="HTTP address of /healthz, /status, /metrics, /config_dump (default 127.0.0.1:18001)")
+    p.add_argument("--max-proxies-per-node", type=int, default=500, metavar="N",
+                   help="connected Envoys allowed per node id; more are refused with RESOURCE_EXHAUSTED "
+                        "(default 500; App Mesh allowed 50; 0 = unlimited)")
+    p.add_argument("--max-streams", type=int, default=10_000, metavar="N",
+                   help="ADS streams allowed in total (default 10000; 0 = unlimited)")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -21,6 +21,7 @@ from mesh_model.compiler.dependencies import changed_keys, node_dependencies
 from mesh_model.node_id import NodeRef, parse_node_id
 from mesh_model.resources import MeshModel
 
+from . import metrics
 from .ads import NodeRejected
 from .cache import SnapshotCache
 from .snapshot import Snapshot
@@ -69,8 +70,10 @@ class ControlPlane:
             raise NodeRejected(grpc.StatusCode.INVALID_ARGUMENT, f"node {node.id}: {exc}") from None
         node_key = NodeKey(ref, placement)
         if node_key.key not in self.keys or self.cache.get(node_key.key) is None:
+            started = time.perf_counter()
             try:
                 snapshot = compile_snapshot(self.model, ref, placement, self.compile_cache)
+                metrics.observe_compile(time.perf_counter() - started, 1)
             except CompileError as exc:
                 raise NodeRejected(grpc.StatusCode.NOT_FOUND, str(exc)) from None
             self.keys[node_key.key] = node_key
@@ -103,7 +106,10 @@ class ControlPlane:
     def _build(self, keys: dict[str, NodeKey]) -> tuple[MeshModel, dict[str, Snapshot], dict[str, frozenset], list[str]]:
         """Load and compile off the event loop (``keys``: the node placements known when it started)."""
         model = load_paths(self.paths)
-        return (model, *self.rebuild(model, keys))
+        started = time.perf_counter()
+        snapshots, dependencies, warnings = self.rebuild(model, keys)
+        metrics.observe_compile(time.perf_counter() - started, len(snapshots))
+        return model, snapshots, dependencies, warnings
 
     async def reload(self) -> bool:
         """Re-read the model files; push changed snapshots. Returns False (and serves the old model) on errors."""
@@ -112,6 +118,7 @@ class ControlPlane:
         try:
             model, snapshots, dependencies, warnings = await asyncio.to_thread(self._build, keys)
         except ModelError as exc:
+            metrics.observe_reload(False)
             self.last_error = [str(issue) for issue in exc.issues]
             log.error("model change rejected, still serving the last good model (%d errors):\n%s", len(exc.issues), exc)
             return False
@@ -129,6 +136,7 @@ class ControlPlane:
             self.cache.set(key, snapshot)
         for warning in warnings:
             log.warning("%s", warning)
+        metrics.observe_reload(True)
         self.last_error = []
         self.reloads += 1
         self.last_reload_at = time.time()

@@ -11,10 +11,11 @@ import grpc
 
 from mesh_model.bootstrap import split_host_port
 
-from . import ads
+from . import ads, csds, metrics
 from .cache import SnapshotCache
 from .control import ControlPlane
 from .http_status import start_http
+from .limits import DEFAULT_MAX_PROXIES_PER_NODE, DEFAULT_MAX_STREAMS, StreamLimiter
 from .status import StatusRegistry
 from .watch import watch
 
@@ -32,12 +33,25 @@ GRPC_OPTIONS = [
 ]
 
 
-async def serve(paths: Sequence[str], xds: str, http: str | None, *, ready_message: bool = True) -> None:
+async def serve(
+    paths: Sequence[str],
+    xds: str,
+    http: str | None,
+    *,
+    ready_message: bool = True,
+    max_proxies_per_node: int = DEFAULT_MAX_PROXIES_PER_NODE,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+) -> None:
     cache = SnapshotCache()
     control = ControlPlane(paths, cache)
-    registry = StatusRegistry()
+    # the process-wide metric set: ControlPlane reports compilations to it via metrics.observe_*
+    registry = StatusRegistry(metrics=metrics.DEFAULT, cache=cache)
+    limiter = StreamLimiter(
+        registry, max_proxies_per_node=max_proxies_per_node, max_streams=max_streams, metrics=metrics.DEFAULT,
+    )
     server = grpc.aio.server(options=GRPC_OPTIONS)
-    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, control.resolve, registry))
+    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, limiter.wrap(control.resolve), registry))
+    csds.add_to_server(server, csds.ClientStatusServicer(registry, cache))
     host, port = split_host_port(xds, "--xds")
     bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     await server.start()
@@ -45,11 +59,18 @@ async def serve(paths: Sequence[str], xds: str, http: str | None, *, ready_messa
     http_desc = "off"
     if http:
         http_host, http_port = split_host_port(http, "--http")
-        http_server = await start_http(http_host, http_port, registry, control.status)
+        http_server = await start_http(
+            http_host, http_port, registry, control.status, metrics=metrics.DEFAULT, cache=cache,
+            config_dump_provider=csds.cache_config_dump(registry, cache),
+        )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
     watcher = asyncio.create_task(watch(control.paths, control.reload))
     if ready_message:
-        log.info("serving xDS on %s:%d, HTTP status on %s, model %s", host, bound, http_desc, ", ".join(control.paths))
+        log.info("serving xDS (ADS, CSDS) on %s:%d, HTTP status on %s, model %s", host, bound, http_desc, ", ".join(control.paths))
+        log.info(
+            "limits: %s Envoys per node id, %s streams in total",
+            max_proxies_per_node or "unlimited", max_streams or "unlimited",
+        )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from .placement import Placement
 from .plan import plan_node
 from .cache import CompileCache
 from .passthrough import allow_all_cluster, allow_all_virtual_host
+from .tcp import tcp_backends
 from .tls import client_policy_for
 from .routes import egress_route_config, ingress_route_config, virtual_host
 
@@ -104,7 +105,8 @@ def compile_node(
             )
             routes[config.name] = config
 
-    listeners = {l.name: l for l in ingress_listeners(mesh, plan.node, placement) + egress_listeners(plan.node, placement, http_ports)}
+    tcp, _conflicts = tcp_backends(plan.backends, http_ports)
+    listeners = {l.name: l for l in ingress_listeners(mesh, plan.node, placement) + egress_listeners(plan.node, placement, http_ports, tcp)}
     return {
         type_urls.CLUSTER: _sorted(clusters),
         type_urls.ENDPOINT: _sorted(endpoints),

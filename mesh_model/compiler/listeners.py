@@ -6,7 +6,7 @@ listener per virtual-node listener port and per backend port on the instance's o
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from envoy.config.listener.v3 import listener_pb2
 
@@ -14,6 +14,7 @@ from .. import resources
 from . import names
 from .common import DEFAULT_IDLE_MS, ads_config_source, duration, socket_address, to_proto, typed
 from .placement import Placement
+from .tcp import TcpBackend, tcp_proxy
 from .tls import TLS_INSPECTOR, listener_filter_chains, needs_tls_inspector, tls_inspector_for_ports
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -118,8 +119,17 @@ def ingress_listeners(mesh: resources.Mesh, node: resources.Resource, placement:
     return [to_proto(body, listener_pb2.Listener) for body in result]
 
 
-def egress_listeners(node: resources.Resource, placement: Placement, http_ports: list[int]) -> list[listener_pb2.Listener]:
-    """The catch-all egress listener (15001), plus one per backend port on the explicit path."""
+def egress_listeners(
+    node: resources.Resource, placement: Placement, http_ports: list[int], tcp: Mapping[int, TcpBackend] | None = None
+) -> list[listener_pb2.Listener]:
+    """The catch-all egress listener (15001), plus one per backend port on the explicit path.
+
+    TCP backends (``tcp``: port -> backend) get a tcp_proxy: on the transparent path as a
+    filter chain of the 15001 listener matching the original destination port (ahead of the
+    HTTP chain, which has no match and so takes everything else); on the explicit path as a
+    listener of their own on that port.
+    """
+    tcp = tcp or {}
     logs = access_logs(node)
     main: dict[str, Any] = {
         "name": names.egress_listener(placement.egress_address, placement.egress_port),
@@ -129,8 +139,20 @@ def egress_listeners(node: resources.Resource, placement: Placement, http_ports:
     }
     if not placement.explicit:
         main["listenerFilters"] = [ORIGINAL_DST]
+        main["filterChains"] = [
+            {"filterChainMatch": {"destinationPort": port}, "filters": [tcp_proxy(tcp[port])]} for port in sorted(tcp)
+        ] + main["filterChains"]
     result = [main]
     if placement.explicit:
+        for port in sorted(set(tcp) - {placement.egress_port}):
+            result.append(
+                {
+                    "name": names.egress_listener(placement.egress_address, port),
+                    "address": socket_address(placement.egress_address, port),
+                    "trafficDirection": "OUTBOUND",
+                    "filterChains": [{"filters": [tcp_proxy(tcp[port])]}],
+                }
+            )
         for port in sorted(set(http_ports) - {placement.egress_port}):
             result.append(
                 {

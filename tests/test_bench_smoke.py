@@ -1,0 +1,45 @@
+"""The benchmarks at toy size, so their code cannot rot (numbers only, not targets).
+
+The real runs are `make bench` / `python -m bench`; see bench/README.md.
+"""
+from __future__ import annotations
+
+import math
+
+from bench import compile_bench, fanout_bench
+from bench.common import table
+from bench.meshgen import MeshSpec, load_model
+
+
+def _numbers(results):
+    assert results
+    for r in results:
+        assert r.verdict in ("PASS", "MISS", "INFO"), (r.benchmark, r.verdict, r.notes)
+        assert r.measured is not None and math.isfinite(r.measured), r  # RSS deltas may be < 0 at toy size
+    assert "| benchmark |" in table(results)
+
+
+def test_meshgen_is_deterministic_and_valid():
+    spec = MeshSpec(nodes=12, backends=3, shared_backend=True)
+    model = load_model(spec)
+    mesh = model.meshes["bench"]
+    assert len(mesh.virtual_nodes) == 12 and len(mesh.virtual_services) == 12
+    assert spec.backend_indices(5) == MeshSpec(nodes=12, backends=3, shared_backend=True).backend_indices(5)
+    assert all(0 in spec.backend_indices(i) for i in range(1, 12))
+    assert 5 not in spec.backend_indices(5)
+
+
+def test_compile_bench_toy():
+    results = compile_bench.run(nodes=20, backends=3, files=4, log=lambda *_: None)
+    _numbers(results)
+    names = " ".join(r.benchmark for r in results)
+    assert "cold" in names and "ControlPlane.reload" in names
+    for r in results:
+        assert "WARNING" not in r.notes, r.notes  # the edit changed exactly the nodes that call the route's service
+
+
+def test_fanout_bench_toy():
+    results = fanout_bench.run(streams=20, channels=2, backends=3, timeout=30, rounds=1, log=lambda *_: None)
+    _numbers(results)
+    assert any(r.benchmark.startswith("memory:") for r in results)
+    assert all(r.floor is not None for r in results if r.benchmark.startswith("fan-out"))

@@ -821,17 +821,3 @@ def test_http_status_extra_failure_is_500():
             server.close()
             await server.wait_closed()
     run(t())
-
-
-def test_delta_unimplemented():
-    async def t():
-        cache = SnapshotCache()
-        async with ads_server(cache) as (target, _):
-            async with grpc.aio.insecure_channel(target) as ch:
-                call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(ch).DeltaAggregatedResources(
-                    iter([discovery_pb2.DeltaDiscoveryRequest(type_url=TYPE_CLUSTER)]))
-                with pytest.raises(grpc.aio.AioRpcError) as e:
-                    async for _ in call:
-                        pass
-                assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    run(t())

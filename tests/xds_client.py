@@ -1,4 +1,5 @@
-"""A small scripted ADS (SotW) client for protocol tests, built on grpcio + xds-protos.
+"""Small scripted ADS clients (SotW ``AdsClient``, Delta ``DeltaAdsClient``) for protocol tests,
+built on grpcio + xds-protos.
 
 Requests are queued explicitly (``send``), responses are read by a background task into a
 queue (``recv``), so a test can script exact request sequences — stale nonces, NACKs,
@@ -9,6 +10,11 @@ missing nodes — that a real Envoy would only produce by accident.
         r = await c.recv()
         c.ack(r)
         await c.expect_silence(0.2)
+
+    async with DeltaAdsClient(target, node=make_node("mesh/m/virtualNode/a")) as d:
+        d.subscribe(TYPE_ENDPOINT, ["a"])
+        r = await d.recv()
+        d.ack(r)
 """
 from __future__ import annotations
 
@@ -34,6 +40,8 @@ class StreamClosed(Exception):
 
 
 class AdsClient:
+    """SotW: ``send`` a DiscoveryRequest, ``ack``/``nack`` a response, ``recv`` the next one."""
+
     def __init__(self, target: str, node: core_pb2.Node | None = None, *, channel: grpc.aio.Channel | None = None):
         self.target = target
         self.node = node
@@ -48,10 +56,12 @@ class AdsClient:
     async def start(self) -> "AdsClient":
         if self.channel is None:
             self.channel = grpc.aio.insecure_channel(self.target)
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
-        self.call = stub.StreamAggregatedResources(self._request_stream())
+        self.call = self._open(ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel))
         self._reader = asyncio.create_task(self._read())
         return self
+
+    def _open(self, stub):
+        return stub.StreamAggregatedResources(self._request_stream())
 
     async def __aenter__(self) -> "AdsClient":
         return await self.start()
@@ -138,3 +148,74 @@ class AdsClient:
             await asyncio.gather(self._reader, return_exceptions=True)
         if self._own_channel and self.channel is not None:
             await self.channel.close()
+
+
+class DeltaAdsClient(AdsClient):
+    """Delta: ``subscribe``/``unsubscribe`` (optionally with ``initial_resource_versions`` and a
+    nonce), ``ack``/``nack`` by nonce. Responses are DeltaDiscoveryResponses; ``holds`` keeps
+    the client's view (name -> version per type), as Envoy would after applying them."""
+
+    def __init__(self, target: str, node: core_pb2.Node | None = None, *, channel: grpc.aio.Channel | None = None):
+        super().__init__(target, node, channel=channel)
+        self.holds: dict[str, dict[str, str]] = {}
+
+    def _open(self, stub):
+        return stub.DeltaAggregatedResources(self._request_stream())
+
+    def send_delta(self, type_url: str, subscribe=(), unsubscribe=(), *, nonce: str = "", error: str | None = None,
+                   initial_resource_versions: dict | None = None,
+                   node: core_pb2.Node | None = None) -> discovery_pb2.DeltaDiscoveryRequest:
+        """Queue a DeltaDiscoveryRequest; the node rides on the first request unless ``node`` is given."""
+        req = discovery_pb2.DeltaDiscoveryRequest(
+            type_url=type_url,
+            resource_names_subscribe=list(subscribe),
+            resource_names_unsubscribe=list(unsubscribe),
+            initial_resource_versions=dict(initial_resource_versions or {}),
+            response_nonce=nonce,
+        )
+        if node is not None:
+            req.node.CopyFrom(node)
+        elif not self._sent_any and self.node is not None:
+            req.node.CopyFrom(self.node)
+        if error is not None:
+            req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
+        self._sent_any = True
+        self._requests.put_nowait(req)
+        return req
+
+    def send(self, type_url: str, names=(), **kw):  # noqa: D102 - SotW signature, delta meaning
+        return self.send_delta(type_url, names, **kw)
+
+    def subscribe(self, type_url: str, names=(), *, nonce: str = "", initial_resource_versions: dict | None = None):
+        return self.send_delta(type_url, names, nonce=nonce, initial_resource_versions=initial_resource_versions)
+
+    def unsubscribe(self, type_url: str, names, *, nonce: str = ""):
+        return self.send_delta(type_url, (), names, nonce=nonce)
+
+    def ack(self, resp: discovery_pb2.DeltaDiscoveryResponse, subscribe=(), unsubscribe=()) -> None:
+        self.send_delta(resp.type_url, subscribe, unsubscribe, nonce=resp.nonce)
+
+    def nack(self, resp: discovery_pb2.DeltaDiscoveryResponse, error: str, subscribe=(), unsubscribe=()) -> None:
+        self.send_delta(resp.type_url, subscribe, unsubscribe, nonce=resp.nonce, error=error)
+
+    async def recv(self, timeout: float = 2.0) -> discovery_pb2.DeltaDiscoveryResponse:
+        msg = await super().recv(timeout)
+        held = self.holds.setdefault(msg.type_url, {})
+        for r in msg.resources:
+            held[r.name] = r.version
+        for name in msg.removed_resources:
+            held.pop(name, None)
+        return msg
+
+    async def expect_silence(self, seconds: float = 0.25) -> None:
+        try:
+            msg = await asyncio.wait_for(self._responses.get(), seconds)
+        except asyncio.TimeoutError:
+            return
+        if msg is _END:
+            self._responses.put_nowait(_END)
+            return
+        raise AssertionError(
+            f"expected silence, got {msg.type_url} nonce={msg.nonce} "
+            f"resources={[r.name for r in msg.resources]} removed={list(msg.removed_resources)}"
+        )

@@ -1,4 +1,4 @@
-"""State-of-the-World ADS: per-stream, per-type protocol state and the grpc.aio servicer.
+"""ADS (State-of-the-World and Delta): per-stream, per-type protocol state and the grpc.aio servicer.
 
 Two layers, on purpose:
 
@@ -12,7 +12,10 @@ Two layers, on purpose:
   on one ``asyncio.Event`` that the cache also sets on a snapshot change. Nothing global is
   held while awaiting a write, so a slow Envoy only slows its own stream.
 
-The protocol rules come from shared/reference/xds-control-planes.md §1 (A-E, H).
+The protocol rules come from shared/reference/xds-control-planes.md §1 (A-E, H). Delta xDS
+(§1 F) has its own pure state machine in ads_delta.py and shares the servicer: node/type_url
+checks, resolver, status, wake-ups and cleanup are identical; only the state machine and
+the send loop differ.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from envoy.config.core.v3 import base_pb2 as core_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 
+from .ads_delta import DeltaKind, DeltaRequestInvalid, DeltaStreamState, plan_delta
 from .cache import SnapshotCache
 from .snapshot import FULL_STATE_TYPES, PUSH_ORDER, TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE
 from .snapshot import Snapshot, TypeSnapshot, short_type
@@ -241,8 +245,8 @@ def _envoy_version(node: core_pb2.Node) -> str:
 class _Stream:
     """Runtime glue for one stream: state, wake-up event, reader outcome."""
 
-    def __init__(self) -> None:
-        self.state = StreamState()
+    def __init__(self, delta: bool = False) -> None:
+        self.state = DeltaStreamState() if delta else StreamState()
         self.wake = asyncio.Event()
         self.ended = False                 # client half-closed or went away
         self.error: StreamError | None = None
@@ -263,6 +267,19 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         self.log = log
 
     async def StreamAggregatedResources(self, request_iterator, context):
+        await self._serve(request_iterator, context, delta=False)
+
+    async def DeltaAggregatedResources(self, request_iterator, context):
+        await self._serve(request_iterator, context, delta=True)
+
+    async def _serve(self, request_iterator, context, *, delta: bool) -> None:
+        """One ADS stream of either variant: identify the node, then run reader + sender.
+
+        SotW and Delta share everything but the state machine and the send loop: node and
+        type_url checks on the first request (§1 A1, A2), the resolver, status registration,
+        the cache wake-up, and cleanup.
+        """
+        kind = "delta ADS" if delta else "ADS"
         peer = context.peer()
         try:
             first = await request_iterator.__anext__()
@@ -278,26 +295,30 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             if inspect.isawaitable(key):
                 key = await key
         except NodeRejected as e:
-            self.log.warning("ADS stream rejected node=%s peer=%s: %s %s", node.id, peer, e.code.name, e.message)
+            self.log.warning("%s stream rejected node=%s peer=%s: %s %s", kind, node.id, peer, e.code.name, e.message)
             await context.abort(e.code, e.message)
         except Exception:
-            self.log.exception("ADS resolver failed for node=%s peer=%s", node.id, peer)
+            self.log.exception("%s resolver failed for node=%s peer=%s", kind, node.id, peer)
             await context.abort(grpc.StatusCode.INTERNAL, "could not resolve configuration for this node")
         if self.cache.get(key) is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"no configuration for node {node.id!r}")
 
-        stream = _Stream()
+        stream = _Stream(delta=delta)
         st = self.status.open_stream(node.id, key, peer)
         self.cache.add_listener(key, stream.wake)
         started = time.monotonic()
         self.log.info(
-            "ADS stream open node=%s key=%s peer=%s envoy=%s",
-            node.id, key, peer, _envoy_version(node),
+            "%s stream open node=%s key=%s peer=%s envoy=%s",
+            kind, node.id, key, peer, _envoy_version(node),
         )
-        reader = asyncio.create_task(self._read(stream, st, node.id, first, request_iterator))
+        handle = self._handle_delta if delta else self._handle
+        reader = asyncio.create_task(self._read(stream, st, node.id, first, request_iterator, handle))
         reason = "client closed"
         try:
-            await self._send_loop(stream, st, key, context)
+            if delta:
+                await self._send_loop_delta(stream, st, key, context)
+            else:
+                await self._send_loop(stream, st, key, context)
             if stream.error is not None:
                 reason = f"{stream.error.code.name}: {stream.error.message}"
                 await context.abort(stream.error.code, stream.error.message)
@@ -313,19 +334,16 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             self.cache.remove_listener(key, stream.wake)
             self.status.close_stream(st)
             self.log.info(
-                "ADS stream closed node=%s peer=%s after %.1fs: %s",
-                node.id, peer, time.monotonic() - started, reason,
+                "%s stream closed node=%s peer=%s after %.1fs: %s",
+                kind, node.id, peer, time.monotonic() - started, reason,
             )
 
-    async def DeltaAggregatedResources(self, request_iterator, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "delta xDS is not implemented yet; use SotW ADS")
-
-    async def _read(self, stream: _Stream, st: StreamStatus, node_id: str, first, request_iterator) -> None:
+    async def _read(self, stream: _Stream, st: StreamStatus, node_id: str, first, request_iterator, handle) -> None:
         """Reader task: fold requests into state, wake the sender. Never writes."""
         try:
-            self._handle(stream, st, node_id, first)
+            handle(stream, st, node_id, first)
             async for req in request_iterator:
-                self._handle(stream, st, node_id, req)
+                handle(stream, st, node_id, req)
         except StreamError as e:
             stream.error = e
         except asyncio.CancelledError:
@@ -354,6 +372,36 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             st.on_ack(req.type_url, req.version_info)
         stream.wake.set()
 
+    def _handle_delta(self, stream: _Stream, st: StreamStatus, node_id: str, req) -> None:
+        """Fold one DeltaDiscoveryRequest; report ACK/NACK to status; always wake the sender.
+
+        Unlike SotW there is no "stale, drop it": the subscription change in a request is
+        applied whatever its nonce (§1 F30), so the sender always re-plans.
+        """
+        known = stream.state.types.get(req.type_url)
+        first = known is None or not known.requested
+        try:
+            kind, version = stream.state.on_request(req)
+        except DeltaRequestInvalid as e:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        t = short_type(req.type_url)
+        if first and req.initial_resource_versions:
+            # a reconnect: only what differs from these versions will be sent (§1 F31)
+            self.log.info(
+                "delta ADS %s %s resumes holding %d resources", node_id, t, len(req.initial_resource_versions),
+            )
+        if kind == DeltaKind.NACK:
+            st.on_nack(req.type_url, version, req.error_detail.message)
+            self.log.warning(
+                "delta ADS NACK node=%s type=%s rejected version=%s: %s",
+                node_id, t, version, req.error_detail.message,
+            )
+        elif kind == DeltaKind.ACK:
+            st.on_ack(req.type_url, version)
+        elif kind == DeltaKind.UNKNOWN_NONCE:
+            self.log.debug("delta ADS %s %s unknown nonce %s (subscription applied)", node_id, t, req.response_nonce)
+        stream.wake.set()
+
     async def _send_loop(self, stream: _Stream, st: StreamStatus, key: str, context) -> None:
         """Sender: on each wake, push every type that needs it, in PUSH_ORDER."""
         while True:
@@ -380,6 +428,42 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
                 await context.write(resp)
                 if stream.ended:
                     return
+
+
+    async def _send_loop_delta(self, stream: _Stream, st: StreamStatus, key: str, context) -> None:
+        """Delta sender: per wake, additions/updates in PUSH_ORDER, then removals in BREAK_ORDER.
+
+        The two phases make a change make-before-break across types (§1 E25/E26): a new
+        cluster and its endpoints arrive before the route that uses it, and a cluster the
+        client holds is removed only after the route update that stopped using it. One
+        snapshot per pass keeps the phases consistent; each plan is made just before its
+        write, so requests read meanwhile are taken into account.
+        """
+        state: DeltaStreamState = stream.state
+        while True:
+            await stream.wake.wait()
+            stream.wake.clear()
+            if stream.ended:
+                return
+            snapshot = self.cache.get(key)
+            if snapshot is None:
+                stream.error = StreamError(grpc.StatusCode.UNAVAILABLE, "configuration for this node was removed")
+                return
+            for removals in (False, True):
+                for type_url in state.order(phase_removals=removals):
+                    plan = plan_delta(state.types[type_url], snapshot.get(type_url), removals=removals)
+                    if plan is None:
+                        continue
+                    resp = state.commit(plan)
+                    st.on_sent(type_url, plan.version)
+                    self.log.debug(
+                        "delta ADS push node=%s type=%s version=%s nonce=%s resources=%d removed=%d",
+                        st.node_id, short_type(type_url), plan.version, resp.nonce,
+                        len(plan.resources), len(plan.removed),
+                    )
+                    await context.write(resp)
+                    if stream.ended:
+                        return
 
 
 def add_to_server(server: grpc.aio.Server, servicer: AggregatedDiscoveryServicer) -> None:

@@ -1,4 +1,4 @@
-"""The `meshplane` command line: validate, render, bootstrap, serve."""
+"""The `meshplane` command line: validate, render, bootstrap, serve, ca."""
 from __future__ import annotations
 
 import argparse
@@ -68,7 +68,62 @@ def cmd_serve(args) -> int:
     asyncio.run(serve(
         args.paths, args.xds, args.http,
         max_proxies_per_node=args.max_proxies_per_node, max_streams=args.max_streams,
+        ca_dir=args.ca_dir, cert_lifetime=args.cert_lifetime, trust_domain=args.trust_domain,
+        rotation_grace=args.ca_rotation_grace,
     ))
+    return 0
+
+
+def _duration(text: str) -> float:
+    from .ca import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_ca_show(args) -> int:
+    import json
+
+    from .ca import MeshCA
+
+    ca = MeshCA.load(args.ca_dir)
+    roots = ca.describe()
+    if args.json:
+        print(json.dumps({"dir": str(ca.dir), "roots": roots}, indent=2))
+        return 0
+    print(f"mesh CA {ca.dir}: trust bundle {', '.join(ca.bundle_ids())}; signing with {ca.active.id}")
+    for root in roots:
+        print(f"  {root['id']}  {root['state']:<8}  {'in bundle' if root['inBundle'] else 'not trusted'}")
+        print(f"      subject {root['subject']}, serial {root['serial']}, valid until {root['notAfter']}")
+        print(f"      sha256 {root['sha256']}")
+        facts = [f"created {root['created']}"]
+        if root["activated"]:
+            facts.append(f"activated {root['activated']}")
+        if root["signedUntil"]:
+            facts.append(f"leaves valid until at most {root['signedUntil']}")
+        if root["retireAfter"] and root["state"] == "retiring":
+            facts.append(f"leaves the bundle after {root['retireAfter']}")
+        if root["retired"]:
+            facts.append(f"retired {root['retired']}")
+        print("      " + ", ".join(facts))
+    return 0
+
+
+def cmd_ca_rotate(args) -> int:
+    from .ca import MeshCA
+
+    ca = MeshCA.load(args.ca_dir)
+    root = ca.begin_rotation()
+    print(f"new root {root.id} added to the trust bundle (pending: it signs nothing yet).", file=sys.stderr)
+    print(
+        "a running `meshplane serve --ca-dir` pushes the bundle to every node, switches signing to the new root once "
+        "every connected node has ACKed it (or after --ca-rotation-grace), re-issues every certificate, and drops "
+        f"root {ca.active.id} once the last certificate it signed has expired. Follow it with `meshplane ca show`.",
+        file=sys.stderr,
+    )
+    print(root.id)
     return 0
 
 
@@ -109,7 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 500; App Mesh allowed 50; 0 = unlimited)")
     p.add_argument("--max-streams", type=int, default=10_000, metavar="N",
                    help="ADS streams allowed in total (default 10000; 0 = unlimited)")
+    group = p.add_argument_group("mesh CA (SDS secrets meshplane:identity and meshplane:trust)")
+    group.add_argument("--ca-dir", metavar="DIR",
+                       help="run the built-in mesh CA with its roots in DIR (created on first start, mode 0700)")
+    group.add_argument("--cert-lifetime", type=_duration, default=24 * 3600.0, metavar="DURATION",
+                       help="lifetime of node certificates, renewed at 2/3 of it (default 24h; e.g. 30s, 10m, 24h)")
+    group.add_argument("--trust-domain", metavar="NAME",
+                       help="SPIFFE ids spiffe://NAME/mesh/<mesh>/virtualNode/<name> "
+                            "(default: spiffe://<mesh>/virtualNode/<name>)")
+    group.add_argument("--ca-rotation-grace", type=_duration, default=60.0, metavar="DURATION",
+                       help="longest wait for every connected node to ACK a new root before it signs (default 60s)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("ca", help="inspect or rotate the mesh CA of `serve --ca-dir`")
+    ca_sub = p.add_subparsers(dest="ca_command", required=True)
+    q = ca_sub.add_parser("show", help="print the roots and their states (never key material)")
+    q.add_argument("--ca-dir", required=True, metavar="DIR")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_ca_show)
+    q = ca_sub.add_parser("rotate", help="start a root rotation: add a new root to the trust bundle (it signs later)")
+    q.add_argument("--ca-dir", required=True, metavar="DIR")
+    q.set_defaults(func=cmd_ca_rotate)
     return parser
 
 

@@ -3,6 +3,11 @@
 Compilation happens here and only here; ADS streams just compare what a node acknowledged
 with its snapshot (DESIGN.md). An invalid model never replaces the served one: the errors
 are logged and shown in /status, and every node keeps its last good config.
+
+With the mesh CA (``secrets``: a ``SecretManager``), every snapshot also carries the node's
+``meshplane:identity`` and ``meshplane:trust`` SDS secrets. The compiled snapshot of each key
+is kept (``bases``), so a renewal or a root rotation only swaps the SDS type: nothing is
+recompiled, and only SDS is pushed (streams compare per-resource versions).
 """
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from types import MappingProxyType
+from typing import Callable, Mapping, Sequence
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import any_pb2, json_format
 
 from mesh_model import ModelError, load_paths
 from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node
@@ -24,7 +30,8 @@ from mesh_model.resources import MeshModel
 from . import metrics
 from .ads import NodeRejected
 from .cache import SnapshotCache
-from .snapshot import Snapshot
+from .secrets import RefreshResult, SecretManager, mesh_ca_warnings, node_identity
+from .snapshot import TYPE_SECRET, Snapshot, TypeSnapshot
 
 log = logging.getLogger("meshplane.control")
 
@@ -43,13 +50,27 @@ def compile_snapshot(model: MeshModel, node: NodeRef, placement: Placement, cach
     return Snapshot.from_resources(compile_node(model, node, placement, cache))
 
 
+def with_secrets(base: Snapshot, secrets: Mapping[str, any_pb2.Any]) -> Snapshot:
+    """``base`` with ``secrets`` (name -> packed Secret) added to its SDS type; only SDS changes."""
+    if not secrets:
+        return base
+    merged = dict(base.get(TYPE_SECRET).resources)
+    merged.update(secrets)  # the mesh CA's reserved names win over anything compiled
+    types = dict(base.types)
+    types[TYPE_SECRET] = TypeSnapshot.from_packed(merged)
+    return Snapshot(types=MappingProxyType(types))
+
+
 class ControlPlane:
     """Owns the model; answers "which snapshot does this Envoy get" for the ADS servicer."""
 
-    def __init__(self, paths: Sequence[str], cache: SnapshotCache):
+    def __init__(self, paths: Sequence[str], cache: SnapshotCache, *, secrets: SecretManager | None = None):
         self.paths = list(paths)
         self.cache = cache
+        self.secrets = secrets
+        self.bases: dict[str, Snapshot] = {}  # snapshot key -> compiled snapshot, without mesh-CA secrets
         self.model = load_paths(self.paths)  # an invalid model at start-up is fatal (ModelError)
+        self._warn_mesh_ca(self.model)
         self.compile_cache = CompileCache(self.model)
         self.keys: dict[str, NodeKey] = {}
         self.dependencies: dict[str, frozenset] = {}  # snapshot key -> model resources it was built from
@@ -78,8 +99,50 @@ class ControlPlane:
                 raise NodeRejected(grpc.StatusCode.NOT_FOUND, str(exc)) from None
             self.keys[node_key.key] = node_key
             self.dependencies[node_key.key] = node_dependencies(self.model, ref.mesh, ref.name)
-            self.cache.set(node_key.key, snapshot)
+            self._publish(node_key.key, snapshot)
         return node_key.key
+
+    # -- snapshots with secrets
+    def _publish(self, key: str, base: Snapshot) -> None:
+        """Store a key's compiled snapshot; serve it with its mesh-CA secrets (if the CA is on)."""
+        self.bases[key] = base
+        if self.secrets is None:
+            self.cache.set(key, base)
+            return
+        node = self.keys[key].node
+        identity = node_identity(self.model, node, self.secrets.trust_domain)
+        self.cache.set(key, with_secrets(base, self.secrets.resources(key, identity)))
+
+    def _warn_mesh_ca(self, model: MeshModel) -> None:
+        for warning in mesh_ca_warnings(model, self.secrets is not None):
+            log.warning("%s", warning)
+
+    def refresh_secrets(self, acked: Callable[[], bool] = lambda: True, *, now: float | None = None) -> RefreshResult:
+        """Renew due leaves, follow root rotations; republish (SDS only) the keys that changed."""
+        if self.secrets is None:
+            return RefreshResult()
+        result = self.secrets.refresh(acked, now=now)
+        keys = self.bases.keys() if result.bundle_changed else result.renewed & self.bases.keys()
+        for key in sorted(keys):
+            self._publish(key, self.bases[key])
+        if result.renewed:
+            log.info("mesh CA: renewed %d certificate(s)%s", len(result.renewed), "" if not result.bundle_changed else ", new trust bundle")
+        elif result.bundle_changed:
+            log.info("mesh CA: trust bundle is now %s; pushed to %d node placement(s)", ", ".join(self.secrets.bundle_ids), len(keys))
+        return result
+
+    async def run_secrets(self, acked: Callable[[], bool] = lambda: True, *, interval: float = 1.0) -> None:
+        """Forever: ``refresh_secrets`` at every renewal due time, and every ``interval`` (rotations)."""
+        if self.secrets is None:
+            return
+        while True:
+            try:
+                self.refresh_secrets(acked)
+            except Exception:  # a broken CA directory must not kill the server: keep serving, retry
+                log.exception("mesh CA refresh failed; retrying in %.0fs", interval)
+            due = self.secrets.next_due()
+            delay = interval if due is None else min(interval, max(0.05, due - self.secrets.clock()))
+            await asyncio.sleep(delay)
 
     # -- reloads
     def rebuild(self, model: MeshModel, keys: dict[str, NodeKey] | None = None) -> tuple[dict[str, Snapshot], dict[str, frozenset], list[str]]:
@@ -133,9 +196,10 @@ class ControlPlane:
             except CompileError as exc:
                 warnings.append(f"{node_key.node.node_id}: {exc}; keeping its last config")
         for key, snapshot in snapshots.items():
-            self.cache.set(key, snapshot)
+            self._publish(key, snapshot)
         for warning in warnings:
             log.warning("%s", warning)
+        self._warn_mesh_ca(model)
         metrics.observe_reload(True)
         self.last_error = []
         self.reloads += 1
@@ -147,10 +211,13 @@ class ControlPlane:
         return True
 
     def status(self) -> dict:
-        return {
+        status = {
             "paths": self.paths,
             "meshes": sorted(self.model.meshes),
             "reloads": self.reloads,
             "lastReload": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_reload_at)),
             "lastError": self.last_error,
         }
+        if self.secrets is not None:
+            status["meshCA"] = self.secrets.status()
+        return status

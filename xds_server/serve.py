@@ -10,12 +10,15 @@ from typing import Sequence
 import grpc
 
 from mesh_model.bootstrap import split_host_port
+from mesh_model.node_id import NodeRef
 
 from . import ads, csds, metrics
+from .ca import MeshCA, format_duration
 from .cache import SnapshotCache
 from .control import ControlPlane
 from .http_status import start_http
 from .limits import DEFAULT_MAX_PROXIES_PER_NODE, DEFAULT_MAX_STREAMS, StreamLimiter
+from .secrets import DEFAULT_LIFETIME, DEFAULT_ROTATION_GRACE, SecretManager, spiffe_id, trust_acked
 from .status import StatusRegistry
 from .watch import watch
 
@@ -41,9 +44,18 @@ async def serve(
     ready_message: bool = True,
     max_proxies_per_node: int = DEFAULT_MAX_PROXIES_PER_NODE,
     max_streams: int = DEFAULT_MAX_STREAMS,
+    ca_dir: str | None = None,
+    cert_lifetime: float = DEFAULT_LIFETIME,
+    trust_domain: str | None = None,
+    rotation_grace: float = DEFAULT_ROTATION_GRACE,
 ) -> None:
     cache = SnapshotCache()
-    control = ControlPlane(paths, cache)
+    secrets = None
+    if ca_dir:
+        # the mesh CA: created on first start; its root keys never leave the directory
+        ca = MeshCA.open(ca_dir)
+        secrets = SecretManager(ca, lifetime=cert_lifetime, trust_domain=trust_domain, rotation_grace=rotation_grace)
+    control = ControlPlane(paths, cache, secrets=secrets)
     # the process-wide metric set: ControlPlane reports compilations to it via metrics.observe_*
     registry = StatusRegistry(metrics=metrics.DEFAULT, cache=cache)
     limiter = StreamLimiter(
@@ -65,12 +77,21 @@ async def serve(
         )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
     watcher = asyncio.create_task(watch(control.paths, control.reload))
+    tasks = [watcher]
+    if secrets is not None:
+        tasks.append(asyncio.create_task(control.run_secrets(lambda: trust_acked(registry, cache))))
     if ready_message:
         log.info("serving xDS (ADS, CSDS) on %s:%d, HTTP status on %s, model %s", host, bound, http_desc, ", ".join(control.paths))
         log.info(
             "limits: %s Envoys per node id, %s streams in total",
             max_proxies_per_node or "unlimited", max_streams or "unlimited",
         )
+        if secrets is not None:
+            log.info(
+                "mesh CA %s: bundle %s, active root %s, certificates valid %s (renewed at 2/3), SPIFFE ids %s",
+                secrets.ca.dir, ", ".join(secrets.bundle_ids), secrets.ca.active.id, format_duration(cert_lifetime),
+                spiffe_id(NodeRef("<mesh>", "virtualNode", "<name>"), trust_domain),
+            )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,9 +99,11 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: closing streams (Envoys keep their config and reconnect elsewhere)")
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     if http_server is not None:
         http_server.close()
         await http_server.wait_closed()

@@ -8,6 +8,7 @@ no control plane at all (``envoy --mode validate -c``) — handy in CI before sh
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import jinja2
@@ -42,10 +43,28 @@ def _is_ip(host: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class XdsTls:
+    """TLS to the control plane: trust for meshplane's certificate, optionally a client
+    certificate (mTLS: the server then knows which node is asking). Paths are read by Envoy."""
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+    server_name: str = ""  # SNI and, when ``verify_name``, the SAN the server certificate must carry
+    verify_name: bool = True
+
+    @property
+    def san_type(self) -> str:
+        return "IP_ADDRESS" if _is_ip(self.server_name) else "DNS"
+
+
 def dynamic_bootstrap(
     node: NodeRef,
     xds: str,
     *,
+    xds_tls: XdsTls | None = None,
+    xds_token: str | None = None,
     placement: Placement = Placement(),
     admin: str = "0.0.0.0:9901",
     delta: bool = False,
@@ -56,7 +75,13 @@ def dynamic_bootstrap(
     """The bootstrap YAML of one Envoy instance of ``node`` talking to meshplane at ``xds``."""
     xds_host, xds_port = split_host_port(xds, "--xds")
     admin_host, admin_port = split_host_port(admin, "--admin-address")
+    if xds_tls is not None and not xds_tls.server_name:
+        xds_tls = XdsTls(xds_tls.ca, xds_tls.cert, xds_tls.key, xds_host, xds_tls.verify_name)
+    if xds_tls is not None and bool(xds_tls.cert) != bool(xds_tls.key):
+        raise ValueError("--xds-cert and --xds-key go together")
     return _ENV.get_template("bootstrap.yaml.j2").render(
+        xds_tls=xds_tls,
+        xds_token=xds_token,
         node_id=node.node_id,
         node_cluster=node_cluster or node.node_id,
         placement=placement.to_metadata(),

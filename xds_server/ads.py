@@ -260,9 +260,11 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         status: StatusRegistry,
         *,
         log: logging.Logger = LOG,
+        authorize: Callable[[core_pb2.Node, grpc.aio.ServicerContext], object] | None = None,
     ) -> None:
         self.cache = cache
         self.resolver = resolver
+        self.authorize = authorize  # may raise NodeRejected (UNAUTHENTICATED / PERMISSION_DENIED)
         self.status = status
         self.log = log
 
@@ -291,6 +293,8 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "type_url is required for ADS")
         node = first.node
         try:
+            if self.authorize is not None:
+                self.authorize(node, context)  # before anything about the node is computed or sent
             key = self.resolver(node)
             if inspect.isawaitable(key):
                 key = await key

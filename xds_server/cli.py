@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from mesh_model import ModelError, load_paths
-from mesh_model.bootstrap import dump_yaml, dynamic_bootstrap, resources_document, static_bootstrap
+from mesh_model.bootstrap import XdsTls, dump_yaml, dynamic_bootstrap, resources_document, static_bootstrap
 from mesh_model.compiler import CompileError, Placement, compile_node
 from mesh_model.node_id import parse_node_id
 
@@ -57,8 +58,23 @@ def cmd_render(args) -> int:
 
 def cmd_bootstrap(args) -> int:
     node = parse_node_id(args.node)
-    text = dynamic_bootstrap(node, args.xds, placement=_placement(args), admin=args.admin_address, delta=args.delta)
+    xds_tls = None
+    if args.xds_ca:
+        xds_tls = XdsTls(
+            ca=str(Path(args.xds_ca).resolve()),
+            cert=str(Path(args.xds_cert).resolve()) if args.xds_cert else None,
+            key=str(Path(args.xds_key).resolve()) if args.xds_key else None,
+            server_name=args.xds_server_name or "",
+        )
+    elif args.xds_cert or args.xds_key:
+        raise ValueError("--xds-cert/--xds-key need --xds-ca (the CA that signed meshplane's certificate)")
+    token = Path(args.xds_token_file).read_text().strip() if args.xds_token_file else None
+    text = dynamic_bootstrap(
+        node, args.xds, placement=_placement(args), admin=args.admin_address, delta=args.delta, xds_tls=xds_tls, xds_token=token,
+    )
     _write(text, args.output)
+    if token and args.output and args.output != "-":
+        os.chmod(args.output, 0o600)  # the bootstrap now holds a credential
     return 0
 
 
@@ -70,6 +86,8 @@ def cmd_serve(args) -> int:
         max_proxies_per_node=args.max_proxies_per_node, max_streams=args.max_streams,
         ca_dir=args.ca_dir, cert_lifetime=args.cert_lifetime, trust_domain=args.trust_domain,
         rotation_grace=args.ca_rotation_grace,
+        xds_tls_cert=args.xds_tls_cert, xds_tls_key=args.xds_tls_key, xds_client_ca=args.xds_client_ca,
+        xds_token_file=args.xds_token_file, admin_uris=args.admin_uri,
     ))
     return 0
 
@@ -152,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", action="store_true", help="use incremental (delta) xDS")
     p.add_argument("-o", "--output", metavar="FILE")
     _placement_args(p)
+    group = p.add_argument_group("credentials for meshplane's xDS port (see serve --xds-tls-* / --xds-token-file)")
+    group.add_argument("--xds-ca", metavar="FILE", help="talk TLS to meshplane, trusting this CA (PEM)")
+    group.add_argument("--xds-cert", metavar="FILE", help="client certificate (mTLS); its URI SAN names this node")
+    group.add_argument("--xds-key", metavar="FILE", help="private key of --xds-cert")
+    group.add_argument("--xds-server-name", metavar="NAME", help="name meshplane's certificate carries (default: the --xds host)")
+    group.add_argument("--xds-token-file", metavar="FILE", help="a file holding this node's bearer token (written into the bootstrap; the output file is made 0600)")
     p.set_defaults(func=cmd_bootstrap)
 
     p = sub.add_parser("serve", help="run the ADS server and watch the model files")
@@ -164,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 500; App Mesh allowed 50; 0 = unlimited)")
     p.add_argument("--max-streams", type=int, default=10_000, metavar="N",
                    help="ADS streams allowed in total (default 10000; 0 = unlimited)")
+    group = p.add_argument_group("xDS security (a stream then gets only the config of the node it proved)")
+    group.add_argument("--xds-tls-cert", metavar="FILE", help="serve xDS over TLS with this certificate (PEM)")
+    group.add_argument("--xds-tls-key", metavar="FILE", help="private key of --xds-tls-cert (PEM)")
+    group.add_argument("--xds-client-ca", metavar="FILE",
+                       help="require client certificates signed by this CA; the URI SAN spiffe://<mesh>/virtualNode/<name> names the node")
+    group.add_argument("--xds-token-file", metavar="FILE",
+                       help="accept per-node bearer tokens (YAML: tokens: [{node: NODE_ID, sha256: HEX}, {admin: true, sha256: HEX}])")
+    group.add_argument("--admin-uri", action="append", default=[], metavar="URI",
+                       help="a client-certificate URI SAN that may use CSDS (repeatable)")
     group = p.add_argument_group("mesh CA (SDS secrets meshplane:identity and meshplane:trust)")
     group.add_argument("--ca-dir", metavar="DIR",
                        help="run the built-in mesh CA with its roots in DIR (created on first start, mode 0700)")

@@ -301,9 +301,22 @@ class ClientStatusServicer(csds_pb2_grpc.ClientStatusDiscoveryServiceServicer):
     which peers.
     """
 
-    def __init__(self, registry: StatusRegistry, cache: SnapshotCache) -> None:
+    def __init__(self, registry: StatusRegistry, cache: SnapshotCache, *, require_admin=None) -> None:
         self.registry = registry
         self.cache = cache
+        # With xDS authentication on, CSDS (every node's config, secrets redacted) is for
+        # admin identities only; ``require_admin(context)`` raises NodeRejected otherwise.
+        self.require_admin = require_admin
+
+    async def _check_admin(self, context) -> None:
+        if self.require_admin is None:
+            return
+        from .ads import NodeRejected
+
+        try:
+            self.require_admin(context)
+        except NodeRejected as exc:
+            await context.abort(exc.code, exc.message)
 
     def client_status(self, request: csds_pb2.ClientStatusRequest) -> csds_pb2.ClientStatusResponse:
         groups: dict[tuple[str, str], list[StreamStatus]] = {}
@@ -361,12 +374,14 @@ class ClientStatusServicer(csds_pb2_grpc.ClientStatusDiscoveryServiceServicer):
         return config
 
     async def FetchClientStatus(self, request, context):
+        await self._check_admin(context)
         try:
             return self.client_status(request)
         except NodeMatchError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     async def StreamClientStatus(self, request_iterator, context):
+        await self._check_admin(context)
         async for request in request_iterator:
             try:
                 yield self.client_status(request)

@@ -13,6 +13,7 @@ from mesh_model.bootstrap import split_host_port
 from mesh_model.node_id import NodeRef
 
 from . import ads, csds, metrics
+from .auth import Authenticator, load_token_file
 from .ca import MeshCA, format_duration
 from .cache import SnapshotCache
 from .control import ControlPlane
@@ -48,7 +49,13 @@ async def serve(
     cert_lifetime: float = DEFAULT_LIFETIME,
     trust_domain: str | None = None,
     rotation_grace: float = DEFAULT_ROTATION_GRACE,
+    xds_tls_cert: str | None = None,
+    xds_tls_key: str | None = None,
+    xds_client_ca: str | None = None,
+    xds_token_file: str | None = None,
+    admin_uris: Sequence[str] = (),
 ) -> None:
+    credentials, authenticator = _xds_security(xds_tls_cert, xds_tls_key, xds_client_ca, xds_token_file, admin_uris)
     cache = SnapshotCache()
     secrets = None
     if ca_dir:
@@ -62,10 +69,13 @@ async def serve(
         registry, max_proxies_per_node=max_proxies_per_node, max_streams=max_streams, metrics=metrics.DEFAULT,
     )
     server = grpc.aio.server(options=GRPC_OPTIONS)
-    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, limiter.wrap(control.resolve), registry))
-    csds.add_to_server(server, csds.ClientStatusServicer(registry, cache))
+    authorize = authenticator.authorize if authenticator.enabled else None
+    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, limiter.wrap(control.resolve), registry, authorize=authorize))
+    require_admin = authenticator.require_admin if authenticator.enabled else None
+    csds.add_to_server(server, csds.ClientStatusServicer(registry, cache, require_admin=require_admin))
     host, port = split_host_port(xds, "--xds")
-    bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_secure_port(address, credentials) if credentials is not None else server.add_insecure_port(address)
     await server.start()
     http_server = None
     http_desc = "off"
@@ -82,6 +92,13 @@ async def serve(
         tasks.append(asyncio.create_task(control.run_secrets(lambda: trust_acked(registry, cache))))
     if ready_message:
         log.info("serving xDS (ADS, CSDS) on %s:%d, HTTP status on %s, model %s", host, bound, http_desc, ", ".join(control.paths))
+        if not authenticator.enabled:
+            log.warning("xDS is unauthenticated: any client that reaches %s:%d gets any node's config "
+                        "(use --xds-token-file or --xds-tls-cert/--xds-tls-key/--xds-client-ca)", host, bound)
+        else:
+            log.info("xDS authentication: %s; a stream gets only the config of the node it proved",
+                     " and ".join(filter(None, ["mTLS client certificates" if authenticator.mtls else "",
+                                                "bearer tokens" if authenticator.tokens else ""])))
         log.info(
             "limits: %s Envoys per node id, %s streams in total",
             max_proxies_per_node or "unlimited", max_streams or "unlimited",
@@ -110,3 +127,19 @@ async def serve(
     # Envoy never ends its ADS stream, so a graceful stop would always wait the full grace.
     await server.stop(grace=0.5)
     log.info("stopped")
+
+
+def _xds_security(cert: str | None, key: str | None, client_ca: str | None, token_file: str | None, admin_uris: Sequence[str]):
+    """Server credentials for the xDS port and the authenticator that checks each stream."""
+    from pathlib import Path
+
+    credentials = None
+    if cert or key or client_ca:
+        if not (cert and key):
+            raise ValueError("--xds-tls-cert and --xds-tls-key go together")
+        root = Path(client_ca).read_bytes() if client_ca else None
+        credentials = grpc.ssl_server_credentials(
+            [(Path(key).read_bytes(), Path(cert).read_bytes())], root_certificates=root, require_client_auth=root is not None,
+        )
+    tokens = load_token_file(token_file) if token_file else {}
+    return credentials, Authenticator(tokens=tokens, mtls=bool(client_ca), admin_uris=frozenset(admin_uris))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from mesh_model.bootstrap import dynamic_bootstrap
+from mesh_model.bootstrap import XdsTls, dynamic_bootstrap
 from mesh_model.compiler import Placement
 from mesh_model.node_id import parse_node_id
 
@@ -51,9 +51,10 @@ class MeshRunner:
         self.serve_proc = None
 
     # -- control plane
-    def start_control_plane(self, *extra_args: str, timeout: float = 20):
-        self.xds = ("127.0.0.1", free_port())
-        self.http = ("127.0.0.1", free_port())
+    def start_control_plane(self, *extra_args: str, timeout: float = 20, xds_port: int | None = None, http_port: int | None = None):
+        """Start `meshplane serve`; fixed ports let a test restart it where Envoy expects it."""
+        self.xds = ("127.0.0.1", xds_port or free_port())
+        self.http = ("127.0.0.1", http_port or free_port())
         argv = [
             self.python, "-m", "xds_server.cli", "serve", str(self.model_path),
             "--xds", "%s:%d" % self.xds, "--http", "%s:%d" % self.http, *extra_args,
@@ -110,13 +111,19 @@ class MeshRunner:
         return wait_until(converged, timeout, interval=0.05, message=f"{node_id} did not converge ({types})")
 
     # -- sidecars
-    def start_sidecar(self, node_id: str, *, ingress: str, app: str, egress: str, wait_ready: bool = True) -> Sidecar:
+    def start_sidecar(
+        self, node_id: str, *, ingress: str, app: str, egress: str, wait_ready: bool = True,
+        delta: bool = False, xds_tls: XdsTls | None = None, xds_token: str | None = None,
+    ) -> Sidecar:
         placement = Placement(explicit=True, ingress_address=ingress, app_address=app, egress_address=egress)
         node = parse_node_id(node_id)
         admin = ("127.0.0.1", free_port())
         name = f"envoy-{node.name}-{ingress}"
         config = self.workdir / f"{name}.yaml"
-        config.write_text(dynamic_bootstrap(node, "%s:%d" % self.xds, placement=placement, admin="%s:%d" % admin))
+        config.write_text(dynamic_bootstrap(
+            node, "%s:%d" % self.xds, placement=placement, admin="%s:%d" % admin,
+            delta=delta, xds_tls=xds_tls, xds_token=xds_token,
+        ))
         envoy = EnvoyProcess.start(self.group, config, name=name, admin=admin)
         if wait_ready:
             envoy.wait_ready(timeout=30)

@@ -252,6 +252,32 @@ class _Stream:
         self.error: StreamError | None = None
 
 
+# Hostile or broken clients: what one request and one stream may hold. Generous for Envoy
+# (it uses ~6 types and names a few thousand resources at most), small enough that one
+# stream cannot grow the server without bound. Beyond them: an error for that stream only.
+MAX_TYPES_PER_STREAM = 32
+MAX_NAMES_PER_REQUEST = 100_000
+MAX_NAME_LENGTH = 2048
+TYPE_URL_PREFIX = "type.googleapis.com/"
+
+
+def check_request(type_url: str, known_types, name_lists) -> None:
+    """Refuse malformed or oversized requests with a clear stream error (§ hostile input)."""
+    if not type_url:
+        raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, "type_url is required for ADS")
+    if not type_url.startswith(TYPE_URL_PREFIX) or len(type_url) > 256:
+        raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed type_url {type_url[:80]!r}")
+    if type_url not in known_types and len(known_types) >= MAX_TYPES_PER_STREAM:
+        raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {MAX_TYPES_PER_STREAM} type URLs on one stream")
+    count = 0
+    for names in name_lists:
+        count += len(names)
+        if count > MAX_NAMES_PER_REQUEST:
+            raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {MAX_NAMES_PER_REQUEST} resource names in one request")
+        if any(len(name) > MAX_NAME_LENGTH for name in names):
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, f"a resource name longer than {MAX_NAME_LENGTH} characters")
+
+
 class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(
         self,
@@ -359,6 +385,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             stream.wake.set()
 
     def _handle(self, stream: _Stream, st: StreamStatus, node_id: str, req) -> None:
+        check_request(req.type_url, stream.state.types, (req.resource_names,))
         kind = stream.state.on_request(req)
         ts = stream.state.types[req.type_url]
         t = short_type(req.type_url)
@@ -382,6 +409,10 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         Unlike SotW there is no "stale, drop it": the subscription change in a request is
         applied whatever its nonce (§1 F30), so the sender always re-plans.
         """
+        check_request(
+            req.type_url, stream.state.types,
+            (req.resource_names_subscribe, req.resource_names_unsubscribe, req.initial_resource_versions),
+        )
         known = stream.state.types.get(req.type_url)
         first = known is None or not known.requested
         try:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -24,9 +26,10 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import Issue, ModelError
+from .limits import DEFAULT_LIMITS, MAX_INT_DIGITS, Limits, size_text
 from .resources import KINDS, Mesh, MeshModel, Resource, frozen_map
 from .spec import SPEC_BY_KIND
-from .spec_errors import describe, spec_problems
+from .spec_errors import describe, printable, spec_problems
 from .validate import check_references
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -53,46 +56,85 @@ class Document:
     index: int  # 1-based position in the file
     line: int  # 1-based first line (0 when unknown)
     data: Any
+    problems: tuple[tuple[str, str], ...] = ()  # (field path, message) of bad strings/keys found while reading
 
     @property
     def where(self) -> str:
         return f"document {self.index} (line {self.line})" if self.line else f"document {self.index}"
 
 
+class _Budget:
+    """What one load has used so far of its ``Limits``."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.files = 0
+        self.bytes = 0
+        self.documents = 0
+        self.nodes = 0
+        self.stopped = False  # a per-load limit was hit: read nothing more
+
+
 # ---------------------------------------------------------------------------- public API
 
 
-def load_paths(paths: Sequence[str | os.PathLike]) -> MeshModel:
+def load_paths(paths: Sequence[str | os.PathLike], *, limits: Limits = DEFAULT_LIMITS) -> MeshModel:
     """Load files and folders (recursively: ``*.yaml``, ``*.yml``, ``*.json``, sorted by path).
 
-    Raises ``ModelError`` listing every problem found in any file.
+    Raises ``ModelError`` listing every problem found in any file (and only ever
+    ``ModelError``, whatever the files contain). ``limits`` bounds sizes and counts.
     """
     issues: list[Issue] = []
-    texts = list(_read_files(paths, issues))
-    return _load(texts, issues)
+    budget = _Budget(limits)
+    try:
+        texts = list(_read_files(paths, issues, budget))
+        return _load(texts, issues, budget)
+    except RecursionError:  # last line of defence; the limits should make this unreachable
+        raise ModelError(_clean(issues + [Issue("<input>", "", "", "input nested too deeply to process")])) from None
 
 
-def load_texts(texts: Sequence[tuple[str, str]]) -> MeshModel:
+def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEFAULT_LIMITS) -> MeshModel:
     """Load ``(file label, text)`` pairs; same rules as :func:`load_paths`.
 
-    A label ending in ``.json`` is parsed as JSON, anything else as YAML.
+    A label ending in ``.json`` is parsed as JSON, anything else as YAML. ``bytes`` are
+    decoded like file contents (UTF-8, optional BOM).
     """
-    return _load(list(texts), [])
+    issues: list[Issue] = []
+    budget = _Budget(limits)
+    try:
+        decoded = []
+        for label, text in texts:
+            label = label if isinstance(label, str) else str(label)
+            checked = _text_from_input(label, text, issues, budget)
+            if checked is not None:
+                decoded.append((label, checked))
+            if budget.stopped:
+                break
+        return _load(decoded, issues, budget)
+    except RecursionError:
+        raise ModelError(_clean(issues + [Issue("<input>", "", "", "input nested too deeply to process")])) from None
 
 
-def _load(texts: list[tuple[str, str]], issues: list[Issue]) -> MeshModel:
+def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: _Budget) -> MeshModel:
     """Parse, validate each document, cross-check, then build (only if nothing failed).
 
     Cross-file checks (references, duplicates) run only when every document could be
     identified: a file with a syntax error may hide the very resource a reference
     names, and reporting that as "not found" would send the user on a wrong chase.
     """
+    max_issues = budget.limits.max_issues
     complete = not issues  # an unreadable file hides resources too
     resources: list[Resource] = []
     for label, text in texts:
-        docs, parsed = _parse_documents(label, text, issues)
+        if budget.stopped or len(issues) >= max_issues:
+            complete = False
+            break
+        docs, parsed = _parse_documents(label, text, issues, budget)
         complete = complete and parsed
         for doc in docs:
+            if len(issues) >= max_issues:
+                complete = False
+                break
             resource = _resource_from_document(doc, issues)
             if resource is not None:
                 resources.append(resource)
@@ -101,105 +143,363 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue]) -> MeshModel:
     if complete:
         issues.extend(check_references(resources))
     if issues:
-        raise ModelError(issues)
+        raise ModelError(_clean(issues, max_issues))
     return build_model(resources)
+
+
+def _clean(issues: list[Issue], max_issues: int | None = None) -> list[Issue]:
+    """Issues as one printable line each (names, keys and values the user wrote can hold
+    newlines, control or bidi characters, lone surrogates...), at most ``max_issues``."""
+    cleaned = [Issue(*(printable(part, 1000) for part in (i.file, i.resource, i.path, i.message))) for i in issues]
+    if max_issues is not None and len(set(cleaned)) > max_issues:
+        cleaned = sorted(set(cleaned))[:max_issues]
+        cleaned.append(Issue(cleaned[-1].file, "", "", f"more than {max_issues:,} problems; stopped checking here (fix these first)"))
+    return cleaned
 
 
 # ---------------------------------------------------------------------------- files
 
 
-def _read_files(paths: Sequence[str | os.PathLike], issues: list[Issue]) -> Iterator[tuple[str, str]]:
+def _read_files(paths: Sequence[str | os.PathLike], issues: list[Issue], budget: _Budget) -> Iterator[tuple[str, str]]:
     """Yield ``(path, text)`` for every input file, each real file once."""
     seen: set[str] = set()
+    limits = budget.limits
     for path in paths:
-        for file in _expand(os.fspath(path), issues):
+        for file in _expand(os.fspath(path), issues, limits):
             real = os.path.realpath(file)
             if real in seen:
                 continue
             seen.add(real)
-            text = _read_text(file, issues)
+            budget.files += 1
+            if budget.files > limits.max_files:
+                issues.append(Issue(file, "", "", f"more than {limits.max_files:,} files to load (limit per load); not read"))
+                budget.stopped = True
+                return
+            text = _read_text(file, issues, budget)
+            if budget.stopped:
+                return
             if text is not None:
                 yield file, text
 
 
-def _expand(path: str, issues: list[Issue]) -> list[str]:
+def _expand(path: str, issues: list[Issue], limits: Limits) -> list[str]:
     """A file as is; a folder as its resource files, recursively, sorted by path.
 
     Names starting with ``.`` are skipped: editor temp files, ``.git``, and the
     ``..data``/``..2024_...`` twins in Kubernetes ConfigMap volume mounts (which would
-    otherwise load every resource twice).
+    otherwise load every resource twice). A sub-folder that cannot be listed is an
+    error (silently skipping it would drop its resources from the served model).
     """
-    if os.path.isfile(path):
-        return [path]
-    if not os.path.isdir(path):
-        issues.append(Issue(path, "", "", "no such file or directory"))
+    try:
+        if os.path.isfile(path):
+            return [path]
+        if not os.path.isdir(path):
+            issues.append(Issue(path, "", "", "no such file or directory"))
+            return []
+    except (ValueError, OSError) as err:  # e.g. a NUL byte in the path
+        issues.append(Issue(path, "", "", f"invalid path: {err}"))
         return []
-    found = []
-    for folder, dirs, files in os.walk(path):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+
+    def unreadable(err: OSError) -> None:
+        issues.append(Issue(err.filename or path, "", "", f"cannot read folder: {err.strerror or err}"))
+
+    found: list[str] = []
+    for folder, dirs, files in os.walk(path, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [os.path.join(folder, f) for f in files if f.endswith(SUFFIXES) and not f.startswith(".")]
+        if len(found) > limits.max_files:
+            break  # _read_files reports the limit
     return sorted(found)
 
 
-def _read_text(file: str, issues: list[Issue]) -> str | None:
+def _read_text(file: str, issues: list[Issue], budget: _Budget) -> str | None:
+    """The file's text, or None (with an issue) when it cannot or must not be read.
+
+    Opened non-blocking and checked to be a regular file: a FIFO or device named
+    ``*.yaml`` would otherwise hang or never end. Size is checked before and while reading.
+    """
+    limits = budget.limits
     try:
-        with open(file, "rb") as handle:
-            return handle.read().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        issues.append(Issue(file, "", "", f"not UTF-8 text (byte {err.start})"))
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                issues.append(Issue(file, "", "", "not a regular file"))
+                return None
+            if info.st_size > limits.max_file_bytes:
+                issues.append(Issue(file, "", "", _too_big(info.st_size, limits.max_file_bytes)))
+                return None
+            data = handle.read(limits.max_file_bytes + 1)
     except OSError as err:
         issues.append(Issue(file, "", "", f"cannot read: {err.strerror or err}"))
+        return None
+    if len(data) > limits.max_file_bytes:  # grew since fstat
+        issues.append(Issue(file, "", "", _too_big(len(data), limits.max_file_bytes)))
+        return None
+    if not _count_bytes(file, len(data), issues, budget):
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        issues.append(Issue(file, "", "", f"not UTF-8 text (byte {err.start})"))
     return None
+
+
+def _too_big(size: int, limit: int) -> str:
+    return f"file is {size_text(size)}, larger than the limit of {size_text(limit)}"
+
+
+def _count_bytes(label: str, size: int, issues: list[Issue], budget: _Budget) -> bool:
+    limit = budget.limits.max_total_bytes
+    budget.bytes += size
+    if budget.bytes > limit:
+        issues.append(Issue(label, "", "", f"the files add up to more than {size_text(limit)} (limit per load); not read"))
+        budget.stopped = True
+        return False
+    return True
+
+
+def _text_from_input(label: str, text: Any, issues: list[Issue], budget: _Budget) -> str | None:
+    """``load_texts`` input as checked text: same size limits and decoding as files, and
+    no unpaired surrogates (not valid Unicode: YAML cannot read it, protobuf cannot send it)."""
+    limits = budget.limits
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        data = bytes(text)
+        if len(data) > limits.max_file_bytes:
+            issues.append(Issue(label, "", "", _too_big(len(data), limits.max_file_bytes)))
+            return None
+        if not _count_bytes(label, len(data), issues, budget):
+            return None
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            issues.append(Issue(label, "", "", f"not UTF-8 text (byte {err.start})"))
+            return None
+    if not isinstance(text, str):
+        issues.append(Issue(label, "", "", f"expected text, got {describe(text)}"))
+        return None
+    if len(text) > limits.max_file_bytes:  # at least one byte per character
+        issues.append(Issue(label, "", "", _too_big(len(text.encode("utf-8", "surrogatepass")), limits.max_file_bytes)))
+        return None
+    size = len(text)
+    if not text.isascii():
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as err:
+            line, column = _line_column(text, err.start)
+            issues.append(Issue(label, "", f"line {line} column {column}",
+                                f"unpaired surrogate character U+{ord(text[err.start]):04X} (not valid Unicode text)"))
+            return None
+        if size > limits.max_file_bytes:
+            issues.append(Issue(label, "", "", _too_big(size, limits.max_file_bytes)))
+            return None
+    if not _count_bytes(label, size, issues, budget):
+        return None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of character ``index``."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
 
 
 # ---------------------------------------------------------------------------- YAML / JSON
 
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_INT_TAG, _MERGE_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:merge"
 
 
 class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last one,
-    which hides copy-paste mistakes like two ``port:`` lines)."""
+    """SafeLoader (no ``!!python/...`` tags: plain data only) that rejects duplicate
+    mapping keys (PyYAML silently keeps the last one, which hides copy-paste mistakes
+    like two ``port:`` lines) and integers too long to convert."""
 
     def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML signature
-        first_line: dict[str, int] = {}
+        first_line: dict[tuple[str, str], int] = {}
         for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                key, line = key_node.value, key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
                 if key in first_line:
-                    problem = f"duplicate key '{key}' (first at line {first_line[key]})"
+                    problem = f"duplicate key '{key_node.value}' (first at line {first_line[key]})"
                     raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
                 first_line[key] = line
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node):  # noqa: ANN001
+        if len(node.value) > MAX_INT_DIGITS:
+            problem = f"integer of {len(node.value):,} characters is too large (limit: {MAX_INT_DIGITS:,})"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+        return super().construct_yaml_int(node)
 
-def _parse_documents(label: str, text: str, issues: list[Issue]) -> tuple[list[Document], bool]:
+
+_StrictLoader.add_constructor(_INT_TAG, _StrictLoader.construct_yaml_int)
+
+
+def _parse_documents(label: str, text: str, issues: list[Issue], budget: _Budget) -> tuple[list[Document], bool]:
     """All non-empty documents of one file, and whether the whole file parsed (on a syntax
     error, the documents before it are still returned so their problems are reported)."""
     if label.endswith(".json"):
-        return _parse_json(label, text, issues)
+        return _parse_json(label, text, issues, budget)
+    if not _scan_yaml(label, text, issues, budget):
+        return [], False
     docs: list[Document] = []
     parsed = False
-    loader = _StrictLoader(text)
+    loader = None
+    node, index = None, 0
     try:
-        index = 0
+        loader = _StrictLoader(text)  # PyYAML's pure-Python reader already checks characters here
         while loader.check_node():
             node = loader.get_node()
             index += 1
             data = loader.construct_document(node)
             if data is not None:
-                docs.append(Document(label, index, node.start_mark.line + 1, data))
+                problems, _ = _walk(data, budget.limits)
+                docs.append(Document(label, index, node.start_mark.line + 1, data, tuple(problems)))
         parsed = True
+    except yaml.reader.ReaderError as err:
+        issues.append(Issue(label, "", _reader_where(text, err), _reader_message(err)))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "line ?"
-        issues.append(Issue(label, "", where, _yaml_message(err, text)))
+        message = _yaml_message(err, text)
+        if message.startswith("exceeded maximum nesting depth"):  # libyaml's own limit (1,000)
+            message = f"nested deeper than the limit of {budget.limits.max_depth} levels"
+        issues.append(Issue(label, "", where, message))
     except yaml.YAMLError as err:
         issues.append(Issue(label, "", "line ?", str(err)))
+    except RecursionError:
+        issues.append(Issue(label, "", "", f"nested deeper than the limit of {budget.limits.max_depth} levels"))
+    except Exception as err:  # noqa: BLE001 - PyYAML's scalar constructors raise ValueError, KeyError...
+        # e.g. ``2001-13-45`` (a timestamp with month 13), ``!!int abc``, ``!!bool maybe``
+        where = f"document {index} (line {node.start_mark.line + 1})" if node is not None else f"document {index}"
+        issues.append(Issue(label, where, "", f"invalid value: {_value_error(err)}"))
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs, parsed
+
+
+def _value_error(err: Exception) -> str:
+    if isinstance(err, KeyError):
+        return f"unknown value {err}"
+    if isinstance(err, AttributeError):
+        return "value does not match its tag"
+    return str(err) or type(err).__name__
+
+
+def _reader_where(text: str, err: yaml.reader.ReaderError) -> str:
+    """``line L column C`` of a reader error (libyaml counts UTF-8 bytes, PyYAML characters)."""
+    position = err.position if isinstance(err.position, int) else 0
+    if err.encoding == "unicode" or _BaseLoader is yaml.SafeLoader:
+        index = position
+    else:
+        index = len(text.encode("utf-8", "surrogatepass")[:position].decode("utf-8", "ignore"))
+    line, column = _line_column(text, min(index, len(text)))
+    return f"line {line} column {column}"
+
+
+def _reader_message(err: yaml.reader.ReaderError) -> str:
+    character = err.character
+    code = character if isinstance(character, int) else (ord(character) if isinstance(character, str) and len(character) == 1 else None)
+    shown = f"U+{code:04X}" if code is not None else "character"
+    return f"character {shown} is not allowed in YAML ({err.reason}); write it as an escape in a double-quoted string"
+
+
+_EVENTS = yaml.events
+
+
+def _scan_yaml(label: str, text: str, issues: list[Issue], budget: _Budget) -> bool:
+    """Check the limits on the YAML event stream, before anything is built: documents,
+    values (aliases expanded: "billion laughs"), nesting depth and string length.
+
+    Streaming keeps the cost of hostile input bounded by the limits, not by the input.
+    Returns False (with an issue) when the file must not be loaded; True when it is
+    within limits or has a syntax error (which the real parse then reports precisely).
+    """
+    limits = budget.limits
+    try:
+        parser = _BaseLoader(text)
+    except Exception:  # noqa: BLE001 - e.g. a control character: the parse reports it
+        return True
+    scalar, alias = _EVENTS.ScalarEvent, _EVENTS.AliasEvent
+    starts = (_EVENTS.SequenceStartEvent, _EVENTS.MappingStartEvent)
+    ends = (_EVENTS.SequenceEndEvent, _EVENTS.MappingEndEvent)
+    document, document_line, nodes, depth, used_alias = 0, 0, 0, 0, False
+    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, height) of its finished node
+    open_anchors: set[str] = set()
+    stack: list[list] = []  # open collections: [anchor, values before it, its depth, deepest depth inside]
+
+    def refuse(event: Any, message: str) -> bool:
+        mark = event.start_mark
+        issues.append(Issue(label, f"document {document} (line {document_line})",
+                            f"line {mark.line + 1} column {mark.column + 1}", message))
+        return False
+
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            kind = type(event)
+            if kind is scalar:
+                count = 1
+                if len(event.value) > limits.max_string_length:
+                    return refuse(event, f"string of {len(event.value):,} characters is longer than the limit of {limits.max_string_length:,}")
+                if event.anchor:
+                    anchors[event.anchor] = (1, 0)
+            elif kind is alias:
+                if event.anchor in open_anchors:
+                    return refuse(event, f"alias *{event.anchor} is used inside its own anchor &{event.anchor} (a recursive structure)")
+                count, height = anchors.get(event.anchor, (1, 0))
+                used_alias = True
+                if depth + height > limits.max_depth:
+                    return refuse(event, f"nested deeper than the limit of {limits.max_depth} levels (through alias *{event.anchor})")
+                if stack:
+                    stack[-1][3] = max(stack[-1][3], depth + height)
+            elif kind in starts:
+                depth += 1
+                if depth > limits.max_depth:
+                    return refuse(event, f"nested deeper than the limit of {limits.max_depth} levels")
+                stack.append([event.anchor, nodes, depth, depth])
+                if event.anchor:
+                    open_anchors.add(event.anchor)
+                count = 1
+            elif kind in ends:
+                anchor, before, level, deepest = stack.pop()
+                if stack:
+                    stack[-1][3] = max(stack[-1][3], deepest)
+                depth -= 1
+                if anchor:
+                    anchors[anchor] = (nodes - before, deepest - level + 1)
+                    open_anchors.discard(anchor)
+                continue
+            elif kind is _EVENTS.DocumentStartEvent:
+                document += 1
+                document_line = event.start_mark.line + 1
+                nodes, used_alias = 0, False
+                anchors.clear()
+                budget.documents += 1
+                if budget.documents > limits.max_documents:
+                    budget.stopped = True
+                    return refuse(event, f"more than {limits.max_documents:,} documents in all files together (limit per load)")
+                continue
+            else:
+                continue
+            nodes += count
+            budget.nodes += count
+            if nodes > limits.max_document_nodes:
+                how = " once aliases are expanded (an alias bomb?)" if used_alias else ""
+                return refuse(event, f"more than {limits.max_document_nodes:,} values in one document{how} (limit per document)")
+            if budget.nodes > limits.max_nodes:
+                budget.stopped = True
+                return refuse(event, f"more than {limits.max_nodes:,} values in all files together (limit per load)")
+    except yaml.YAMLError:
+        return True  # the parse reports it, with its usual message
+    except Exception:  # noqa: BLE001 - let the parse report whatever this is
+        return True
+    finally:
+        parser.dispose()
+    return True
 
 
 def _yaml_message(err: yaml.MarkedYAMLError, text: str) -> str:
@@ -215,21 +515,139 @@ def _yaml_message(err: yaml.MarkedYAMLError, text: str) -> str:
 
 
 def _char_at(text: str, line: int, column: int) -> str:
-    lines = text.splitlines()
-    return lines[line][column] if line < len(lines) and column < len(lines[line]) else ""
+    start = 0
+    for _ in range(line):  # no splitlines(): a 16 MiB file would be copied line by line
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return ""
+    end = text.find("\n", start)
+    current = text[start:end if end >= 0 else len(text)]
+    return current[column] if column < len(current) else ""
 
 
-def _parse_json(label: str, text: str, issues: list[Issue]) -> tuple[list[Document], bool]:
+class _InputProblem(ValueError):
+    """A JSON file problem found by a parse hook (a huge integer)."""
+
+
+def _json_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise _InputProblem(f"integer of {len(text):,} characters is too large (limit: {MAX_INT_DIGITS:,})")
+    return int(text)
+
+
+class _JsonObject(dict):
+    """A JSON object that remembers its duplicate keys (json keeps the last silently);
+    ``_walk`` reports them at their field path, like YAML's duplicate keys are reported."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict:
+    data = _JsonObject(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        data.duplicates = tuple(dict.fromkeys(key for key, _ in pairs if key in seen or seen.add(key)))
+    return data
+
+
+def _parse_json(label: str, text: str, issues: list[Issue], budget: _Budget) -> tuple[list[Document], bool]:
     """A JSON file holds one resource object or a list of them."""
+    limits = budget.limits
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_json_int, object_pairs_hook=_json_object)
     except json.JSONDecodeError as err:
         issues.append(Issue(label, "", f"line {err.lineno} column {err.colno}", err.msg))
         return [], False
+    except _InputProblem as err:
+        issues.append(Issue(label, "", "", str(err)))
+        return [], False
+    except RecursionError:
+        issues.append(Issue(label, "", "", f"nested deeper than the limit of {limits.max_depth} levels"))
+        return [], False
+    except ValueError as err:  # anything else json refuses
+        issues.append(Issue(label, "", "", f"invalid JSON: {err}"))
+        return [], False
     items = data if isinstance(data, list) else [data]
-    return [Document(label, i, 0, item) for i, item in enumerate(items, 1) if item is not None], True
+    budget.documents += len(items)
+    if budget.documents > limits.max_documents:
+        budget.stopped = True
+        issues.append(Issue(label, "", "", f"more than {limits.max_documents:,} documents in all files together (limit per load)"))
+        return [], False
+    docs = []
+    for i, item in enumerate(items, 1):
+        if item is None:
+            continue
+        problems, refused = _walk(item, limits, budget=budget)
+        if refused is not None:
+            issues.append(Issue(label, f"document {i}", *refused))
+            return docs, False
+        docs.append(Document(label, i, 0, item, tuple(problems)))
+    return docs, True
 
 
+def _walk(data: Any, limits: Limits, budget: _Budget | None = None) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+    """Problems of the strings and keys of one document, as ``(field path, message)``:
+    keys that are not strings, NUL characters and unpaired surrogates (which no Envoy
+    config can carry). With a ``budget`` (JSON, which has no event stream to scan) the
+    limits are checked too; the second result is then ``(path, message)`` of the first
+    limit exceeded, or None. Iterative: depth is limited, Python's stack is not needed.
+    """
+    problems: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    nodes = 0
+    while stack:
+        value, path, depth = stack.pop()
+        if budget is not None:
+            nodes += 1
+            budget.nodes += 1
+            if nodes > limits.max_document_nodes:
+                return problems, (path, f"more than {limits.max_document_nodes:,} values in one document (limit per document)")
+            if budget.nodes > limits.max_nodes:
+                budget.stopped = True
+                return problems, (path, f"more than {limits.max_nodes:,} values in all files together (limit per load)")
+        if isinstance(value, str):
+            if budget is not None and len(value) > limits.max_string_length:
+                return problems, (path, f"string of {len(value):,} characters is longer than the limit of {limits.max_string_length:,}")
+            problem = _string_problem(value)
+            if problem:
+                problems.append((path, problem))
+            continue
+        if isinstance(value, (dict, list, tuple, set, frozenset)) and budget is not None and depth > limits.max_depth:
+            return problems, (path, f"nested deeper than the limit of {limits.max_depth} levels")
+        if isinstance(value, dict):
+            if type(value) is _JsonObject and value.duplicates:
+                problems.extend((path, f"duplicate key '{key}'") for key in value.duplicates)
+            for key, item in value.items():
+                if isinstance(key, str):
+                    child = f"{path}.{key}" if path else key
+                    if budget is not None and len(key) > limits.max_string_length:
+                        return problems, (path, f"field name of {len(key):,} characters is longer than the limit of {limits.max_string_length:,}")
+                    problem = _string_problem(key)
+                    if problem:
+                        problems.append((path, f"field name {problem}"))
+                else:
+                    problems.append((path, f"field names must be strings, got {describe(key)}"
+                                           + (" (quote it)" if isinstance(key, (bool, int, float)) or key is None else "")))
+                    child = f"{path}.{describe(key)}"
+                stack.append((item, child, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, (set, frozenset)):
+            stack.extend((item, path, depth + 1) for item in value)
+    return problems, None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _string_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\0), which is not allowed"
+    if not text.isascii():
+        found = _SURROGATE.search(text)
+        if found:
+            return f"contains an unpaired surrogate U+{ord(found.group()):04X}, which is not valid Unicode"
+    return None
 # ---------------------------------------------------------------------------- documents -> resources
 
 
@@ -250,16 +668,21 @@ def _resource_from_document(doc: Document, issues: list[Issue]) -> Resource | No
         return None
     kind = _check_kind(doc, data.get("kind"), issues)
     if kind is None:
+        _report_problems(doc, doc.where, {"kind"}, issues)
         return None
     before = len(issues)
     identity = _check_identity(doc, kind, data, issues)
     identified = len(issues) == before
     label = _label(kind, identity) if identified else doc.where
+    _report_problems(doc, label, {issue.path for issue in issues[before:]}, issues)
     allowed = ("kind", "name") + _IDENTITY[kind] + ("spec",)
     for key in data:
-        if key not in ENVELOPE_KEYS:
+        if isinstance(key, str) and key not in ENVELOPE_KEYS:
             issues.append(Issue(doc.file, label, "", f"unknown field '{key}' (allowed: {', '.join(allowed)})"))
-    spec, spec_ok = _check_spec(doc, kind, label, data.get("spec"), issues)
+    if any(path == "spec" or path.startswith(("spec.", "spec[")) for path, _ in doc.problems):
+        spec, spec_ok = None, False  # already reported; pydantic would only repeat them less clearly
+    else:
+        spec, spec_ok = _check_spec(doc, kind, label, data.get("spec"), issues)
     if kind in UNSUPPORTED_KINDS:
         issues.append(Issue(doc.file, label, "", f"kind {kind} is not supported yet"))
         return None
@@ -274,6 +697,11 @@ def _resource_from_document(doc: Document, issues: list[Issue]) -> Resource | No
         namespaceName=identity.get("namespaceName", ""),
         file=doc.file,
     )
+
+
+def _report_problems(doc: Document, label: str, reported: set[str], issues: list[Issue]) -> None:
+    """The string/key problems found while reading, except on fields already reported."""
+    issues.extend(Issue(doc.file, label, path, message) for path, message in doc.problems if path not in reported)
 
 
 def _check_kind(doc: Document, kind: Any, issues: list[Issue]) -> str | None:
@@ -299,6 +727,8 @@ def _check_identity(doc: Document, kind: str, data: dict, issues: list[Issue]) -
                 issues.append(Issue(doc.file, doc.where, key, f"not allowed for kind {kind}"))
             continue
         problem = _name_problem(value, 1024 if key == "namespaceName" else 255)
+        if not problem and kind == "Mesh" and "@" in value:
+            problem = f"must not contain '@': node ids read mesh/<mesh>@<account id>/..., so no Envoy could join this mesh (got '{printable(value)}')"
         if problem:
             issues.append(Issue(doc.file, doc.where, key, problem))
         else:
@@ -307,8 +737,12 @@ def _check_identity(doc: Document, kind: str, data: dict, issues: list[Issue]) -
 
 
 def _name_problem(value: Any, max_length: int) -> str | None:
-    """Names become Envoy resource names and node ids (``mesh/<mesh>/virtualNode/<name>``):
-    no ``/`` and no whitespace."""
+    """Names become Envoy resource names, stat names and node ids
+    (``mesh/<mesh>/virtualNode/<name>``): no ``/``, no whitespace, and no control or
+    invisible characters (NUL, bidi overrides such as U+202E, zero-width joiners...,
+    which would make two different names look the same in logs and configs). Anything
+    else printable is allowed: App Mesh names are 1..255 characters of any kind, and
+    unicode letters, combining marks and emoji are fine."""
     if value is None:
         return "required field missing"
     if not isinstance(value, str):
@@ -316,7 +750,10 @@ def _name_problem(value: Any, max_length: int) -> str | None:
     if not 1 <= len(value) <= max_length:
         return "must not be empty" if not value else f"must be at most {max_length} characters (got {len(value)})"
     if "/" in value or any(c.isspace() for c in value):
-        return f"must not contain '/' or whitespace, got '{value}'"
+        return f"must not contain '/' or whitespace, got '{printable(value)}'"
+    if not value.isprintable():
+        bad = next(c for c in value if not c.isprintable())
+        return f"must not contain control or invisible characters (U+{ord(bad):04X}), got '{printable(value)}'"
     return None
 
 

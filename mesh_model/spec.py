@@ -809,8 +809,9 @@ def _attribute_problems(attributes: dict[str, str]) -> list[tuple[Loc, str]]:
             if not valid:
                 problems.append((("attributes", key), f"not a valid IPv{version} address: '{attributes[key]}'"))
     port = attributes.get(PORT)
-    if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-        problems.append((("attributes", PORT), f"must be a port number 1..65535 (as a string), got '{port}'"))
+    if port is not None and not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+        shown = port if len(port) <= 20 else port[:20] + "..."
+        problems.append((("attributes", PORT), f"must be a port number 1..65535 (as a string), got '{shown}'"))
     for key, value in attributes.items():
         if not 1 <= len(key) <= 255:
             problems.append((("attributes",), f"attribute names must be 1..255 characters, got '{key[:40]}'"))

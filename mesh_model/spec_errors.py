@@ -58,6 +58,27 @@ def render_path(root: str, loc: Iterable[Any]) -> str:
     return text
 
 
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` safe to show on one line: control, format (bidi overrides, zero-width...)
+    and other invisible characters and lone surrogates as escapes (``\\n``,
+    ``\\u202e``), and shortened to ``limit`` characters. Printable text (any script,
+    emoji, combining marks) is kept as is."""
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 3, 1)] + "..."
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c.isprintable():
+            out.append(c)
+        elif c in "\n\t\r":
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}[c])
+        else:
+            code = ord(c)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
 def describe(value: Any) -> str:
     """A short description of a wrong input: ``string '8080'``, ``integer 3``, ``a list``."""
     if value is None:
@@ -65,17 +86,26 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, int):
+        if value.bit_length() > 130:  # ~40 digits; str() of 4,300+ digits would even raise
+            return f"a {value.bit_length():,}-bit integer"
         return f"integer {value}"
     if isinstance(value, float):
         return f"number {value}"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string '{shown}'"
+        return f"string '{printable(value, 40)}'"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, (list, tuple)):
         return "a list"
-    return f"{type(value).__name__} {value}"
+    if isinstance(value, (bytes, bytearray)):
+        return f"binary data ({len(value):,} bytes)"
+    if isinstance(value, (set, frozenset)):
+        return "a set"
+    try:
+        shown = str(value)
+    except Exception:  # noqa: BLE001 - a description must never fail
+        shown = "?"
+    return f"{type(value).__name__} {printable(shown, 40)}"
 
 
 def _message(err: dict, model: type[BaseModel]) -> str:
@@ -99,6 +129,8 @@ def _message(err: dict, model: type[BaseModel]) -> str:
     }
     if kind in simple:
         return simple[kind]
+    if kind == "invalid_key":
+        return f"field names must be strings, got {got}"
     if kind == "literal_error":
         choices = _literal_choices(model, tuple(err["loc"])) or [c.strip("'") for c in re.split(r", | or ", ctx.get("expected", ""))]
         return f"must be one of: {', '.join(choices)} (got {_short(value)})"
@@ -110,41 +142,65 @@ def _message(err: dict, model: type[BaseModel]) -> str:
         n = ctx["min_length"]
         return "must not be empty" if n == 1 else f"must be at least {n} characters"
     if kind == "string_too_long":
-        return f"must be at most {ctx['max_length']} characters (got {len(value)})"
+        return f"must be at most {ctx['max_length']} characters (got {len(value) if isinstance(value, str) else '?'})"
     if kind == "too_short":
         n = ctx["min_length"]
         return f"must have at least {n} item{'s' if n != 1 else ''}"
     if kind == "too_long":
         n = ctx["max_length"]
         return f"must have at most {n} item{'s' if n != 1 else ''} (got {ctx['actual_length']})"
-    return re.sub(r"^(Value|Assertion) error, ", "", err["msg"])
+    message = re.sub(r"^(Value|Assertion) error, ", "", str(err.get("msg", "invalid value")))
+    if "int_max_str_digits" in message:  # int() of a 4,300+ digit string inside a validator
+        return "number too large"
+    return printable(message, 500)
 
 
 def _short(value: Any) -> str:
     """``'PUT'`` for strings, ``describe`` otherwise (for "got ..." after a list of choices)."""
-    return f"'{value}'" if isinstance(value, str) else describe(value)
+    return f"'{printable(value, 60)}'" if isinstance(value, str) else describe(value)
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+class HintBudget:
+    """Work allowed for "did you mean" hints (edit-distance cells). Hints are a courtesy:
+    with 2,000 dangling references among 2,000 names, exhaustive hints took minutes, so
+    once the budget is spent, messages simply have no hint."""
+
+    def __init__(self, cells: int = 5_000_000):
+        self.cells = cells
+
+
+def did_you_mean(name: str, candidates: Iterable[str], budget: HintBudget | None = None) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate within a typo's reach, else "".
 
     A small edit distance (not difflib's ratio) keeps long look-alike DNS names such as
     ``ghost.shop.local``/``b.shop.local`` from producing silly suggestions.
     """
-    best = min(candidates, key=lambda c: (_distance(name, c), c), default=None)
-    if best is not None and _distance(name, best) <= max(2, len(name) // 5):
-        return f" (did you mean '{best}'?)"
-    return ""
+    reach = max(2, len(name) // 5)
+    best: tuple[int, str] | None = None
+    for candidate in candidates:
+        if abs(len(candidate) - len(name)) > reach:
+            continue  # the distance is at least the length difference
+        if budget is not None:
+            budget.cells -= (len(name) + 1) * (len(candidate) + 1)
+            if budget.cells < 0:
+                return ""
+        distance = _distance(name, candidate, reach)
+        if distance <= reach and (best is None or (distance, candidate) < best):
+            best = (distance, candidate)
+    return f" (did you mean '{printable(best[1], 80)}'?)" if best is not None else ""
 
 
-def _distance(a: str, b: str) -> int:
-    """Levenshtein distance (case-insensitive)."""
+def _distance(a: str, b: str, reach: int | None = None) -> int:
+    """Levenshtein distance (case-insensitive); stops early (returning ``reach + 1``) once
+    it is certainly above ``reach``."""
     a, b = a.lower(), b.lower()
     previous = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         current = [i]
         for j, cb in enumerate(b, 1):
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if reach is not None and min(current) > reach:
+            return reach + 1
         previous = current
     return previous[-1]
 

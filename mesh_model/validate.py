@@ -12,11 +12,13 @@ from typing import Iterable, Sequence
 
 from .errors import Issue
 from .resources import Resource
-from .spec_errors import did_you_mean
+from .spec_errors import HintBudget, did_you_mean
 
 
 class _Index:
-    """First definition of every resource, by mesh and name."""
+    """First definition of every resource, by mesh and name; and the "did you mean" hints
+    (cached, and within a budget: a renamed node can leave thousands of dangling references,
+    each compared with thousands of names)."""
 
     def __init__(self, resources: Iterable[Resource]):
         self.meshes: set[str] = set()
@@ -26,12 +28,26 @@ class _Index:
                 self.meshes.add(r.name)
             scope = r.mesh if r.kind != "Route" else f"{r.mesh}/{r.virtualRouter}"
             self.by_kind.setdefault((r.kind, scope), {}).setdefault(r.name, r)
+        self._names: dict[tuple[str, str], list[str]] = {}
+        self._hints: dict[tuple[str, str, str], str] = {}
+        self._budget = HintBudget()
 
     def get(self, kind: str, mesh: str, name: str) -> Resource | None:
         return self.by_kind.get((kind, mesh), {}).get(name)
 
     def names(self, kind: str, mesh: str) -> list[str]:
-        return sorted(self.by_kind.get((kind, mesh), {}))
+        key = (kind, mesh)
+        if key not in self._names:
+            self._names[key] = sorted(self.by_kind.get(key, {}))
+        return self._names[key]
+
+    def hint(self, name: str, kind: str, mesh: str) -> str:
+        """`` (did you mean 'x'?)`` among the names of ``kind`` in ``mesh`` (kind "Mesh": meshes)."""
+        key = (name, kind, mesh)
+        if key not in self._hints:
+            candidates = sorted(self.meshes) if kind == "Mesh" else self.names(kind, mesh)
+            self._hints[key] = did_you_mean(name, candidates, self._budget)
+        return self._hints[key]
 
 
 _NOUN = {"VirtualNode": "virtual node", "VirtualRouter": "virtual router", "VirtualService": "virtual service"}
@@ -44,7 +60,7 @@ def check_references(resources: Sequence[Resource]) -> list[Issue]:
     checks = {"Route": _check_route, "VirtualService": _check_service, "VirtualNode": _check_node}
     for r in resources:
         if r.kind not in ("Mesh", "CloudMapService") and r.mesh not in index.meshes:
-            issues.append(_issue(r, "mesh", f"mesh '{r.mesh}' is not defined (no kind: Mesh document with that name){_hint(r.mesh, sorted(index.meshes))}"))
+            issues.append(_issue(r, "mesh", f"mesh '{r.mesh}' is not defined (no kind: Mesh document with that name){index.hint(r.mesh, 'Mesh', '')}"))
         if r.spec is not None and r.kind in checks:
             issues += checks[r.kind](r, index)
     return issues
@@ -54,15 +70,11 @@ def _issue(r: Resource, path: str, message: str) -> Issue:
     return Issue(r.file, r.label, path, message)
 
 
-def _hint(name: str, candidates: list[str]) -> str:
-    return did_you_mean(name, candidates)
-
-
 def _missing(r: Resource, index: _Index, kind: str, name: str, path: str) -> Issue | None:
     """An issue if ``kind name`` does not exist in ``r``'s mesh."""
     if index.get(kind, r.mesh, name) is not None:
         return None
-    return _issue(r, path, f"{_NOUN[kind]} '{name}' not found in mesh '{r.mesh}'{_hint(name, index.names(kind, r.mesh))}")
+    return _issue(r, path, f"{_NOUN[kind]} '{name}' not found in mesh '{r.mesh}'{index.hint(name, kind, r.mesh)}")
 
 
 def _duplicates(resources: Sequence[Resource]) -> list[Issue]:
@@ -93,7 +105,7 @@ def _check_route(r: Resource, index: _Index) -> list[Issue]:
     issues = []
     router = index.get("VirtualRouter", r.mesh, r.virtualRouter)
     if router is None and r.mesh in index.meshes:
-        hint = _hint(r.virtualRouter, index.names("VirtualRouter", r.mesh))
+        hint = index.hint(r.virtualRouter, "VirtualRouter", r.mesh)
         issues.append(_issue(r, "virtualRouter", f"virtual router '{r.virtualRouter}' not found in mesh '{r.mesh}'{hint}"))
     route_type, route = r.spec.route_type, r.spec.route
     issues += _check_match_port(r, f"spec.{route_type}.match.port", route.match.port if route.match else None, router)

@@ -185,6 +185,11 @@ class ControlPlane:
             self.last_error = [str(issue) for issue in exc.issues]
             log.error("model change rejected, still serving the last good model (%d errors):\n%s", len(exc.issues), exc)
             return False
+        except Exception as exc:  # a bug must not take the served config down with it
+            metrics.observe_reload(False)
+            self.last_error = [f"internal error while reloading: {type(exc).__name__}: {exc}"]
+            log.exception("model reload failed; still serving the last good model")
+            return False
         self.model = model
         self.compile_cache = CompileCache(model)
         self.dependencies.update(dependencies)

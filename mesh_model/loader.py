@@ -33,8 +33,8 @@ from .spec_errors import describe, printable, spec_problems
 from .validate import check_references
 
 SUFFIXES = (".yaml", ".yml", ".json")
-UNSUPPORTED_KINDS = ("VirtualGateway", "GatewayRoute")
-ENVELOPE_KEYS = ("kind", "mesh", "virtualRouter", "namespaceName", "name", "spec")
+UNSUPPORTED_KINDS: tuple[str, ...] = ()
+ENVELOPE_KEYS = ("kind", "mesh", "virtualRouter", "virtualGateway", "namespaceName", "name", "spec")
 # which identity keys each kind takes (name always; spec always allowed)
 _IDENTITY = {
     "Mesh": (),
@@ -44,7 +44,7 @@ _IDENTITY = {
     "VirtualNode": ("mesh",),
     "CloudMapService": ("namespaceName",),
     "VirtualGateway": ("mesh",),
-    "GatewayRoute": ("mesh",),
+    "GatewayRoute": ("mesh", "virtualGateway"),
 }
 
 
@@ -694,6 +694,7 @@ def _resource_from_document(doc: Document, issues: list[Issue]) -> Resource | No
         spec=spec if spec_ok else None,
         mesh=identity["name"] if kind == "Mesh" else identity.get("mesh", ""),
         virtualRouter=identity.get("virtualRouter", ""),
+        virtualGateway=identity.get("virtualGateway", ""),
         namespaceName=identity.get("namespaceName", ""),
         file=doc.file,
     )
@@ -720,7 +721,7 @@ def _check_identity(doc: Document, kind: str, data: dict, issues: list[Issue]) -
     """``name`` plus the identity keys this kind needs (and none it does not take)."""
     identity: dict[str, str] = {}
     wanted = ("name",) + _IDENTITY[kind]
-    for key in ("name", "mesh", "virtualRouter", "namespaceName"):
+    for key in ("name", "mesh", "virtualRouter", "virtualGateway", "namespaceName"):
         value = data.get(key)
         if key not in wanted:
             if key in data:
@@ -759,7 +760,8 @@ def _name_problem(value: Any, max_length: int) -> str | None:
 
 def _label(kind: str, identity: dict[str, str]) -> str:
     return Resource(kind=kind, name=identity["name"], spec=None, mesh=identity.get("mesh", ""),
-                    virtualRouter=identity.get("virtualRouter", ""), namespaceName=identity.get("namespaceName", "")).label
+                    virtualRouter=identity.get("virtualRouter", ""), virtualGateway=identity.get("virtualGateway", ""),
+                    namespaceName=identity.get("namespaceName", "")).label
 
 
 def _check_spec(doc: Document, kind: str, label: str, raw: Any, issues: list[Issue]) -> tuple[Any, bool]:
@@ -787,12 +789,15 @@ def build_model(resources: Sequence[Resource]) -> MeshModel:
     """
     grouped: dict[tuple[str, str], dict[str, Resource]] = {}  # (kind, mesh) -> name -> resource
     routes: dict[tuple[str, str], dict[str, Resource]] = {}  # (mesh, router) -> name -> route
+    gateway_routes: dict[tuple[str, str], dict[str, Resource]] = {}  # (mesh, gateway) -> name -> route
     cloud_map = {}
     for r in resources:
         if r.kind == "CloudMapService":
             cloud_map[(r.namespaceName, r.name)] = r
         elif r.kind == "Route":
             routes.setdefault((r.mesh, r.virtualRouter), {})[r.name] = r
+        elif r.kind == "GatewayRoute":
+            gateway_routes.setdefault((r.mesh, r.virtualGateway), {})[r.name] = r
         else:
             grouped.setdefault((r.kind, r.mesh), {})[r.name] = r
 
@@ -803,11 +808,14 @@ def build_model(resources: Sequence[Resource]) -> MeshModel:
     for mesh in (r for r in resources if r.kind == "Mesh"):
         name = mesh.name
         routers = named("VirtualRouter", name)
+        gateways = named("VirtualGateway", name)
         meshes[name] = Mesh(
             resource=mesh,
             virtual_services=frozen_map(named("VirtualService", name)),
             virtual_routers=frozen_map(routers),
             routes=frozen_map({router: frozen_map(routes.get((name, router), {})) for router in routers}),
             virtual_nodes=frozen_map(named("VirtualNode", name)),
+            virtual_gateways=frozen_map(gateways),
+            gateway_routes=frozen_map({gw: frozen_map(gateway_routes.get((name, gw), {})) for gw in gateways}),
         )
     return MeshModel(meshes=frozen_map(meshes), cloud_map=frozen_map(cloud_map))

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 S = TypeVar("S", bound=BaseModel)
 
-KINDS = ("Mesh", "VirtualService", "VirtualRouter", "Route", "VirtualNode", "CloudMapService")
+KINDS = ("Mesh", "VirtualService", "VirtualRouter", "Route", "VirtualNode", "VirtualGateway", "GatewayRoute", "CloudMapService")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Resource(Generic[S]):
     spec: S
     mesh: str = ""  # the owning mesh (for kind Mesh: its own name); "" for CloudMapService
     virtualRouter: str = ""  # kind Route only
+    virtualGateway: str = ""  # kind GatewayRoute only
     namespaceName: str = ""  # kind CloudMapService only
     file: str = field(default="", compare=False)
 
@@ -35,6 +36,8 @@ class Resource(Generic[S]):
             return f"Mesh {self.name}"
         if self.kind == "Route":
             return f"Route {self.mesh}/{self.virtualRouter}/{self.name}"
+        if self.kind == "GatewayRoute":
+            return f"GatewayRoute {self.mesh}/{self.virtualGateway}/{self.name}"
         if self.kind == "CloudMapService":
             return f"CloudMapService {self.namespaceName}/{self.name}"
         return f"{self.kind} {self.mesh}/{self.name}"
@@ -54,6 +57,8 @@ class Mesh:
     virtual_routers: Mapping[str, Resource]
     routes: Mapping[str, Mapping[str, Resource]]  # router name -> route name -> Route
     virtual_nodes: Mapping[str, Resource]
+    virtual_gateways: Mapping[str, Resource] = field(default_factory=lambda: MappingProxyType({}))
+    gateway_routes: Mapping[str, Mapping[str, Resource]] = field(default_factory=lambda: MappingProxyType({}))  # gateway -> name -> route
 
     @property
     def name(self) -> str:

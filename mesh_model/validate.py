@@ -26,7 +26,7 @@ class _Index:
         for r in resources:
             if r.kind == "Mesh":
                 self.meshes.add(r.name)
-            scope = r.mesh if r.kind != "Route" else f"{r.mesh}/{r.virtualRouter}"
+            scope = {"Route": f"{r.mesh}/{r.virtualRouter}", "GatewayRoute": f"{r.mesh}/{r.virtualGateway}"}.get(r.kind, r.mesh)
             self.by_kind.setdefault((r.kind, scope), {}).setdefault(r.name, r)
         self._names: dict[tuple[str, str], list[str]] = {}
         self._hints: dict[tuple[str, str, str], str] = {}
@@ -50,14 +50,19 @@ class _Index:
         return self._hints[key]
 
 
-_NOUN = {"VirtualNode": "virtual node", "VirtualRouter": "virtual router", "VirtualService": "virtual service"}
+_NOUN = {
+    "VirtualNode": "virtual node", "VirtualRouter": "virtual router", "VirtualService": "virtual service",
+    "VirtualGateway": "virtual gateway",
+}
 
 
 def check_references(resources: Sequence[Resource]) -> list[Issue]:
     """Every cross-resource problem of a fully parsed set of resources."""
     index = _Index(resources)
     issues = _duplicates(resources)
-    checks = {"Route": _check_route, "VirtualService": _check_service, "VirtualNode": _check_node}
+    checks = {
+        "Route": _check_route, "VirtualService": _check_service, "VirtualNode": _check_node, "GatewayRoute": _check_gateway_route,
+    }
     for r in resources:
         if r.kind not in ("Mesh", "CloudMapService") and r.mesh not in index.meshes:
             issues.append(_issue(r, "mesh", f"mesh '{r.mesh}' is not defined (no kind: Mesh document with that name){index.hint(r.mesh, 'Mesh', '')}"))
@@ -82,7 +87,7 @@ def _duplicates(resources: Sequence[Resource]) -> list[Issue]:
     first: dict[tuple, Resource] = {}
     issues = []
     for r in resources:
-        key = (r.kind, r.mesh, r.virtualRouter, r.namespaceName, r.name)
+        key = (r.kind, r.mesh, r.virtualRouter, r.virtualGateway, r.namespaceName, r.name)
         if key in first:
             issues.append(_issue(r, "name", f"duplicate {r.kind} '{r.name}': also defined in {first[key].file}"))
         else:
@@ -164,4 +169,44 @@ def _check_node(r: Resource, index: _Index) -> list[Issue]:
         found = _missing(r, index, "VirtualService", name, f"spec.backends[{i}].virtualService.virtualServiceName")
         if found:
             issues.append(found)
+    return issues
+
+
+def _service_ports(index: _Index, mesh: str, name: str) -> list[int] | None:
+    """The ports a virtual service answers on (its provider's listeners); None if unknown."""
+    service = index.get("VirtualService", mesh, name)
+    if service is None or service.spec is None or service.spec.provider is None:
+        return None
+    provider = service.spec.provider
+    if provider.virtualNode is not None:
+        return _ports(index.get("VirtualNode", mesh, provider.virtualNode.virtualNodeName))
+    return _ports(index.get("VirtualRouter", mesh, provider.virtualRouter.virtualRouterName))
+
+
+def _check_gateway_route(r: Resource, index: _Index) -> list[Issue]:
+    """The gateway exists and has the matched port; the target service exists and has the target port."""
+    issues = []
+    gateway = index.get("VirtualGateway", r.mesh, r.virtualGateway)
+    if gateway is None and r.mesh in index.meshes:
+        hint = index.hint(r.virtualGateway, "VirtualGateway", r.mesh)
+        issues.append(_issue(r, "virtualGateway", f"virtual gateway '{r.virtualGateway}' not found in mesh '{r.mesh}'{hint}"))
+    route_type = next(t for t in ("httpRoute", "http2Route", "grpcRoute") if getattr(r.spec, t) is not None)
+    route = getattr(r.spec, route_type)
+    ports = _ports(gateway)
+    port = route.match.port
+    if ports is not None and port is not None and port not in ports:
+        issues.append(_issue(r, f"spec.{route_type}.match.port", f"port {port} is not a listener port of virtual gateway '{gateway.name}' (ports: {_port_list(ports)})"))
+    elif ports is not None and port is None and len(ports) > 1:
+        issues.append(_issue(r, f"spec.{route_type}.match.port", f"port is required: virtual gateway '{gateway.name}' has {len(ports)} listeners (ports: {_port_list(ports)})"))
+    target = route.action.target
+    path = f"spec.{route_type}.action.target"
+    missing = _missing(r, index, "VirtualService", target.virtualService.virtualServiceName, f"{path}.virtualService.virtualServiceName")
+    if missing:
+        return issues + [missing]
+    service_ports = _service_ports(index, r.mesh, target.virtualService.virtualServiceName)
+    service = f"virtual service '{target.virtualService.virtualServiceName}'"
+    if service_ports is not None and target.port is not None and target.port not in service_ports:
+        issues.append(_issue(r, f"{path}.port", f"port {target.port} is not a port of {service} (ports: {_port_list(service_ports)})"))
+    elif service_ports is not None and target.port is None and len(service_ports) > 1:
+        issues.append(_issue(r, f"{path}.port", f"port is required: {service} has {len(service_ports)} ports ({_port_list(service_ports)})"))
     return issues

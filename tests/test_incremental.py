@@ -15,6 +15,7 @@ from xds_server.cache import SnapshotCache
 from xds_server.control import ControlPlane, compile_snapshot
 
 RETAIL = Path(__file__).parent / "golden" / "retail" / "model"
+GATEWAY_MODEL = Path(__file__).parent / "golden" / "gateway" / "model"
 NODES = ["front", "catalog-v1", "catalog-v2", "cart", "recommend"]
 
 # (description, file, old text, new text): single edits of one resource each
@@ -98,3 +99,27 @@ def test_cache_refuses_another_model():
     other = load_paths([RETAIL])
     with pytest.raises(ValueError):
         compile_node(other, _node("front"), Placement(), CompileCache(model))
+
+
+GATEWAY_EDITS = [
+    ("gateway route rewrite", "rewrite: {prefix: {value: /red/}}", "rewrite: {prefix: {value: /blue/}}"),
+    ("route behind the gateway", "match: {prefix: /red}", "match: {prefix: /crimson}"),
+    ("gateway listener pool", "maxConnections: 1000", "maxConnections: 2000"),
+    ("target node of a gateway service", "hostname: white.ingress.local", "hostname: white2.ingress.local"),
+]
+
+
+@pytest.mark.parametrize("description,old,new", GATEWAY_EDITS, ids=[e[0] for e in GATEWAY_EDITS])
+def test_gateway_dependencies_cover_its_changes(tmp_path, description, old, new):
+    model_dir = tmp_path / "model"
+    shutil.copytree(GATEWAY_MODEL, model_dir)
+    before = load_paths([model_dir])
+    file = model_dir / "mesh.yaml"
+    assert old in file.read_text()
+    file.write_text(file.read_text().replace(old, new, 1))
+    after = load_paths([model_dir])
+    gateway = parse_node_id("mesh/ingress/virtualGateway/gateway")
+    versions = [compile_snapshot(m, gateway, Placement()).versions() for m in (before, after)]
+    assert versions[0] != versions[1], "the edit changes the gateway's config"
+    deps = node_dependencies(before, "ingress", "gateway", "virtualGateway")
+    assert deps & changed_keys(before, after), f"{sorted(deps)} misses {sorted(changed_keys(before, after))}"

@@ -225,7 +225,7 @@ def test_cloud_map_instances():
         CloudMapServiceSpec.model_validate({"instances": [{"instanceId": "a", "attributes": {"AWS_INSTANCE_IPV6": "::1"}}] * 2})
 
 
-def test_gateway_specs_validate_but_kinds_are_not_supported_yet():
+def test_gateway_specs_validate():
     route = {"httpRoute": {"match": {"prefix": "/aws-appmesh/x"}, "action": {
         "target": {"virtualService": {"virtualServiceName": "s"}}, "rewrite": {"prefix": {"value": "v1"}}}}}
     with pytest.raises(Exception) as err:
@@ -238,9 +238,45 @@ def test_gateway_specs_validate_but_kinds_are_not_supported_yet():
     assert gateway.listeners[0].portMapping.port == 80
     out = errors(("gw.yaml", "kind: VirtualGateway\nmesh: shop\nname: gw\nspec: {listeners: [{portMapping: {port: 80, protocol: tcp}}]}\n"))
     assert out == [
-        "gw.yaml: VirtualGateway shop/gw: kind VirtualGateway is not supported yet",
         "gw.yaml: VirtualGateway shop/gw: spec.listeners[0].portMapping.protocol: must be one of: http, http2, grpc (got 'tcp')",
     ]
+
+
+GATEWAY = """
+kind: VirtualGateway
+mesh: shop
+name: gw
+spec:
+  listeners:
+    - portMapping: {port: 8088, protocol: http}
+    - portMapping: {port: 8443, protocol: http}
+"""
+
+
+def test_gateway_route_references():
+    route = """
+    kind: GatewayRoute
+    mesh: shop
+    virtualGateway: %s
+    name: r
+    spec:
+      httpRoute:
+        match: {prefix: /, port: %s}
+        action: {target: {virtualService: {virtualServiceName: %s}, port: %s}}
+    """
+    out = errors(("gw.yaml", GATEWAY), ("r.yaml", route % ("gw", 9999, "catalog.shop.local", 1234)))
+    assert out == [
+        "r.yaml: GatewayRoute shop/gw/r: spec.httpRoute.action.target.port: port 1234 is not a port of virtual service 'catalog.shop.local' (ports: 8080)",
+        "r.yaml: GatewayRoute shop/gw/r: spec.httpRoute.match.port: port 9999 is not a listener port of virtual gateway 'gw' (ports: 8088, 8443)",
+    ]
+    out = errors(("gw.yaml", GATEWAY), ("r.yaml", route % ("gx", 8088, "nowhere.shop.local", 8080)))
+    assert out == [
+        "r.yaml: GatewayRoute shop/gx/r: spec.httpRoute.action.target.virtualService.virtualServiceName: virtual service 'nowhere.shop.local' not found in mesh 'shop'",
+        "r.yaml: GatewayRoute shop/gx/r: virtualGateway: virtual gateway 'gx' not found in mesh 'shop' (did you mean 'gw'?)",
+    ]
+    no_port = route.replace("match: {prefix: /, port: %s}", "match: {prefix: /}%s")
+    out = errors(("gw.yaml", GATEWAY), ("r.yaml", no_port % ("gw", "", "catalog.shop.local", 8080)))
+    assert out == ["r.yaml: GatewayRoute shop/gw/r: spec.httpRoute.match.port: port is required: virtual gateway 'gw' has 2 listeners (ports: 8088, 8443)"]
 
 
 # ---------------------------------------------------------------- documents and files
@@ -249,7 +285,7 @@ def test_gateway_specs_validate_but_kinds_are_not_supported_yet():
 def test_unknown_kind_lists_known_kinds():
     out = errors(("x.yaml", "kind: VirtualNodes\nmesh: shop\nname: a\n"))
     assert out == ["x.yaml: document 1 (line 1): kind: unknown kind 'VirtualNodes'; "
-                   "known kinds: Mesh, VirtualService, VirtualRouter, Route, VirtualNode, CloudMapService"]
+                   "known kinds: Mesh, VirtualService, VirtualRouter, Route, VirtualNode, VirtualGateway, GatewayRoute, CloudMapService"]
 
 
 def test_envelope_rules():
@@ -423,7 +459,7 @@ def test_many_errors_in_many_files_all_reported(tmp_path):
         "spec.egressFilter.type: must be one of: ALLOW_ALL, DROP_ALL (got 'ALLOW')",
         "spec.httpRoute.action.weightedTargets[0].weight: must be <= 100",
         "spec.listeners[0].healthCheck.intervalMillis: must be >= 5000",
-        "kind: unknown kind 'Nope'; known kinds: Mesh, VirtualService, VirtualRouter, Route, VirtualNode, CloudMapService",
+        "kind: unknown kind 'Nope'; known kinds: Mesh, VirtualService, VirtualRouter, Route, VirtualNode, VirtualGateway, GatewayRoute, CloudMapService",
     ]
     assert len(str(err.value).splitlines()) == 4
     (tmp_path / "b.yaml").write_text(NODES)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from envoy.config.route.v3 import route_components_pb2
+
 from google.protobuf.message import Message
 
 from .. import resources
@@ -19,7 +21,9 @@ from .listeners import egress_listeners, ingress_listeners
 from .placement import Placement
 from .plan import plan_node
 from .cache import CompileCache
+from .common import to_proto
 from .passthrough import allow_all_cluster, allow_all_virtual_host
+from .gateway import gateway_listeners_routes_clusters, header_routed_virtual_host, plan_gateway
 from .tcp import tcp_backends
 from .tls import client_policy_for
 from .routes import egress_route_config, ingress_route_config, virtual_host
@@ -51,39 +55,67 @@ def compile_node(
     mesh = model.meshes.get(node.mesh)
     if mesh is None:
         raise CompileError(f"mesh {node.mesh!r} is not defined")
-    if node.kind != "virtualNode":
-        raise CompileError(f"{node.kind} {node.mesh}/{node.name}: virtual gateways are not supported yet")
+    if node.kind == "virtualGateway":
+        return _compile_gateway(model, mesh, node, placement, cache)
     if node.name not in mesh.virtual_nodes:
         raise CompileError(f"virtual node {node.name!r} is not defined in mesh {node.mesh!r}")
 
     plan = plan_node(mesh, node.name)
-    clusters: dict[str, Message] = {}
-    endpoints: dict[str, Message] = {}
-    routes: dict[str, Message] = {}
-
+    out = _Resources()
     for listener in plan.node.spec.listeners or ():
         cluster = local_app_cluster(mesh, plan.node, listener, placement.app_address)
-        clusters[cluster.name] = cluster
+        out.clusters[cluster.name] = cluster
         if listener.portMapping.protocol != "tcp":
             route = ingress_route_config(plan, listener)
-            routes[route.name] = route
+            out.routes[route.name] = route
 
+    extra_vhosts = []
+    if not placement.explicit and _egress_filter(mesh) == "ALLOW_ALL":
+        passthrough = allow_all_cluster(mesh.name)
+        out.clusters[passthrough.name] = passthrough
+        extra_vhosts.append(to_proto(allow_all_virtual_host(mesh.name), route_components_pb2.VirtualHost))
+    http_ports, tcp = _egress_side(model, plan, placement, cache, out, extra_vhosts, per_port=placement.explicit)
+    for listener in ingress_listeners(mesh, plan.node, placement) + egress_listeners(plan.node, placement, http_ports, tcp):
+        out.listeners[listener.name] = listener
+    return out.by_type()
+
+
+class _Resources:
+    """The resources of one node as they are collected, by type and name."""
+
+    def __init__(self) -> None:
+        self.clusters: dict[str, Message] = {}
+        self.endpoints: dict[str, Message] = {}
+        self.listeners: dict[str, Message] = {}
+        self.routes: dict[str, Message] = {}
+
+    def by_type(self) -> NodeResources:
+        return {
+            type_urls.CLUSTER: _sorted(self.clusters),
+            type_urls.ENDPOINT: _sorted(self.endpoints),
+            type_urls.LISTENER: _sorted(self.listeners),
+            type_urls.ROUTE: _sorted(self.routes),
+            type_urls.SECRET: {},
+        }
+
+
+def _egress_side(model, plan, placement: Placement, cache: CompileCache, out: _Resources, extra_vhosts, *, per_port: bool):
+    """Clusters, endpoints and route configs for calling the plan's backends (sidecar or gateway).
+
+    Returns the HTTP backend ports and the TCP backends by port, for the egress listeners.
+    """
+    mesh = plan.mesh
     for target in plan.targets:
         client_tls = client_policy_for(plan, target)  # the caller's own policy shapes its copy of the cluster
-        clusters[target.cluster_name] = cache.get(("cluster", target, client_tls), lambda: egress_cluster(mesh, target, client_tls=client_tls))
+        out.clusters[target.cluster_name] = cache.get(("cluster", target, client_tls), lambda: egress_cluster(mesh, target, client_tls=client_tls))
         if needs_eds(mesh, target):
-            endpoints[target.cluster_name] = cache.get(("endpoints", target), lambda: load_assignment(model, mesh, target))
+            out.endpoints[target.cluster_name] = cache.get(("endpoints", target), lambda: load_assignment(model, mesh, target))
 
     def shared_virtual_host(name: str, domains: tuple[str, ...], service_port) -> Message:
         key = ("vhost", mesh.name, service_port.service, service_port.port, name, domains)
         return cache.get(key, lambda: virtual_host(name, domains, service_port))
 
     http_backends = [sp for sp in plan.backends if sp.protocol != "tcp"]
-    extra_vhosts = []
-    if not placement.explicit and _egress_filter(mesh) == "ALLOW_ALL":
-        passthrough = allow_all_cluster(mesh.name)
-        clusters[passthrough.name] = passthrough
-        extra_vhosts.append(allow_all_virtual_host(mesh.name))
     main = egress_route_config(
         names.egress_route_config(placement.egress_port),
         http_backends,
@@ -91,9 +123,9 @@ def compile_node(
         extra_virtual_hosts=extra_vhosts,
         build_virtual_host=shared_virtual_host,
     )
-    routes[main.name] = main
+    out.routes[main.name] = main
     http_ports = sorted({sp.port for sp in http_backends})
-    if placement.explicit:
+    if per_port:
         for port in http_ports:
             if port == placement.egress_port:
                 continue
@@ -103,17 +135,28 @@ def compile_node(
                 by_port=True,
                 build_virtual_host=shared_virtual_host,
             )
-            routes[config.name] = config
-
+            out.routes[config.name] = config
     tcp, _conflicts = tcp_backends(plan.backends, http_ports)
-    listeners = {l.name: l for l in ingress_listeners(mesh, plan.node, placement) + egress_listeners(plan.node, placement, http_ports, tcp)}
-    return {
-        type_urls.CLUSTER: _sorted(clusters),
-        type_urls.ENDPOINT: _sorted(endpoints),
-        type_urls.LISTENER: _sorted(listeners),
-        type_urls.ROUTE: _sorted(routes),
-        type_urls.SECRET: {},
-    }
+    return http_ports, tcp
+
+
+def _compile_gateway(model, mesh: resources.Mesh, node: NodeRef, placement: Placement, cache: CompileCache) -> NodeResources:
+    """A virtual gateway: its listeners and gateway routes, then an egress side like a sidecar's."""
+    gateway = mesh.virtual_gateways.get(node.name)
+    if gateway is None:
+        raise CompileError(f"virtual gateway {node.name!r} is not defined in mesh {node.mesh!r}")
+    plan = plan_gateway(mesh, gateway)
+    out = _Resources()
+    listeners, route_configs, redirect_clusters = gateway_listeners_routes_clusters(mesh, gateway, placement)
+    out.clusters.update((c.name, c) for c in redirect_clusters)
+    out.routes.update((r.name, r) for r in route_configs)
+    header_vhost = header_routed_virtual_host(plan)
+    # The gateway's egress side is reached through its own self-redirect cluster only (no
+    # iptables): one listener on egress_port, no per-port listeners, no TCP backends.
+    _egress_side(model, plan, placement, cache, out, [header_vhost] if header_vhost is not None else [], per_port=False)
+    for listener in listeners + egress_listeners(gateway, placement, [], {}, transparent=False):
+        out.listeners[listener.name] = listener
+    return out.by_type()
 
 
 def _egress_filter(mesh: resources.Mesh) -> str:

@@ -130,7 +130,7 @@ def _pool_thresholds(pool) -> dict[str, Any]:
     thresholds = default_thresholds()
     if pool is None:
         return thresholds
-    if pool.tcp is not None:
+    if getattr(pool, "tcp", None) is not None:  # a gateway's pool has no tcp member
         thresholds["maxConnections"] = pool.tcp.maxConnections
     elif pool.http is not None:
         thresholds["maxConnections"] = pool.http.maxConnections

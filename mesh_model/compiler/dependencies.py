@@ -4,7 +4,8 @@ A change to the model recompiles only the nodes whose dependency set it touches
 (DESIGN.md step 3; Istio's ``ProxyNeedsPush``). Keys are tuples naming resources:
 ``("Mesh", mesh)``, ``("VirtualNode", mesh, name)``, ``("VirtualService", mesh, name)``,
 ``("VirtualRouter", mesh, name)``, ``("Routes", mesh, router)`` (any route of the router,
-including added or removed ones), ``("CloudMapService", namespace, service)``.
+including added or removed ones), ``("VirtualGateway", mesh, name)``,
+``("GatewayRoutes", mesh, gateway)``, ``("CloudMapService", namespace, service)``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def resource_key(resource: resources.Resource) -> Key:
         return ("Mesh", resource.name)
     if resource.kind == "Route":
         return ("Routes", resource.mesh, resource.virtualRouter)
+    if resource.kind == "GatewayRoute":
+        return ("GatewayRoutes", resource.mesh, resource.virtualGateway)
     if resource.kind == "CloudMapService":
         return ("CloudMapService", resource.namespaceName, resource.name)
     return (resource.kind, resource.mesh, resource.name)
@@ -34,11 +37,14 @@ def _all_resources(model: resources.MeshModel) -> Iterable[resources.Resource]:
         for routes in mesh.routes.values():
             yield from routes.values()
         yield from mesh.virtual_nodes.values()
+        yield from mesh.virtual_gateways.values()
+        for routes in mesh.gateway_routes.values():
+            yield from routes.values()
     yield from model.cloud_map.values()
 
 
 def _identity(resource: resources.Resource) -> tuple:
-    return (resource.kind, resource.mesh, resource.virtualRouter, resource.namespaceName, resource.name)
+    return (resource.kind, resource.mesh, resource.virtualRouter, resource.virtualGateway, resource.namespaceName, resource.name)
 
 
 def changed_keys(old: resources.MeshModel, new: resources.MeshModel) -> set[Key]:
@@ -53,17 +59,31 @@ def changed_keys(old: resources.MeshModel, new: resources.MeshModel) -> set[Key]
     return changed
 
 
-def node_dependencies(model: resources.MeshModel, mesh_name: str, node_name: str) -> frozenset[Key]:
-    """Everything ``compile_node`` reads for this node (a superset is fine, a subset is a bug)."""
-    deps: set[Key] = {("Mesh", mesh_name), ("VirtualNode", mesh_name, node_name)}
+def node_dependencies(model: resources.MeshModel, mesh_name: str, node_name: str, kind: str = "virtualNode") -> frozenset[Key]:
+    """Everything ``compile_node`` reads for this node or gateway (a superset is fine, a subset is a bug)."""
     mesh = model.meshes.get(mesh_name)
+    if kind == "virtualGateway":
+        deps: set[Key] = {("Mesh", mesh_name), ("VirtualGateway", mesh_name, node_name), ("GatewayRoutes", mesh_name, node_name)}
+        routes = mesh.gateway_routes.get(node_name, {}) if mesh else {}
+        services = set()
+        for route in routes.values():
+            body = route.spec.httpRoute or route.spec.http2Route or route.spec.grpcRoute
+            services.add(body.action.target.virtualService.virtualServiceName)
+        return frozenset(deps | _service_dependencies(model, mesh, mesh_name, services))
+    deps = {("Mesh", mesh_name), ("VirtualNode", mesh_name, node_name)}
     node = mesh.virtual_nodes.get(node_name) if mesh else None
     if node is None:
         return frozenset(deps)
-    for backend in node.spec.backends or ():
-        if backend.virtualService is None:
-            continue
-        service_name = backend.virtualService.virtualServiceName
+    services = {b.virtualService.virtualServiceName for b in node.spec.backends or () if b.virtualService is not None}
+    return frozenset(deps | _service_dependencies(model, mesh, mesh_name, services))
+
+
+def _service_dependencies(model: resources.MeshModel, mesh, mesh_name: str, services) -> set[Key]:
+    """What calling these virtual services reads: providers, routers, routes, target nodes, Cloud Map."""
+    deps: set[Key] = set()
+    if mesh is None:
+        return deps
+    for service_name in services:
         deps.add(("VirtualService", mesh_name, service_name))
         service = mesh.virtual_services.get(service_name)
         provider = service.spec.provider if service is not None else None
@@ -83,4 +103,4 @@ def node_dependencies(model: resources.MeshModel, mesh_name: str, node_name: str
             sd = target_node.spec.serviceDiscovery if target_node is not None else None
             if sd is not None and sd.awsCloudMap is not None:
                 deps.add(("CloudMapService", sd.awsCloudMap.namespaceName, sd.awsCloudMap.serviceName))
-    return frozenset(deps)
+    return deps

@@ -120,7 +120,12 @@ def ingress_listeners(mesh: resources.Mesh, node: resources.Resource, placement:
 
 
 def egress_listeners(
-    node: resources.Resource, placement: Placement, http_ports: list[int], tcp: Mapping[int, TcpBackend] | None = None
+    node: resources.Resource,
+    placement: Placement,
+    http_ports: list[int],
+    tcp: Mapping[int, TcpBackend] | None = None,
+    *,
+    transparent: bool | None = None,
 ) -> list[listener_pb2.Listener]:
     """The catch-all egress listener (15001), plus one per backend port on the explicit path.
 
@@ -130,6 +135,7 @@ def egress_listeners(
     listener of their own on that port.
     """
     tcp = tcp or {}
+    transparent = not placement.explicit if transparent is None else transparent
     logs = access_logs(node)
     main: dict[str, Any] = {
         "name": names.egress_listener(placement.egress_address, placement.egress_port),
@@ -137,13 +143,13 @@ def egress_listeners(
         "trafficDirection": "OUTBOUND",
         "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(placement.egress_port), logs, websocket=True)]}],
     }
-    if not placement.explicit:
+    if transparent:
         main["listenerFilters"] = [ORIGINAL_DST]
         main["filterChains"] = [
             {"filterChainMatch": {"destinationPort": port}, "filters": [tcp_proxy(tcp[port])]} for port in sorted(tcp)
         ] + main["filterChains"]
     result = [main]
-    if placement.explicit:
+    if not transparent:
         for port in sorted(set(tcp) - {placement.egress_port}):
             result.append(
                 {

@@ -186,7 +186,7 @@ def egress_route_config(
     service_ports: Iterable[ServicePort],
     *,
     by_port: bool,
-    extra_virtual_hosts: Iterable[dict] = (),
+    extra_virtual_hosts: Iterable[route_components_pb2.VirtualHost] = (),
     build_virtual_host: VirtualHostBuilder = virtual_host,
 ) -> route_pb2.RouteConfiguration:
     """Virtual hosts for the HTTP backends of a node.
@@ -209,8 +209,7 @@ def egress_route_config(
             seen_bare.add(sp.service)
         vhost_name = sp.service if by_port else f"{sp.service}_{sp.port}"
         config.virtual_hosts.append(build_virtual_host(vhost_name, tuple(domains), sp))
-    for extra in extra_virtual_hosts:
-        config.virtual_hosts.append(to_proto(extra, route_components_pb2.VirtualHost))
+    config.virtual_hosts.extend(extra_virtual_hosts)
     return config
 
 

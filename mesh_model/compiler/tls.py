@@ -225,7 +225,7 @@ def _backend_policies(node: "resources.Resource") -> tuple[Any, dict[str, Any]]:
     if spec.backendDefaults is not None and spec.backendDefaults.clientPolicy is not None:
         defaults = spec.backendDefaults.clientPolicy.tls
     per_backend = {}
-    for backend in spec.backends or ():
+    for backend in getattr(spec, "backends", None) or ():  # a virtual gateway has only defaults
         vs = backend.virtualService
         if vs is not None and vs.clientPolicy is not None and vs.clientPolicy.tls is not None:
             per_backend[vs.virtualServiceName] = vs.clientPolicy.tls

@@ -98,7 +98,7 @@ class ControlPlane:
             except CompileError as exc:
                 raise NodeRejected(grpc.StatusCode.NOT_FOUND, str(exc)) from None
             self.keys[node_key.key] = node_key
-            self.dependencies[node_key.key] = node_dependencies(self.model, ref.mesh, ref.name)
+            self.dependencies[node_key.key] = node_dependencies(self.model, ref.mesh, ref.name, ref.kind)
             self._publish(node_key.key, snapshot)
         return node_key.key
 
@@ -161,7 +161,7 @@ class ControlPlane:
             node = node_key.node
             try:
                 snapshots[key] = compile_snapshot(model, node, node_key.placement, cache)
-                dependencies[key] = node_dependencies(model, node.mesh, node.name)
+                dependencies[key] = node_dependencies(model, node.mesh, node.name, node.kind)
             except CompileError as exc:
                 warnings.append(f"{node.node_id}: {exc}; keeping its last config")
         return snapshots, dependencies, warnings
@@ -197,7 +197,7 @@ class ControlPlane:
             node_key = self.keys[key]
             try:
                 snapshots[key] = compile_snapshot(model, node_key.node, node_key.placement, self.compile_cache)
-                self.dependencies[key] = node_dependencies(model, node_key.node.mesh, node_key.node.name)
+                self.dependencies[key] = node_dependencies(model, node_key.node.mesh, node_key.node.name, node_key.node.kind)
             except CompileError as exc:
                 warnings.append(f"{node_key.node.node_id}: {exc}; keeping its last config")
         for key, snapshot in snapshots.items():

@@ -16,6 +16,7 @@ reaches the compiler (or replaces a good one in the file watcher).
 from __future__ import annotations
 
 import json
+import hashlib
 import os
 import re
 import stat
@@ -78,17 +79,55 @@ class _Budget:
 # ---------------------------------------------------------------------------- public API
 
 
-def load_paths(paths: Sequence[str | os.PathLike], *, limits: Limits = DEFAULT_LIMITS) -> MeshModel:
+class ParseCache:
+    """Per-file results of parsing and per-document validation, keyed by the file's content.
+
+    A control plane reloads the whole model on every change; with this, an edit of one file
+    re-parses that file only (the other files' ``Resource`` objects are reused as they are,
+    which also makes "what changed" an identity check). Cross-file checks always run on the
+    whole model. One entry per file label: memory stays proportional to the model.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[bytes, "_FileResult"]] = {}
+
+    def get(self, label: str, digest: bytes) -> "_FileResult | None":
+        entry = self._files.get(label)
+        return entry[1] if entry is not None and entry[0] == digest else None
+
+    def put(self, label: str, digest: bytes, result: "_FileResult") -> None:
+        self._files[label] = (digest, result)
+
+    def keep_only(self, labels: set[str]) -> None:
+        for label in list(self._files):
+            if label not in labels:
+                del self._files[label]
+
+
+@dataclass(frozen=True)
+class _FileResult:
+    resources: tuple[Resource, ...]
+    issues: tuple[Issue, ...]
+    complete: bool
+    documents: int
+    nodes: int
+
+
+def load_paths(
+    paths: Sequence[str | os.PathLike], *, limits: Limits = DEFAULT_LIMITS, parse_cache: ParseCache | None = None
+) -> MeshModel:
     """Load files and folders (recursively: ``*.yaml``, ``*.yml``, ``*.json``, sorted by path).
 
     Raises ``ModelError`` listing every problem found in any file (and only ever
     ``ModelError``, whatever the files contain). ``limits`` bounds sizes and counts.
+    ``parse_cache`` (kept by a caller that loads the same files again and again) skips
+    re-parsing files whose content did not change.
     """
     issues: list[Issue] = []
     budget = _Budget(limits)
     try:
         texts = list(_read_files(paths, issues, budget))
-        return _load(texts, issues, budget)
+        return _load(texts, issues, budget, parse_cache)
     except RecursionError:  # last line of defence; the limits should make this unreachable
         raise ModelError(_clean(issues + [Issue("<input>", "", "", "input nested too deeply to process")])) from None
 
@@ -115,7 +154,7 @@ def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEF
         raise ModelError(_clean(issues + [Issue("<input>", "", "", "input nested too deeply to process")])) from None
 
 
-def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: _Budget) -> MeshModel:
+def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: _Budget, parse_cache: ParseCache | None = None) -> MeshModel:
     """Parse, validate each document, cross-check, then build (only if nothing failed).
 
     Cross-file checks (references, duplicates) run only when every document could be
@@ -129,22 +168,50 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: _Budget) ->
         if budget.stopped or len(issues) >= max_issues:
             complete = False
             break
-        docs, parsed = _parse_documents(label, text, issues, budget)
-        complete = complete and parsed
-        for doc in docs:
-            if len(issues) >= max_issues:
-                complete = False
-                break
-            resource = _resource_from_document(doc, issues)
-            if resource is not None:
-                resources.append(resource)
-            elif not (isinstance(doc.data, dict) and doc.data.get("kind") in UNSUPPORTED_KINDS):
-                complete = False
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest() if parse_cache is not None else b""
+        cached = parse_cache.get(label, digest) if parse_cache is not None else None
+        if cached is not None and _fits(budget, cached):
+            budget.documents += cached.documents
+            budget.nodes += cached.nodes
+            result = cached
+        else:
+            result = _load_file(label, text, budget, max_issues - len(issues))
+            if parse_cache is not None and not budget.stopped:
+                parse_cache.put(label, digest, result)
+        resources.extend(result.resources)
+        issues.extend(result.issues)
+        complete = complete and result.complete
+    if parse_cache is not None:
+        parse_cache.keep_only({label for label, _ in texts})
     if complete:
         issues.extend(check_references(resources))
     if issues:
         raise ModelError(_clean(issues, max_issues))
     return build_model(resources)
+
+
+def _fits(budget: _Budget, cached: _FileResult) -> bool:
+    """Reuse a cached file only while the load stays within its per-load limits."""
+    limits = budget.limits
+    return budget.documents + cached.documents <= limits.max_documents and budget.nodes + cached.nodes <= limits.max_nodes
+
+
+def _load_file(label: str, text: str, budget: _Budget, room: int) -> _FileResult:
+    """Parse one file and validate each of its documents on its own (no cross-file checks)."""
+    issues: list[Issue] = []
+    documents, nodes = budget.documents, budget.nodes
+    resources: list[Resource] = []
+    docs, complete = _parse_documents(label, text, issues, budget)
+    for doc in docs:
+        if len(issues) >= room:
+            complete = False
+            break
+        resource = _resource_from_document(doc, issues)
+        if resource is not None:
+            resources.append(resource)
+        elif not (isinstance(doc.data, dict) and doc.data.get("kind") in UNSUPPORTED_KINDS):
+            complete = False
+    return _FileResult(tuple(resources), tuple(issues), complete, budget.documents - documents, budget.nodes - nodes)
 
 
 def _clean(issues: list[Issue], max_issues: int | None = None) -> list[Issue]:

@@ -74,7 +74,7 @@ def test_rebuild_recompiles_only_affected_nodes(tmp_path):
 
     routers = model_dir / "routers.yaml"
     routers.write_text(routers.read_text().replace("weight: 90}", "weight: 70}", 1))
-    snapshots, _, warnings = control.rebuild(load_paths([model_dir]))
+    snapshots, _, warnings, _ = control.rebuild(load_paths([model_dir]))
     assert not warnings
     assert set(snapshots) == {keys["front"]}, "only front calls catalog.retail.local"
     new_front = snapshots[keys["front"]]
@@ -123,3 +123,28 @@ def test_gateway_dependencies_cover_its_changes(tmp_path, description, old, new)
     assert versions[0] != versions[1], "the edit changes the gateway's config"
     deps = node_dependencies(before, "ingress", "gateway", "virtualGateway")
     assert deps & changed_keys(before, after), f"{sorted(deps)} misses {sorted(changed_keys(before, after))}"
+
+
+def test_successor_cache_keeps_only_untouched_pieces():
+    """After a route edit, the clusters carry over to the new model; the edited service's virtual host does not."""
+    model = load_paths([RETAIL])
+    cache = CompileCache(model)
+    compile_node(model, _node("front"), Placement(), cache)
+    edited = load_texts_with(RETAIL, "routers.yaml", "weight: 90}", "weight: 80}")
+    nxt = cache.successor(edited, changed_keys(model, edited))
+    kept = {key[0] for key in nxt._items}
+    assert "cluster" in kept and "endpoints" in kept
+    assert not any(key[0] == "vhost" and key[2] == "catalog.retail.local" for key in nxt._items)
+    assert any(key[0] == "vhost" and key[2] == "cart.retail.local" for key in nxt._items)
+    fresh = compile_node(edited, _node("front"), Placement())
+    reused = compile_node(edited, _node("front"), Placement(), nxt)
+    assert {t: {n: m.SerializeToString(deterministic=True) for n, m in r.items()} for t, r in fresh.items()} == \
+           {t: {n: m.SerializeToString(deterministic=True) for n, m in r.items()} for t, r in reused.items()}
+
+
+def load_texts_with(folder: Path, file: str, old: str, new: str):
+    from mesh_model import load_texts
+
+    texts = [(str(p.relative_to(folder)), p.read_text()) for p in sorted(folder.glob("*.yaml"))]
+    texts = [(label, text.replace(old, new, 1) if label == file else text) for label, text in texts]
+    return load_texts(texts)

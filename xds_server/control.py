@@ -22,6 +22,7 @@ import grpc
 from google.protobuf import any_pb2, json_format
 
 from mesh_model import ModelError, load_paths
+from mesh_model.loader import ParseCache
 from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node
 from mesh_model.compiler.dependencies import changed_keys, node_dependencies
 from mesh_model.node_id import NodeRef, parse_node_id
@@ -69,7 +70,8 @@ class ControlPlane:
         self.cache = cache
         self.secrets = secrets
         self.bases: dict[str, Snapshot] = {}  # snapshot key -> compiled snapshot, without mesh-CA secrets
-        self.model = load_paths(self.paths)  # an invalid model at start-up is fatal (ModelError)
+        self.parse_cache = ParseCache()  # a reload re-parses only the files that changed
+        self.model = load_paths(self.paths, parse_cache=self.parse_cache)  # an invalid model at start-up is fatal (ModelError)
         self._warn_mesh_ca(self.model)
         self.compile_cache = CompileCache(self.model)
         self.keys: dict[str, NodeKey] = {}
@@ -145,15 +147,18 @@ class ControlPlane:
             await asyncio.sleep(delay)
 
     # -- reloads
-    def rebuild(self, model: MeshModel, keys: dict[str, NodeKey] | None = None) -> tuple[dict[str, Snapshot], dict[str, frozenset], list[str]]:
+    def rebuild(
+        self, model: MeshModel, keys: dict[str, NodeKey] | None = None
+    ) -> tuple[dict[str, Snapshot], dict[str, frozenset], list[str], CompileCache]:
         """Snapshots of the nodes a new model affects (pure: no state is changed here).
 
         Only nodes whose dependency set meets a changed resource are recompiled; the others
         keep their snapshot object as it is. Pieces shared between nodes are built once
-        (``CompileCache``). Returns new snapshots, their new dependency sets and warnings.
+        (``CompileCache``; pieces the change did not touch carry over from the last model).
+        Returns new snapshots, their new dependency sets, warnings and the new model's cache.
         """
         changed = changed_keys(self.model, model)
-        cache = CompileCache(model)
+        cache = self.compile_cache.successor(model, changed)  # untouched shared pieces carry over
         snapshots, dependencies, warnings = {}, {}, []
         for key, node_key in (self.keys if keys is None else keys).items():
             if not (self.dependencies.get(key, frozenset()) & changed):
@@ -164,22 +169,22 @@ class ControlPlane:
                 dependencies[key] = node_dependencies(model, node.mesh, node.name, node.kind)
             except CompileError as exc:
                 warnings.append(f"{node.node_id}: {exc}; keeping its last config")
-        return snapshots, dependencies, warnings
+        return snapshots, dependencies, warnings, cache
 
-    def _build(self, keys: dict[str, NodeKey]) -> tuple[MeshModel, dict[str, Snapshot], dict[str, frozenset], list[str]]:
+    def _build(self, keys: dict[str, NodeKey]):
         """Load and compile off the event loop (``keys``: the node placements known when it started)."""
-        model = load_paths(self.paths)
+        model = load_paths(self.paths, parse_cache=self.parse_cache)
         started = time.perf_counter()
-        snapshots, dependencies, warnings = self.rebuild(model, keys)
+        snapshots, dependencies, warnings, cache = self.rebuild(model, keys)
         metrics.observe_compile(time.perf_counter() - started, len(snapshots))
-        return model, snapshots, dependencies, warnings
+        return model, snapshots, dependencies, warnings, cache
 
     async def reload(self) -> bool:
         """Re-read the model files; push changed snapshots. Returns False (and serves the old model) on errors."""
         started = time.perf_counter()
         keys = dict(self.keys)
         try:
-            model, snapshots, dependencies, warnings = await asyncio.to_thread(self._build, keys)
+            model, snapshots, dependencies, warnings, cache = await asyncio.to_thread(self._build, keys)
         except ModelError as exc:
             metrics.observe_reload(False)
             self.last_error = [str(issue) for issue in exc.issues]
@@ -191,7 +196,7 @@ class ControlPlane:
             log.exception("model reload failed; still serving the last good model")
             return False
         self.model = model
-        self.compile_cache = CompileCache(model)
+        self.compile_cache = cache
         self.dependencies.update(dependencies)
         for key in self.keys.keys() - keys.keys():  # connected while we compiled, from the old model
             node_key = self.keys[key]

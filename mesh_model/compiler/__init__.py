@@ -21,6 +21,7 @@ from .listeners import egress_listeners, ingress_listeners
 from .placement import Placement
 from .plan import plan_node
 from .cache import CompileCache
+from .dependencies import endpoint_dependencies, service_dependencies
 from .common import to_proto
 from .passthrough import allow_all_cluster, allow_all_virtual_host
 from .gateway import gateway_listeners_routes_clusters, header_routed_virtual_host, plan_gateway
@@ -107,13 +108,22 @@ def _egress_side(model, plan, placement: Placement, cache: CompileCache, out: _R
     mesh = plan.mesh
     for target in plan.targets:
         client_tls = client_policy_for(plan, target)  # the caller's own policy shapes its copy of the cluster
-        out.clusters[target.cluster_name] = cache.get(("cluster", target, client_tls), lambda: egress_cluster(mesh, target, client_tls=client_tls))
+        target_deps = {("Mesh", mesh.name), ("VirtualNode", mesh.name, target.node)}
+        out.clusters[target.cluster_name] = cache.get(
+            ("cluster", target, client_tls), lambda: egress_cluster(mesh, target, client_tls=client_tls), target_deps
+        )
         if needs_eds(mesh, target):
-            out.endpoints[target.cluster_name] = cache.get(("endpoints", target), lambda: load_assignment(model, mesh, target))
+            out.endpoints[target.cluster_name] = cache.get(
+                ("endpoints", target), lambda: load_assignment(model, mesh, target), lambda: target_deps | endpoint_dependencies(mesh, target.node)
+            )
 
     def shared_virtual_host(name: str, domains: tuple[str, ...], service_port) -> Message:
         key = ("vhost", mesh.name, service_port.service, service_port.port, name, domains)
-        return cache.get(key, lambda: virtual_host(name, domains, service_port))
+        return cache.get(
+            key,
+            lambda: virtual_host(name, domains, service_port),
+            lambda: service_dependencies(mesh, {service_port.service}) | {("Mesh", mesh.name)},
+        )
 
     http_backends = [sp for sp in plan.backends if sp.protocol != "tcp"]
     main = egress_route_config(

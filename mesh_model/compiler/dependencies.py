@@ -54,6 +54,8 @@ def changed_keys(old: resources.MeshModel, new: resources.MeshModel) -> set[Key]
     changed: set[Key] = set()
     for ident in before.keys() | after.keys():
         a, b = before.get(ident), after.get(ident)
+        if a is b:  # unchanged files give back the very same objects (loader.ParseCache)
+            continue
         if a is None or b is None or a.spec != b.spec:
             changed.add(resource_key(a or b))
     return changed
@@ -69,20 +71,30 @@ def node_dependencies(model: resources.MeshModel, mesh_name: str, node_name: str
         for route in routes.values():
             body = route.spec.httpRoute or route.spec.http2Route or route.spec.grpcRoute
             services.add(body.action.target.virtualService.virtualServiceName)
-        return frozenset(deps | _service_dependencies(model, mesh, mesh_name, services))
+        return frozenset(deps | service_dependencies(mesh, services))
     deps = {("Mesh", mesh_name), ("VirtualNode", mesh_name, node_name)}
     node = mesh.virtual_nodes.get(node_name) if mesh else None
     if node is None:
         return frozenset(deps)
     services = {b.virtualService.virtualServiceName for b in node.spec.backends or () if b.virtualService is not None}
-    return frozenset(deps | _service_dependencies(model, mesh, mesh_name, services))
+    return frozenset(deps | service_dependencies(mesh, services))
 
 
-def _service_dependencies(model: resources.MeshModel, mesh, mesh_name: str, services) -> set[Key]:
+def endpoint_dependencies(mesh: resources.Mesh, node_name: str) -> set[Key]:
+    """The Cloud Map service a node's endpoints come from, if any."""
+    node = mesh.virtual_nodes.get(node_name)
+    sd = node.spec.serviceDiscovery if node is not None else None
+    if sd is not None and sd.awsCloudMap is not None:
+        return {("CloudMapService", sd.awsCloudMap.namespaceName, sd.awsCloudMap.serviceName)}
+    return set()
+
+
+def service_dependencies(mesh: resources.Mesh | None, services) -> set[Key]:
     """What calling these virtual services reads: providers, routers, routes, target nodes, Cloud Map."""
     deps: set[Key] = set()
     if mesh is None:
         return deps
+    mesh_name = mesh.name
     for service_name in services:
         deps.add(("VirtualService", mesh_name, service_name))
         service = mesh.virtual_services.get(service_name)
@@ -99,8 +111,5 @@ def _service_dependencies(model: resources.MeshModel, mesh, mesh_name: str, serv
             targets.add(provider.virtualNode.virtualNodeName)
         for target in targets:
             deps.add(("VirtualNode", mesh_name, target))
-            target_node = mesh.virtual_nodes.get(target)
-            sd = target_node.spec.serviceDiscovery if target_node is not None else None
-            if sd is not None and sd.awsCloudMap is not None:
-                deps.add(("CloudMapService", sd.awsCloudMap.namespaceName, sd.awsCloudMap.serviceName))
+            deps |= endpoint_dependencies(mesh, target)
     return deps

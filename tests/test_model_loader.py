@@ -303,3 +303,25 @@ def test_cloudformation_example_specs_are_accepted():
     node = model.meshes["color-mesh"].virtual_nodes["color_server"].spec
     assert node.listeners[0].healthCheck.protocol == "grpc"
     assert node.serviceDiscovery.awsCloudMap.serviceName == "color_server"
+
+
+def test_parse_cache_reparses_only_changed_files(tmp_path):
+    from mesh_model.loader import ParseCache
+
+    (tmp_path / "mesh.yaml").write_text(MESH)
+    (tmp_path / "nodes.yaml").write_text(NODES)
+    cache = ParseCache()
+    first = load_paths([tmp_path], parse_cache=cache)
+    (tmp_path / "mesh.yaml").write_text(MESH.replace("weight: 90", "weight: 80"))
+    second = load_paths([tmp_path], parse_cache=cache)
+    shop1, shop2 = first.meshes["shop"], second.meshes["shop"]
+    assert shop2.virtual_nodes["catalog-v1"] is shop1.virtual_nodes["catalog-v1"]  # nodes.yaml unchanged: same objects
+    assert shop2.routes["catalog-router"]["main"] is not shop1.routes["catalog-router"]["main"]
+    assert shop2.routes["catalog-router"]["main"].spec.httpRoute.action.weightedTargets[0].weight == 80
+    (tmp_path / "nodes.yaml").write_text(NODES.replace("port: 8080", "port: 99999", 1))
+    with pytest.raises(ModelError, match="must be <= 65535"):
+        load_paths([tmp_path], parse_cache=cache)
+    (tmp_path / "nodes.yaml").write_text(NODES)
+    third = load_paths([tmp_path], parse_cache=cache)  # the cache held the invalid version: parsed afresh
+    assert third.meshes["shop"].virtual_nodes["catalog-v1"] is not shop1.virtual_nodes["catalog-v1"]
+    assert third.meshes["shop"].virtual_nodes["catalog-v1"].spec == shop1.virtual_nodes["catalog-v1"].spec

@@ -238,3 +238,32 @@ def test_token_file_errors_name_the_entry(tmp_path):
     bad.write_text("tokens:\n  - token: t\n")
     with pytest.raises(ValueError, match=r"tokens\[0\]: needs 'node'"):
         load_token_file(bad)
+
+
+def test_mesh_ca_issues_the_xds_credentials_end_to_end(tmp_path, procs, addresses):
+    """No outside PKI: `meshplane ca issue` makes meshplane's server certificate and the node's client certificate."""
+    import subprocess
+    import sys
+
+    ca_dir = tmp_path / "ca"
+
+    def meshplane(*args):
+        subprocess.run([sys.executable, "-m", "xds_server.cli", *args], check=True, capture_output=True, text=True, timeout=60)
+
+    from xds_server.ca import MeshCA
+
+    MeshCA.open(ca_dir)
+    meshplane("ca", "issue", "--ca-dir", str(ca_dir), "--server", "--ip", "127.0.0.1", "--out", str(tmp_path / "pki" / "server"))
+    meshplane("ca", "issue", "--ca-dir", str(ca_dir), "--node", FRONT, "--lifetime", "1h", "--out", str(tmp_path / "pki" / "front"))
+    assert oct((tmp_path / "pki" / "front.key").stat().st_mode & 0o777) == "0o600"
+    app_host = addresses()
+    port = free_port(app_host)
+    runner = MeshRunner(procs, write_model(tmp_path, app_host, port), tmp_path)
+    pki = tmp_path / "pki"
+    runner.start_control_plane("--xds-tls-cert", str(pki / "server.pem"), "--xds-tls-key", str(pki / "server.key"),
+                               "--xds-client-ca", str(pki / "server-ca.pem"))
+    tls = XdsTls(ca=str(pki / "front-ca.pem"), cert=str(pki / "front.pem"), key=str(pki / "front.key"))
+    with AppServer("api", app_host, port):
+        sidecar = runner.start_sidecar(FRONT, ingress=addresses(), app=addresses(), egress=addresses(), xds_tls=tls)
+        response = http_get(sidecar.egress_url(port), host_header=f"api.shop.local:{port}")
+        assert response.status == 200 and response.headers.get("x-app") == "api"

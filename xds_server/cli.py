@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import os
 import sys
@@ -145,6 +146,35 @@ def cmd_ca_rotate(args) -> int:
     return 0
 
 
+def cmd_ca_issue(args) -> int:
+    """Credentials for the xDS connection itself, signed by the mesh CA.
+
+    A sidecar's mesh identity arrives over xDS, so the certificate that authenticates the
+    xDS stream must exist before it: issue it here (for a node: URI SAN naming the node; for
+    meshplane's own server: ``--server`` with its DNS names / IPs) and hand it to
+    ``bootstrap --xds-cert`` / ``serve --xds-tls-cert``. Re-issue after a root rotation.
+    """
+    from .ca import Identity, MeshCA
+    from .secrets import spiffe_id
+
+    if bool(args.node) == bool(args.server):
+        raise ValueError("give exactly one of --node NODE_ID or --server")
+    ca = MeshCA.load(args.ca_dir)
+    uri = spiffe_id(parse_node_id(args.node), args.trust_domain) if args.node else "spiffe://meshplane/controlPlane"
+    leaf = ca.issue(Identity(uri, tuple(args.dns), tuple(args.ip)), args.lifetime)
+    prefix = Path(args.out)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    cert, key, bundle = (prefix.with_name(prefix.name + suffix) for suffix in (".pem", ".key", "-ca.pem"))
+    cert.write_bytes(leaf.cert_pem)
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(leaf.key_pem)
+    bundle.write_bytes(ca.bundle_pem())
+    until = datetime.datetime.fromtimestamp(leaf.not_after, datetime.timezone.utc)
+    print(f"{uri}: {cert} (key {key}, 0600), trust bundle {bundle}; valid until {until:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshplane", description="App Mesh definitions -> Envoy, over xDS.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
@@ -218,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     q = ca_sub.add_parser("rotate", help="start a root rotation: add a new root to the trust bundle (it signs later)")
     q.add_argument("--ca-dir", required=True, metavar="DIR")
     q.set_defaults(func=cmd_ca_rotate)
+    q = ca_sub.add_parser("issue", help="issue xDS connection credentials: a node's client certificate or meshplane's server certificate")
+    q.add_argument("--ca-dir", required=True, metavar="DIR")
+    q.add_argument("--node", metavar="NODE_ID", help="a client certificate naming this node (for bootstrap --xds-cert)")
+    q.add_argument("--server", action="store_true", help="meshplane's own server certificate (for serve --xds-tls-cert)")
+    q.add_argument("--dns", action="append", default=[], metavar="NAME", help="a DNS name to include (repeatable)")
+    q.add_argument("--ip", action="append", default=[], metavar="IP", help="an IP address to include (repeatable)")
+    q.add_argument("--trust-domain", metavar="NAME", help="as serve --trust-domain")
+    q.add_argument("--lifetime", type=_duration, default=30 * 86400.0, metavar="DURATION", help="default 30d")
+    q.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.pem, PREFIX.key (0600) and PREFIX-ca.pem")
+    q.set_defaults(func=cmd_ca_issue)
     return parser
 
 

@@ -437,17 +437,21 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             self.log.debug("delta ADS %s %s unknown nonce %s (subscription applied)", node_id, t, req.response_nonce)
         stream.wake.set()
 
+    async def _next_snapshot(self, stream: _Stream, key: str) -> Snapshot | None:
+        """Wait for a wake-up (a request or a snapshot change); the snapshot to plan from, or
+        None when the stream is over (client gone, or its configuration removed)."""
+        await stream.wake.wait()
+        stream.wake.clear()
+        if stream.ended:
+            return None
+        snapshot = self.cache.get(key)
+        if snapshot is None:
+            stream.error = StreamError(grpc.StatusCode.UNAVAILABLE, "configuration for this node was removed")
+        return snapshot
+
     async def _send_loop(self, stream: _Stream, st: StreamStatus, key: str, context) -> None:
         """Sender: on each wake, push every type that needs it, in PUSH_ORDER."""
-        while True:
-            await stream.wake.wait()
-            stream.wake.clear()
-            if stream.ended:
-                return
-            snapshot = self.cache.get(key)
-            if snapshot is None:
-                stream.error = StreamError(grpc.StatusCode.UNAVAILABLE, "configuration for this node was removed")
-                return
+        while (snapshot := await self._next_snapshot(stream, key)) is not None:
             # one snapshot per pass keeps CDS/EDS/LDS/RDS of a push consistent; re-plan each
             # type just before its write so requests read meanwhile are taken into account
             for type_url in stream.state.order():
@@ -475,15 +479,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         write, so requests read meanwhile are taken into account.
         """
         state: DeltaStreamState = stream.state
-        while True:
-            await stream.wake.wait()
-            stream.wake.clear()
-            if stream.ended:
-                return
-            snapshot = self.cache.get(key)
-            if snapshot is None:
-                stream.error = StreamError(grpc.StatusCode.UNAVAILABLE, "configuration for this node was removed")
-                return
+        while (snapshot := await self._next_snapshot(stream, key)) is not None:
             for removals in (False, True):
                 for type_url in state.order(phase_removals=removals):
                     plan = plan_delta(state.types[type_url], snapshot.get(type_url), removals=removals)

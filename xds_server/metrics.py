@@ -103,12 +103,28 @@ class _Family:
         return tuple(str(labels[n]) for n in self.labelnames)
 
 
-class Counter(_Family):
+class _Scalar(_Family):
+    """A family with one number per label set (counters and gauges)."""
+
+    def __init__(self, name, help, labelnames=()):
+        super().__init__(name, help, labelnames)
+        self._values: dict[tuple[str, ...], float] = {}
+
+    def value(self, **labels) -> float:
+        with self._lock:
+            return self._values.get(self._key(labels), 0)
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            items = sorted(self._values.items())
+        return self.header() + [f"{self.name}{_labels(self.labelnames, k)} {format_value(v)}" for k, v in items]
+
+
+class Counter(_Scalar):
     kind = "counter"
 
     def __init__(self, name, help, labelnames=(), *, preset: Iterable[dict] = ()):
         super().__init__(name, help, labelnames)
-        self._values: dict[tuple[str, ...], float] = {}
         for labels in preset:  # series that should read 0 before the first event
             self._values[self._key(labels)] = 0
 
@@ -119,35 +135,13 @@ class Counter(_Family):
         with self._lock:
             self._values[key] = self._values.get(key, 0) + amount
 
-    def value(self, **labels) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0)
 
-    def lines(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return self.header() + [f"{self.name}{_labels(self.labelnames, k)} {format_value(v)}" for k, v in items]
-
-
-class Gauge(_Family):
+class Gauge(_Scalar):
     kind = "gauge"
-
-    def __init__(self, name, help, labelnames=()):
-        super().__init__(name, help, labelnames)
-        self._values: dict[tuple[str, ...], float] = {}
 
     def set(self, value: float, **labels) -> None:
         with self._lock:
             self._values[self._key(labels)] = value
-
-    def value(self, **labels) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0)
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return self.header() + [f"{self.name}{_labels(self.labelnames, k)} {format_value(v)}" for k, v in items]
 
 
 class Histogram(_Family):

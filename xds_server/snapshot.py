@@ -16,14 +16,14 @@ from typing import Mapping
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-TYPE_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-TYPE_ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-TYPE_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
-TYPE_ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-TYPE_SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+# One definition of the type URLs and their make-before-break order: the compiler's.
+from mesh_model.compiler.type_urls import CLUSTER as TYPE_CLUSTER
+from mesh_model.compiler.type_urls import ENDPOINT as TYPE_ENDPOINT
+from mesh_model.compiler.type_urls import LISTENER as TYPE_LISTENER
+from mesh_model.compiler.type_urls import PUSH_ORDER
+from mesh_model.compiler.type_urls import ROUTE as TYPE_ROUTE
+from mesh_model.compiler.type_urls import SECRET as TYPE_SECRET
 
-# Make-before-break: clusters (and their endpoints) exist before listeners/routes point at them.
-PUSH_ORDER = (TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET)
 # SotW: every response of these types holds all resources; a missing one means "deleted".
 FULL_STATE_TYPES = frozenset({TYPE_CLUSTER, TYPE_LISTENER})
 

@@ -196,7 +196,35 @@ class _Server(ThreadingHTTPServer):
         self.server_port = port
 
 
-class AppServer:
+class _AppControls:
+    """Failure injection shared by the in-process app and the app subprocess; each provides
+    ``_control(payload)`` (apply a control document) and ``stats()``."""
+
+    def _control(self, payload: dict) -> dict:  # pragma: no cover - provided by subclasses
+        raise NotImplementedError
+
+    def stats(self) -> dict:  # pragma: no cover - provided by subclasses
+        raise NotImplementedError
+
+    def fail_next(self, n: int, status: int = 503) -> None:
+        self._control({"fail_next": n, "status": status})
+
+    def set_failing(self, status: int | None) -> None:
+        self._control({"failing": status})
+
+    def set_delay(self, seconds: float) -> None:
+        self._control({"delay": seconds})
+
+    def reset(self) -> None:
+        """Clear failure/delay settings and zero the counters."""
+        self._control({"reset": True})
+
+    @property
+    def requests(self) -> int:
+        return int(self.stats()["requests"])
+
+
+class AppServer(_AppControls):
     """A threaded HTTP/1.1 app served from a background thread of this process."""
 
     def __init__(
@@ -261,23 +289,10 @@ class AppServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    # -- behaviour -------------------------------------------------------------
-    def fail_next(self, n: int, status: int = 503) -> None:
-        self.behaviour.apply({"fail_next": n, "status": status})
-
-    def set_failing(self, status: int | None) -> None:
-        self.behaviour.apply({"failing": status})
-
-    def set_delay(self, seconds: float) -> None:
-        self.behaviour.apply({"delay": seconds})
-
-    def reset(self) -> None:
-        """Clear failure/delay settings and zero the counters."""
-        self.behaviour.apply({"reset": True})
-
-    @property
-    def requests(self) -> int:
-        return self.behaviour.snapshot()["requests"]
+    # -- behaviour (the controls themselves are _AppControls') --------------------
+    def _control(self, payload: dict) -> dict:
+        self.behaviour.apply(payload)
+        return self.behaviour.snapshot()
 
     def stats(self) -> dict:
         return self.behaviour.snapshot()
@@ -292,7 +307,7 @@ def start_app(name: str, host: str = "127.0.0.1", port: int = 0, *, call: tuple[
     return AppServer(name, host, port, call=call).start()
 
 
-class AppProcess:
+class AppProcess(_AppControls):
     """An app running as a subprocess (``python -m xds_server.harness.apps``),
     controlled over HTTP.  Same control surface as ``AppServer``."""
 
@@ -317,24 +332,8 @@ class AppProcess:
             raise RuntimeError(f"{self.name}: control {payload} -> {r.status} {r.text}")
         return r.json()
 
-    def fail_next(self, n: int, status: int = 503) -> None:
-        self._control({"fail_next": n, "status": status})
-
-    def set_failing(self, status: int | None) -> None:
-        self._control({"failing": status})
-
-    def set_delay(self, seconds: float) -> None:
-        self._control({"delay": seconds})
-
-    def reset(self) -> None:
-        self._control({"reset": True})
-
     def stats(self) -> dict:
         return http_request("GET", self.url + STATS_PATH, timeout=5).json()
-
-    @property
-    def requests(self) -> int:
-        return int(self.stats()["requests"])
 
     def alive(self) -> bool:
         return self.proc.alive()

@@ -367,7 +367,9 @@ def test_unrequested_type_never_pushed():
                                   routes={"r": route("r", "b")}, listeners={}))
             await c.expect_silence(SILENCE)               # EDS/LDS/RDS changed, never requested
             cache.set(NODE, build(clusters={"a": cluster("a")}, listeners={}))
-            r = await c.recv()
+            r = await c.recv()  # removed b is kept until the rest of the pass is out (§1 E26) ...
+            assert r.type_url == TYPE_CLUSTER and cds_names(r) == ["a", "b"]
+            r = await c.recv()  # ... then dropped; still only the requested type
             assert r.type_url == TYPE_CLUSTER and cds_names(r) == ["a"]
             await c.expect_silence(SILENCE)
     run(t())
@@ -487,9 +489,15 @@ def test_cds_full_state_removal_and_empty():
             c.ack(r)
             cache.set(NODE, build(clusters={"a": cluster("a")}))
             r = await c.recv()
+            assert cds_names(r) == ["a", "b"] and r.version_info.endswith("+draining")  # b kept for the pass
+            c.ack(r)
+            r = await c.recv()
             assert cds_names(r) == ["a"]                  # N-1: b deleted
             c.ack(r)
             cache.set(NODE, build(clusters={}))
+            r = await c.recv()
+            assert cds_names(r) == ["a"] and r.version_info.endswith("+draining")
+            c.ack(r)
             r = await c.recv()
             assert r.type_url == TYPE_CLUSTER and len(r.resources) == 0   # empty = delete all
             c.ack(r)

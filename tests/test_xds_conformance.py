@@ -164,6 +164,14 @@ class Driver:
         self.ack(resp)
         return resp
 
+    async def recv_ack_settled(self, type_url: str):
+        """The response a change settles on. SotW CDS removals come as two responses (§1 E26):
+        the removed clusters kept (version ``...+draining``), then without them."""
+        resp = await self.recv_ack(type_url)
+        while not self.delta and resp.version_info.endswith("+draining"):
+            resp = await self.recv_ack(type_url)
+        return resp
+
     async def silence(self, seconds: float = SILENCE) -> None:
         await self.c.expect_silence(seconds)
 
@@ -426,7 +434,7 @@ def test_B10_unwatched_type_never_pushed(mode):
                                   listeners={}, secrets={"s": secret_pb2.Secret(name="s")}))
             await d.silence()                                # EDS/LDS/RDS/SDS changed, never requested
             cache.set(NODE, build(clusters={"a": cluster("a")}, listeners={}))
-            await d.recv_ack(TYPE_CLUSTER)
+            await d.recv_ack_settled(TYPE_CLUSTER)
             assert d.held(TYPE_CLUSTER) == ["a"]
             await d.silence()
             # a type whose every name is unsubscribed is not pushed either (Istio's shouldUnsubscribe)
@@ -617,11 +625,11 @@ def test_D19_cds_full_state_removal(mode):
             d.watch(TYPE_CLUSTER)
             await d.recv_ack(TYPE_CLUSTER)
             cache.set(NODE, build(clusters={"a": cluster("a")}))
-            r = await d.recv_ack(TYPE_CLUSTER)
+            r = await d.recv_ack_settled(TYPE_CLUSTER)
             assert d.held(TYPE_CLUSTER) == ["a"]             # SotW: N-1 listed; Delta: b removed
             assert (d.removed_in(r) == ["b"]) if d.delta else (d.names_in(r) == ["a"])
             cache.set(NODE, build(clusters={}))
-            r = await d.recv_ack(TYPE_CLUSTER)
+            r = await d.recv_ack_settled(TYPE_CLUSTER)
             assert d.held(TYPE_CLUSTER) == []                # SotW: an empty response deletes all
             assert (d.removed_in(r) == ["a"]) if d.delta else (len(r.resources) == 0)
             await d.silence()
@@ -759,19 +767,25 @@ def test_E26_two_phase_removal_delta():
     run(t())
 
 
-def test_E26_sotw_removal_is_single_phase_known_gap():
-    """SotW CDS is full state: the response that adds c also drops a, and it goes before RDS.
-    Not implemented for SotW (it needs the compiler to keep a for one more snapshot); this
-    asserts the current behaviour so a change to it is noticed. Use Delta to avoid the gap."""
+def test_E26_two_phase_removal_sotw():
+    """Retarget r from a to c and delete a in one model change. SotW CDS is full state, so
+    the server keeps a in the first CDS response (with c added), sends the routes, and only
+    then a CDS response without a: no moment where r points at a missing cluster."""
     async def t():
         async with session("sotw") as (d, cache, _):
             await subscribe_all(d)
             cache.set(NODE, build(clusters={"b": cluster("b"), "c": cluster("c")},
                                   endpoints={"b": cla("b"), "c": cla("c", 1)},
                                   routes={"r": route("r", "c")}))
-            cds = await d.recv_ack(TYPE_CLUSTER)
-            assert d.names_in(cds) == ["b", "c"]             # a gone before the route moved
-            assert (await d.recv_ack()).type_url == TYPE_ROUTE
+            seq = []
+            while not seq or seq[-1][0] != TYPE_CLUSTER or len(seq) == 1:
+                r = await d.recv_ack()
+                seq.append((r.type_url, d.names_in(r), r.version_info.endswith("+draining")))
+            assert seq[0] == (TYPE_CLUSTER, ["a", "b", "c"], True)    # c added, a still there
+            assert seq[-1] == (TYPE_CLUSTER, ["b", "c"], False)       # a gone, after ...
+            assert (TYPE_ROUTE, ["r"], False) in seq[1:-1]             # ... the route moved to c
+            assert d.held(TYPE_CLUSTER) == ["b", "c"]
+            await d.silence()
     run(t())
 
 

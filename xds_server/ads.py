@@ -87,6 +87,8 @@ class TypeState:
     sent_version: str | None = None
     sent_nonce: str | None = None
     sent: dict[str, str] = field(default_factory=dict)  # name -> resource version last sent
+    sent_resources: dict[str, any_pb2.Any] = field(default_factory=dict)  # CDS only: what the client holds
+    draining: bool = False           # CDS: removed clusters were kept for one pass; drop them now
     acked_version: str | None = None
     parked_version: str | None = None  # NACKed snapshot version: stay silent while it is current
     nack_error: str | None = None
@@ -130,6 +132,8 @@ class Plan:
     version: str
     resources: tuple[any_pb2.Any, ...]
     sent: dict[str, str]  # name -> resource version
+    names: tuple[str, ...] = ()  # the names of ``resources``, in order
+    drain: bool = False  # clusters kept only until the rest of this pass has moved off them
 
 
 def plan_response(ts: TypeState, tsnap: TypeSnapshot) -> Plan | None:
@@ -155,11 +159,27 @@ def plan_response(ts: TypeState, tsnap: TypeSnapshot) -> Plan | None:
         changed = any(n not in tsnap.resources for n in ts.sent if ts.wants(n))
     if not changed:
         return None
+    if ts.type_url == TYPE_CLUSTER and not ts.draining:
+        dropped = sorted(n for n in ts.sent if n not in tsnap.resources and ts.wants(n) and n in ts.sent_resources)
+        if dropped:
+            # Make-before-break for removals (§1 E26): a route may still point at a removed
+            # cluster until the RDS of this same pass arrives. Keep the removed clusters in
+            # this CDS response; the pass ends with a second CDS response without them.
+            kept = sorted(set(names) | set(dropped))
+            return Plan(
+                type_url=ts.type_url,
+                version=f"{tsnap.version}+draining",
+                resources=tuple(tsnap.resources[n] if n in tsnap.resources else ts.sent_resources[n] for n in kept),
+                sent={n: rv[n] if n in tsnap.resources else ts.sent[n] for n in kept},
+                names=tuple(kept),
+                drain=True,
+            )
     return Plan(
         type_url=ts.type_url,
         version=tsnap.version,
         resources=tuple(tsnap.resources[n] for n in names),
         sent={n: rv[n] for n in names},
+        names=tuple(names),
     )
 
 
@@ -207,6 +227,11 @@ class StreamState:
         ts.nack_error = None
         return RequestKind.ACK
 
+    def draining_types(self) -> list[str]:
+        """Types whose removals wait for the end of the pass (CDS kept removed clusters)."""
+        ts = self.types.get(TYPE_CLUSTER)
+        return [TYPE_CLUSTER] if ts is not None and ts.draining else []
+
     def order(self) -> list[str]:
         """Requested types in make-before-break order; unknown types after, sorted."""
         known = [t for t in PUSH_ORDER if t in self.types and self.types[t].requested]
@@ -218,6 +243,9 @@ class StreamState:
         ts = self.types[plan.type_url]
         nonce = f"{self._nonce_prefix}-{next(self._nonces)}"
         ts.sent_version, ts.sent_nonce, ts.sent = plan.version, nonce, dict(plan.sent)
+        if plan.type_url == TYPE_CLUSTER:
+            ts.sent_resources = dict(zip(plan.names, plan.resources))
+            ts.draining = plan.drain
         ts.force = False
         ts.always_respond = False  # this response already reaches whatever is warming
         dependent = WARMING_DEPENDENTS.get(plan.type_url)
@@ -454,19 +482,20 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         while (snapshot := await self._next_snapshot(stream, key)) is not None:
             # one snapshot per pass keeps CDS/EDS/LDS/RDS of a push consistent; re-plan each
             # type just before its write so requests read meanwhile are taken into account
-            for type_url in stream.state.order():
-                plan = plan_response(stream.state.types[type_url], snapshot.get(type_url))
-                if plan is None:
-                    continue
-                resp = stream.state.commit(plan)
-                st.on_sent(type_url, plan.version)
-                self.log.debug(
-                    "ADS push node=%s type=%s version=%s nonce=%s resources=%d",
-                    st.node_id, short_type(type_url), plan.version, resp.nonce, len(plan.resources),
-                )
-                await context.write(resp)
-                if stream.ended:
-                    return
+            for phase in (stream.state.order, stream.state.draining_types):  # removals last (§1 E26)
+                for type_url in phase():
+                    plan = plan_response(stream.state.types[type_url], snapshot.get(type_url))
+                    if plan is None:
+                        continue
+                    resp = stream.state.commit(plan)
+                    st.on_sent(type_url, plan.version)
+                    self.log.debug(
+                        "ADS push node=%s type=%s version=%s nonce=%s resources=%d",
+                        st.node_id, short_type(type_url), plan.version, resp.nonce, len(plan.resources),
+                    )
+                    await context.write(resp)
+                    if stream.ended:
+                        return
 
 
     async def _send_loop_delta(self, stream: _Stream, st: StreamStatus, key: str, context) -> None:

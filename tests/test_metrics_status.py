@@ -413,12 +413,20 @@ def test_serve_subprocess_answers_metrics_config_dump_and_csds(procs, free_port)
                 assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and RETAIL_FRONT in details
             metrics_resp = await asyncio.to_thread(http_get, base + "/metrics", timeout=5)
             dump_resp = await asyncio.to_thread(http_get, f"{base}/config_dump?node={RETAIL_FRONT}", timeout=5)
+            preview_resp = await asyncio.to_thread(http_get, f"{base}/config_dump?node=mesh/retail/virtualNode/cart", timeout=5)
+            unknown_resp = await asyncio.to_thread(http_get, f"{base}/config_dump?node=mesh/retail/virtualNode/ghost", timeout=5)
             async with grpc.aio.insecure_channel(f"127.0.0.1:{xds}") as ch:
                 status = await csds_pb2_grpc.ClientStatusDiscoveryServiceStub(ch).FetchClientStatus(
                     csds_pb2.ClientStatusRequest(), timeout=5)
-            return metrics_resp, dump_resp, status
+            return metrics_resp, dump_resp, status, preview_resp, unknown_resp
 
-    metrics_resp, dump_resp, status = run(t(), timeout=30)
+    metrics_resp, dump_resp, status, preview_resp, unknown_resp = run(t(), timeout=30)
+    # a node of the model that is not connected: what it would get (default placement)
+    assert preview_resp.status == 200
+    preview = json.loads(preview_resp.body)
+    assert preview["streams"] == 0 and preview["snapshots"][0]["key"] == "not connected: default placement"
+    assert "cds_ingress_retail_cart_http_7070" in [r["name"] for r in preview["snapshots"][0]["types"]["cds"]["resources"]]
+    assert unknown_resp.status == 404
     assert metrics_resp.status == 200
     samples, _ = parse_metrics(metrics_resp.body.decode())
     assert sample(samples, "meshplane_xds_connected_proxies") == 1

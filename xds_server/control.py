@@ -146,6 +146,14 @@ class ControlPlane:
             delay = interval if due is None else min(interval, max(0.05, due - self.secrets.clock()))
             await asyncio.sleep(delay)
 
+    def preview(self, node_id: str) -> Snapshot | None:
+        """What a node of the model would be sent with the default placement (None if unknown).
+        Secrets are not issued for a preview."""
+        try:
+            return compile_snapshot(self.model, parse_node_id(node_id), Placement(), self.compile_cache)
+        except (ValueError, CompileError):
+            return None
+
     # -- reloads
     def rebuild(
         self, model: MeshModel, keys: dict[str, NodeKey] | None = None

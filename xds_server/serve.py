@@ -83,7 +83,7 @@ async def serve(
         http_host, http_port = split_host_port(http, "--http")
         http_server = await start_http(
             http_host, http_port, registry, control.status, metrics=metrics.DEFAULT, cache=cache,
-            config_dump_provider=csds.cache_config_dump(registry, cache),
+            config_dump_provider=_config_dump(csds.cache_config_dump(registry, cache), control),
         )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
     watcher = asyncio.create_task(watch(control.paths, control.reload))
@@ -143,3 +143,19 @@ def _xds_security(cert: str | None, key: str | None, client_ca: str | None, toke
         )
     tokens = load_token_file(token_file) if token_file else {}
     return credentials, Authenticator(tokens=tokens, mtls=bool(client_ca), admin_uris=frozenset(admin_uris))
+
+
+def _config_dump(connected, control: ControlPlane):
+    """``/config_dump?node=``: a connected node's snapshots; for a node of the model that is
+    not connected, what it would get with the default (transparent) placement."""
+
+    def provider(node_id: str) -> dict | None:
+        found = connected(node_id)
+        if found is not None:
+            return found
+        snapshot = control.preview(node_id)
+        if snapshot is None:
+            return None
+        return {"node": node_id, "streams": 0, "snapshots": [csds.snapshot_to_dict("not connected: default placement", snapshot)]}
+
+    return provider

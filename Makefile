@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(PY) -m xds_server.demo
 
 test: $(STAMP)
+	sh scripts/ensure-test-deps.sh
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Install the system tools the transparent data-path test needs (tests/test_transparent_netns.py):
+#   iptables (+ ip6tables)   App Mesh's interception rules, applied inside a test network namespace
+#   ip       (iproute2)      network namespaces and a veth pair
+#   setpriv, unshare, mount  (util-linux, mount) run Envoy as uid 1337; a private /etc/hosts
+# Idempotent and quiet: does nothing when every tool is there. Installs with apt-get only when
+# something is missing and we are root on a system with apt-get; otherwise says what is missing
+# and exits 0, so the test itself fails with the same clear message (it never skips).
+set -eu
+
+missing_packages=""
+need() { # need TOOL PACKAGE
+    if ! command -v "$1" >/dev/null 2>&1; then
+        case " $missing_packages " in
+            *" $2 "*) ;;
+            *) missing_packages="$missing_packages $2" ;;
+        esac
+    fi
+}
+
+# root's tools live in sbin; make sure a non-login PATH still finds them
+PATH="$PATH:/usr/sbin:/sbin"
+export PATH
+
+need iptables iptables
+need ip6tables iptables
+need ip iproute2
+need setpriv util-linux
+need unshare util-linux
+need mount mount
+
+[ -z "$missing_packages" ] && exit 0
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "ensure-test-deps: missing:$missing_packages (install them as root; the transparent data-path test fails without them)" >&2
+    exit 0
+fi
+
+echo "ensure-test-deps: installing$missing_packages" >&2
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp)
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing_packages; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "ensure-test-deps: installing$missing_packages failed" >&2
+    exit 1
+fi
+rm -f "$log"

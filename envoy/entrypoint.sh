@@ -16,6 +16,9 @@
 #   ENVOY_ADMIN_ACCESS_ENABLE_IPV6=1)
 #   ENVOY_LOG_LEVEL                info
 #   ENVOY_CONCURRENCY              unset (Envoy's default: one worker per CPU)
+#   ENVOY_ADMIN_ACCESS_LOG_FILE    /tmp/envoy_admin_access.log
+#   ENVOY_INITIAL_FETCH_TIMEOUT    0 (seconds; 0 waits for the control plane forever, as App Mesh)
+#   APPMESH_RESOURCE_CLUSTER       node.cluster (names in metrics/traces); default: the node id
 # Arguments given to the entrypoint are passed on to Envoy.
 #
 # Run as root instead of the image's uid 1337 (compose / k8s with NET_ADMIN and no init
@@ -49,6 +52,9 @@ write_bootstrap() {
     [ -z "${MESHPLANE_XDS_KEY:-}" ] || set -- "$@" --xds-key "$MESHPLANE_XDS_KEY"
     [ -z "${MESHPLANE_XDS_SERVER_NAME:-}" ] || set -- "$@" --xds-server-name "$MESHPLANE_XDS_SERVER_NAME"
     [ -z "${MESHPLANE_XDS_TOKEN_FILE:-}" ] || set -- "$@" --xds-token-file "$MESHPLANE_XDS_TOKEN_FILE"
+    [ -z "${APPMESH_RESOURCE_CLUSTER:-}" ] || set -- "$@" --node-cluster "$APPMESH_RESOURCE_CLUSTER"
+    set -- "$@" --admin-access-log "${ENVOY_ADMIN_ACCESS_LOG_FILE:-/tmp/envoy_admin_access.log}"
+    set -- "$@" --initial-fetch-timeout "${ENVOY_INITIAL_FETCH_TIMEOUT:-0}"
     meshplane "$@"
 }
 write_bootstrap

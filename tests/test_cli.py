@@ -152,3 +152,16 @@ def _healthy(port: int) -> bool:
         return http_get(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
     except OSError:
         return False
+
+
+def test_bootstrap_takes_the_stock_image_settings(tmp_path):
+    """APPMESH_RESOURCE_CLUSTER, ENVOY_ADMIN_ACCESS_LOG_FILE and ENVOY_INITIAL_FETCH_TIMEOUT equivalents."""
+    out = tmp_path / "b.yaml"
+    meshplane("bootstrap", "--node", "mesh/m/virtualNode/n", "--xds", "127.0.0.1:18000", "--node-cluster", "front-prod",
+              "--admin-access-log", str(tmp_path / "admin.log"), "--initial-fetch-timeout", "15", "-o", str(out), check_rc=0)
+    config = yaml.safe_load(out.read_text())
+    assert config["node"] == {**config["node"], "id": "mesh/m/virtualNode/n", "cluster": "front-prod"}
+    assert config["admin"]["access_log"][0]["typed_config"]["path"] == str(tmp_path / "admin.log")
+    assert config["dynamic_resources"]["cds_config"]["initial_fetch_timeout"] == "15s"
+    ok, output = validate_config(out)
+    assert ok, output

@@ -72,6 +72,8 @@ def cmd_bootstrap(args) -> int:
     token = Path(args.xds_token_file).read_text().strip() if args.xds_token_file else None
     text = dynamic_bootstrap(
         node, args.xds, placement=_placement(args), admin=args.admin_address, delta=args.delta, xds_tls=xds_tls, xds_token=token,
+        node_cluster=args.node_cluster, admin_access_log=args.admin_access_log,
+        initial_fetch_timeout=f"{args.initial_fetch_timeout:g}s",
     )
     _write(text, args.output)
     if token and args.output and args.output != "-":
@@ -198,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xds", required=True, metavar="HOST:PORT", help="where `meshplane serve` listens")
     p.add_argument("--admin-address", default="0.0.0.0:9901", metavar="HOST:PORT")
     p.add_argument("--delta", action="store_true", help="use incremental (delta) xDS")
+    p.add_argument("--node-cluster", metavar="NAME", help="node.cluster, the name in Envoy's metrics and traces (App Mesh: APPMESH_RESOURCE_CLUSTER; default: the node id)")
+    p.add_argument("--admin-access-log", default="/dev/null", metavar="FILE", help="Envoy admin access log (App Mesh: ENVOY_ADMIN_ACCESS_LOG_FILE)")
+    p.add_argument("--initial-fetch-timeout", type=float, default=0.0, metavar="SECONDS",
+                   help="how long Envoy waits for its first clusters/listeners before starting without them (0 = forever, App Mesh's default)")
     p.add_argument("-o", "--output", metavar="FILE")
     _placement_args(p)
     group = p.add_argument_group("credentials for meshplane's xDS port (see serve --xds-tls-* / --xds-token-file)")

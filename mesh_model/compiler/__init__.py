@@ -9,25 +9,24 @@ from __future__ import annotations
 from typing import Mapping
 
 from envoy.config.route.v3 import route_components_pb2
-
 from google.protobuf.message import Message
 
 from .. import resources
 from ..node_id import NodeRef
 from . import names, type_urls
+from .cache import CompileCache
 from .clusters import egress_cluster, local_app_cluster
+from .common import to_proto
+from .dependencies import endpoint_dependencies, service_dependencies
 from .endpoints import load_assignment, needs_eds
+from .gateway import gateway_listeners_routes_clusters, header_routed_virtual_host, plan_gateway
 from .listeners import egress_listeners, ingress_listeners
+from .passthrough import allow_all_cluster, allow_all_virtual_host
 from .placement import Placement
 from .plan import plan_node
-from .cache import CompileCache
-from .dependencies import endpoint_dependencies, service_dependencies
-from .common import to_proto
-from .passthrough import allow_all_cluster, allow_all_virtual_host
-from .gateway import gateway_listeners_routes_clusters, header_routed_virtual_host, plan_gateway
+from .routes import egress_route_config, ingress_route_config, virtual_host
 from .tcp import tcp_backends
 from .tls import client_policy_for
-from .routes import egress_route_config, ingress_route_config, virtual_host
 
 NodeResources = Mapping[str, Mapping[str, Message]]
 

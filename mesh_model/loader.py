@@ -9,6 +9,10 @@ Native format: one resource per YAML document (``---`` separated), many per file
     name: main
     spec: {...}            # the App Mesh API spec, camelCase
 
+Kubernetes App Mesh custom resources (``appmesh.k8s.aws/v1beta2``) and CloudFormation
+templates (``AWS::AppMesh::*``) are read too: ``mesh_model.adapters`` turns them into native
+documents first (other Kubernetes objects in the same files are skipped).
+
 Loading is all-or-nothing: every problem of every file is collected and raised as one
 ``ModelError``, so a user fixes everything in one pass and a half-valid model never
 reaches the compiler (or replaces a good one in the file watcher).
@@ -26,6 +30,8 @@ from typing import Any, Iterator, Sequence
 import yaml
 from pydantic import ValidationError
 
+from . import adapters
+from .adapters import cloudformation as cfn_adapter, k8s as k8s_adapter
 from .errors import Issue, ModelError
 from .limits import DEFAULT_LIMITS, MAX_INT_DIGITS, Limits, size_text
 from .resources import KINDS, Mesh, MeshModel, Resource, frozen_map
@@ -90,6 +96,14 @@ class ParseCache:
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[bytes, "_FileResult"]] = {}
+        self._facts: dict[str, tuple[bytes, tuple]] = {}  # Kubernetes custom resource identities per file
+
+    def get_facts(self, label: str, digest: bytes) -> tuple | None:
+        entry = self._facts.get(label)
+        return entry[1] if entry is not None and entry[0] == digest else None
+
+    def put_facts(self, label: str, digest: bytes, facts: tuple) -> None:
+        self._facts[label] = (digest, facts)
 
     def get(self, label: str, digest: bytes) -> "_FileResult | None":
         entry = self._files.get(label)
@@ -102,6 +116,9 @@ class ParseCache:
         for label in list(self._files):
             if label not in labels:
                 del self._files[label]
+        for label in list(self._facts):
+            if label not in labels:
+                del self._facts[label]
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,19 @@ class _FileResult:
     resources: tuple[Resource, ...]
     issues: tuple[Issue, ...]
     complete: bool
+    documents: int
+    nodes: int
+    origins: tuple[tuple[str, str, Any], ...] = ()  # converted documents: (native label, label naming the original, Origin)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A file parsed ahead (it holds Kubernetes custom resources, whose conversion needs the
+    identities of all of them first)."""
+
+    docs: list
+    complete: bool
+    issues: tuple[Issue, ...]
     documents: int
     nodes: int
 
@@ -164,27 +194,32 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: _Budget, pa
     max_issues = budget.limits.max_issues
     complete = not issues  # an unreadable file hides resources too
     resources: list[Resource] = []
+    context, parsed = _k8s_context(texts, issues, budget, parse_cache)
+    origins: dict[tuple[str, str], tuple[str, adapters.Origin]] = {}
     for label, text in texts:
         if budget.stopped or len(issues) >= max_issues:
             complete = False
             break
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest() if parse_cache is not None else b""
+        if parse_cache is not None and adapters.K8S_API_PREFIX in text:
+            digest += context.fingerprint.encode()  # its conversion depends on the other custom resources
         cached = parse_cache.get(label, digest) if parse_cache is not None else None
         if cached is not None and _fits(budget, cached):
             budget.documents += cached.documents
             budget.nodes += cached.nodes
             result = cached
         else:
-            result = _load_file(label, text, budget, max_issues - len(issues))
+            result = _load_file(label, text, budget, max_issues - len(issues), context, parsed.pop(label, None))
             if parse_cache is not None and not budget.stopped:
                 parse_cache.put(label, digest, result)
         resources.extend(result.resources)
+        origins.update(((label, native), (shown, origin)) for native, shown, origin in result.origins)
         issues.extend(result.issues)
         complete = complete and result.complete
     if parse_cache is not None:
         parse_cache.keep_only({label for label, _ in texts})
     if complete:
-        issues.extend(check_references(resources))
+        issues.extend(_from_origin(issue, origins) for issue in check_references(resources))
     if issues:
         raise ModelError(_clean(issues, max_issues))
     return build_model(resources)
@@ -196,22 +231,139 @@ def _fits(budget: _Budget, cached: _FileResult) -> bool:
     return budget.documents + cached.documents <= limits.max_documents and budget.nodes + cached.nodes <= limits.max_nodes
 
 
-def _load_file(label: str, text: str, budget: _Budget, room: int) -> _FileResult:
-    """Parse one file and validate each of its documents on its own (no cross-file checks)."""
+def _load_file(label: str, text: str, budget: _Budget, room: int,
+               context: k8s_adapter.Context | None = None, parsed: _Parsed | None = None) -> _FileResult:
+    """Parse one file (unless ``parsed`` ahead) and validate each of its documents on its own
+    (no cross-file checks). Kubernetes and CloudFormation documents go through their adapter."""
     issues: list[Issue] = []
     documents, nodes = budget.documents, budget.nodes
     resources: list[Resource] = []
-    docs, complete = _parse_documents(label, text, issues, budget)
+    origins: list[tuple[str, str, adapters.Origin]] = []
+    if parsed is not None:
+        docs, complete = parsed.docs, parsed.complete
+        issues.extend(parsed.issues)
+        documents, nodes = documents - parsed.documents, nodes - parsed.nodes
+    else:
+        docs, complete = _parse_documents(label, text, issues, budget)
     for doc in docs:
         if len(issues) >= room:
             complete = False
             break
+        form = adapters.format_of(doc.data)
+        if form == "k8s-other":
+            continue  # Namespace, Deployment, Service...: part of real manifests, nothing for the mesh
+        if form is not None:
+            converted = _converted(doc, form, context or k8s_adapter.Context(), issues)
+            complete = complete and converted.complete
+            for native, origin in converted.documents:
+                resource = _resource_from_converted(doc, native, origin, issues)
+                if resource is None:
+                    complete = False
+                else:
+                    resources.append(resource)
+                    origins.append((resource.label, _origin_label(resource.label, origin, doc), origin))
+            continue
         resource = _resource_from_document(doc, issues)
         if resource is not None:
             resources.append(resource)
         elif not (isinstance(doc.data, dict) and doc.data.get("kind") in UNSUPPORTED_KINDS):
             complete = False
-    return _FileResult(tuple(resources), tuple(issues), complete, budget.documents - documents, budget.nodes - nodes)
+    return _FileResult(tuple(resources), tuple(issues), complete, budget.documents - documents, budget.nodes - nodes,
+                       tuple(origins))
+
+
+# ---------------------------------------------------------------------------- other formats (mesh_model.adapters)
+
+
+def _k8s_context(texts: list[tuple[str, str]], issues: list[Issue], budget: _Budget,
+                 parse_cache: ParseCache | None) -> tuple[k8s_adapter.Context, dict[str, _Parsed]]:
+    """The identities of every Kubernetes App Mesh custom resource of the load (refs, meshes
+    and gateways are resolved across files), and the files parsed to find them."""
+    facts: list = []
+    parsed: dict[str, _Parsed] = {}
+    for label, text in texts:
+        if adapters.K8S_API_PREFIX not in text:
+            continue
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest() if parse_cache is not None else b""
+        known = parse_cache.get_facts(label, digest) if parse_cache is not None else None
+        if known is not None:
+            facts.extend(known)
+            continue
+        if budget.stopped:
+            break
+        file_issues: list[Issue] = []
+        documents, nodes = budget.documents, budget.nodes
+        docs, complete = _parse_documents(label, text, file_issues, budget)
+        if budget.stopped:  # a per-load limit: the load ends here, with this file's issues
+            issues.extend(file_issues)
+            break
+        parsed[label] = _Parsed(docs, complete, tuple(file_issues), budget.documents - documents, budget.nodes - nodes)
+        found = tuple(f for doc in docs for _, item in k8s_adapter.objects(doc.data)
+                      if (f := k8s_adapter.fact(item)) is not None)
+        facts.extend(found)
+        if parse_cache is not None and not budget.stopped:
+            parse_cache.put_facts(label, digest, found)
+    return k8s_adapter.Context(facts), parsed
+
+
+@dataclass
+class _Conversion:
+    documents: list  # (native data, Origin)
+    complete: bool
+
+
+def _converted(doc: Document, form: str, context: k8s_adapter.Context, issues: list[Issue]) -> _Conversion:
+    """The native documents of one Kubernetes or CloudFormation document; problems -> ``issues``."""
+    where = _where(doc)
+    out = _Conversion([], True)
+    try:
+        if form == "k8s":
+            results = [k8s_adapter.convert(item, context, prefix) for prefix, item in k8s_adapter.objects(doc.data)
+                       if adapters.is_app_mesh_object(item)]
+        else:
+            results = [cfn_adapter.convert(doc.data)]
+    except RecursionError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the adapters never raise on bad input; if one did, still only a ModelError
+        issues.append(Issue(doc.file, doc.where, "", f"cannot convert this document ({type(err).__name__}: {err})"))
+        return _Conversion([], False)
+    # what reading found in the original (NUL characters, JSON duplicate keys...), at its paths
+    issues.extend(Issue(doc.file, doc.where, path, message) for path, message in doc.problems)
+    for result in results:
+        issues.extend(Issue(doc.file, f"{source} ({where})", path, message) for source, path, message in result.problems)
+        out.complete = out.complete and result.complete
+        out.documents.extend((converted.data, converted.origin) for converted in result.documents)
+    return out
+
+
+def _resource_from_converted(doc: Document, native: dict, origin: adapters.Origin, issues: list[Issue]) -> Resource | None:
+    """Validate a converted document like a native one; its issues name the original object
+    and the field path in the original document."""
+    before = len(issues)  # (the original document's string problems are reported by _converted)
+    resource = _resource_from_document(Document(doc.file, doc.index, doc.line, native), issues)
+    for i in range(before, len(issues)):
+        issue = issues[i]
+        known = issue.resource != doc.where
+        label = _origin_label(issue.resource, origin, doc) if known else f"{origin.source} ({_where(doc)})"
+        issues[i] = Issue(issue.file, label, origin.translate(issue.path), issue.message)
+    return resource
+
+
+def _where(doc: Document) -> str:
+    return f"document {doc.index}, line {doc.line}" if doc.line else f"document {doc.index}"
+
+
+def _origin_label(native: str, origin: adapters.Origin, doc: Document) -> str:
+    return f"{native} ({origin.source}, {_where(doc)})"
+
+
+def _from_origin(issue: Issue, origins: dict[tuple[str, str], tuple[str, adapters.Origin]]) -> Issue:
+    """A cross-file issue about a converted resource, as said of the original object."""
+    found = origins.get((issue.file, issue.resource))
+    if found is None:
+        return issue
+    shown, origin = found
+    return Issue(issue.file, shown, origin.translate(issue.path), issue.message)
 
 
 def _clean(issues: list[Issue], max_issues: int | None = None) -> list[Issue]:
@@ -402,6 +554,7 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
 
 
 _StrictLoader.add_constructor(_INT_TAG, _StrictLoader.construct_yaml_int)
+cfn_adapter.add_yaml_tags(_StrictLoader)  # !Ref, !Sub, !GetAtt... as {Ref: ...}, {Fn::Sub: ...}
 
 
 def _parse_documents(label: str, text: str, issues: list[Issue], budget: _Budget) -> tuple[list[Document], bool]:
@@ -728,10 +881,6 @@ def _resource_from_document(doc: Document, issues: list[Issue]) -> Resource | No
     data = doc.data
     if not isinstance(data, dict):
         issues.append(Issue(doc.file, doc.where, "", f"expected a mapping with kind, name and spec, got {describe(data)}"))
-        return None
-    if "apiVersion" in data or "metadata" in data:
-        issues.append(Issue(doc.file, doc.where, "", "looks like a Kubernetes App Mesh custom resource (apiVersion/metadata); "
-                                                     "meshplane reads the App Mesh API shape: kind, mesh, name, spec"))
         return None
     kind = _check_kind(doc, data.get("kind"), issues)
     if kind is None:

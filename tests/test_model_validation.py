@@ -315,8 +315,8 @@ def test_envelope_rules():
         "x.yaml: document 2 (line 6): mesh: not allowed for kind Mesh",
         "x.yaml: document 3 (line 10): name: must not contain '/' or whitespace, got 'a/b'",
         "x.yaml: document 4 (line 14): expected a mapping with kind, name and spec, got a list",
-        "x.yaml: document 5 (line 16): looks like a Kubernetes App Mesh custom resource (apiVersion/metadata); "
-        "meshplane reads the App Mesh API shape: kind, mesh, name, spec",
+        "x.yaml: k8s VirtualNode x (document 5, line 16): metadata.namespace: required: "
+        "meshplane cannot know which namespace kubectl would use; write it",
     ]
 
 

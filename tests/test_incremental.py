@@ -148,3 +148,19 @@ def load_texts_with(folder: Path, file: str, old: str, new: str):
     texts = [(str(p.relative_to(folder)), p.read_text()) for p in sorted(folder.glob("*.yaml"))]
     texts = [(label, text.replace(old, new, 1) if label == file else text) for label, text in texts]
     return load_texts(texts)
+
+
+def test_placements_without_streams_are_forgotten(tmp_path):
+    """Tasks come and go with new addresses: their snapshots must not pile up or be recompiled forever."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(RETAIL, model_dir)
+    cache = SnapshotCache()
+    in_use: set[str] = set()
+    control = ControlPlane([str(model_dir)], cache, keys_in_use=lambda: set(in_use))
+    keys = {name: control.resolve(_fake_node(name)) for name in NODES}
+    in_use.add(keys["front"])
+    assert control.forget_unused() == len(NODES) - 1
+    assert set(control.keys) == {keys["front"]} and cache.get(keys["front"]) is not None
+    assert cache.get(keys["cart"]) is None and keys["cart"] not in control.dependencies
+    again = control.resolve(_fake_node("cart"))  # a node that comes back is compiled again
+    assert again == keys["cart"] and cache.get(again) is not None

@@ -65,10 +65,21 @@ def with_secrets(base: Snapshot, secrets: Mapping[str, any_pb2.Any]) -> Snapshot
 class ControlPlane:
     """Owns the model; answers "which snapshot does this Envoy get" for the ADS servicer."""
 
-    def __init__(self, paths: Sequence[str], cache: SnapshotCache, *, secrets: SecretManager | None = None):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        cache: SnapshotCache,
+        *,
+        secrets: SecretManager | None = None,
+        keys_in_use: Callable[[], set[str]] | None = None,
+    ):
         self.paths = list(paths)
         self.cache = cache
         self.secrets = secrets
+        # which snapshot keys still have a stream (StatusRegistry.keys_in_use): the others are
+        # forgotten at the next reload, so placements that come and go (tasks with new
+        # addresses) neither grow memory nor get recompiled forever
+        self.keys_in_use = keys_in_use
         self.bases: dict[str, Snapshot] = {}  # snapshot key -> compiled snapshot, without mesh-CA secrets
         self.parse_cache = ParseCache()  # a reload re-parses only the files that changed
         self.model = load_paths(self.paths, parse_cache=self.parse_cache)  # an invalid model at start-up is fatal (ModelError)
@@ -187,9 +198,27 @@ class ControlPlane:
         metrics.observe_compile(time.perf_counter() - started, len(snapshots))
         return model, snapshots, dependencies, warnings, cache
 
+    def forget_unused(self) -> int:
+        """Drop the snapshots no stream uses any more (a node that comes back is compiled again)."""
+        if self.keys_in_use is None:
+            return 0
+        in_use = self.keys_in_use()
+        unused = [key for key in self.keys if key not in in_use]
+        for key in unused:
+            del self.keys[key]
+            self.dependencies.pop(key, None)
+            self.bases.pop(key, None)
+            if self.secrets is not None:
+                self.secrets.forget(key)
+            self.cache.delete(key)
+        if unused:
+            log.info("forgot %d node placement(s) without a connected Envoy", len(unused))
+        return len(unused)
+
     async def reload(self) -> bool:
         """Re-read the model files; push changed snapshots. Returns False (and serves the old model) on errors."""
         started = time.perf_counter()
+        self.forget_unused()
         keys = dict(self.keys)
         try:
             model, snapshots, dependencies, warnings, cache = await asyncio.to_thread(self._build, keys)

@@ -62,9 +62,9 @@ async def serve(
         # the mesh CA: created on first start; its root keys never leave the directory
         ca = MeshCA.open(ca_dir)
         secrets = SecretManager(ca, lifetime=cert_lifetime, trust_domain=trust_domain, rotation_grace=rotation_grace)
-    control = ControlPlane(paths, cache, secrets=secrets)
     # the process-wide metric set: ControlPlane reports compilations to it via metrics.observe_*
     registry = StatusRegistry(metrics=metrics.DEFAULT, cache=cache)
+    control = ControlPlane(paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use)
     limiter = StreamLimiter(
         registry, max_proxies_per_node=max_proxies_per_node, max_streams=max_streams, metrics=metrics.DEFAULT,
     )
@@ -87,7 +87,7 @@ async def serve(
         )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
     watcher = asyncio.create_task(watch(control.paths, control.reload))
-    tasks = [watcher]
+    tasks = [watcher, asyncio.create_task(_forget_unused_periodically(control))]
     if secrets is not None:
         tasks.append(asyncio.create_task(control.run_secrets(lambda: trust_acked(registry, cache))))
     if ready_message:
@@ -159,3 +159,10 @@ def _config_dump(connected, control: ControlPlane):
         return {"node": node_id, "streams": 0, "snapshots": [csds.snapshot_to_dict("not connected: default placement", snapshot)]}
 
     return provider
+
+
+async def _forget_unused_periodically(control: ControlPlane, interval: float = 60.0) -> None:
+    """Every ``interval``: drop snapshots of node placements no Envoy is connected with."""
+    while True:
+        await asyncio.sleep(interval)
+        control.forget_unused()

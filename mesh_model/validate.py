@@ -106,12 +106,17 @@ def _port_list(ports: list[int]) -> str:
     return ", ".join(map(str, ports)) or "none"
 
 
+def _parent(r: Resource, index: _Index, kind: str, name: str, field: str) -> tuple[Resource | None, list[Issue]]:
+    """The router of a route / the gateway of a gateway route, or an issue at ``field``."""
+    parent = index.get(kind, r.mesh, name)
+    if parent is None and r.mesh in index.meshes:
+        hint = index.hint(name, kind, r.mesh)
+        return None, [_issue(r, field, f"{_NOUN[kind]} '{name}' not found in mesh '{r.mesh}'{hint}")]
+    return parent, []
+
+
 def _check_route(r: Resource, index: _Index) -> list[Issue]:
-    issues = []
-    router = index.get("VirtualRouter", r.mesh, r.virtualRouter)
-    if router is None and r.mesh in index.meshes:
-        hint = index.hint(r.virtualRouter, "VirtualRouter", r.mesh)
-        issues.append(_issue(r, "virtualRouter", f"virtual router '{r.virtualRouter}' not found in mesh '{r.mesh}'{hint}"))
+    router, issues = _parent(r, index, "VirtualRouter", r.virtualRouter, "virtualRouter")
     route_type, route = r.spec.route_type, r.spec.route
     issues += _check_match_port(r, f"spec.{route_type}.match.port", route.match.port if route.match else None, router)
     for i, target in enumerate(route.action.weightedTargets):
@@ -119,15 +124,17 @@ def _check_route(r: Resource, index: _Index) -> list[Issue]:
     return issues
 
 
-def _check_match_port(r: Resource, path: str, port: int | None, router: Resource | None) -> list[Issue]:
-    """``match.port`` must be a router listener port; required with several listeners."""
-    ports = _ports(router)
+def _check_match_port(r: Resource, path: str, port: int | None, parent: Resource | None) -> list[Issue]:
+    """``match.port`` must be a listener port of the route's router (or gateway); required
+    when it has several listeners."""
+    ports = _ports(parent)
     if ports is None:
         return []
+    noun = _NOUN[parent.kind]
     if port is not None and port not in ports:
-        return [_issue(r, path, f"port {port} is not a listener port of virtual router '{router.name}' (ports: {_port_list(ports)})")]
+        return [_issue(r, path, f"port {port} is not a listener port of {noun} '{parent.name}' (ports: {_port_list(ports)})")]
     if port is None and len(ports) > 1:
-        return [_issue(r, path, f"port is required: virtual router '{router.name}' has {len(ports)} listeners (ports: {_port_list(ports)})")]
+        return [_issue(r, path, f"port is required: {noun} '{parent.name}' has {len(ports)} listeners (ports: {_port_list(ports)})")]
     return []
 
 
@@ -185,19 +192,10 @@ def _service_ports(index: _Index, mesh: str, name: str) -> list[int] | None:
 
 def _check_gateway_route(r: Resource, index: _Index) -> list[Issue]:
     """The gateway exists and has the matched port; the target service exists and has the target port."""
-    issues = []
-    gateway = index.get("VirtualGateway", r.mesh, r.virtualGateway)
-    if gateway is None and r.mesh in index.meshes:
-        hint = index.hint(r.virtualGateway, "VirtualGateway", r.mesh)
-        issues.append(_issue(r, "virtualGateway", f"virtual gateway '{r.virtualGateway}' not found in mesh '{r.mesh}'{hint}"))
+    gateway, issues = _parent(r, index, "VirtualGateway", r.virtualGateway, "virtualGateway")
     route_type = next(t for t in ("httpRoute", "http2Route", "grpcRoute") if getattr(r.spec, t) is not None)
     route = getattr(r.spec, route_type)
-    ports = _ports(gateway)
-    port = route.match.port
-    if ports is not None and port is not None and port not in ports:
-        issues.append(_issue(r, f"spec.{route_type}.match.port", f"port {port} is not a listener port of virtual gateway '{gateway.name}' (ports: {_port_list(ports)})"))
-    elif ports is not None and port is None and len(ports) > 1:
-        issues.append(_issue(r, f"spec.{route_type}.match.port", f"port is required: virtual gateway '{gateway.name}' has {len(ports)} listeners (ports: {_port_list(ports)})"))
+    issues += _check_match_port(r, f"spec.{route_type}.match.port", route.match.port, gateway)
     target = route.action.target
     path = f"spec.{route_type}.action.target"
     missing = _missing(r, index, "VirtualService", target.virtualService.virtualServiceName, f"{path}.virtualService.virtualServiceName")

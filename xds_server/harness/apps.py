@@ -197,8 +197,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class _AppControls:
-    """Failure injection shared by the in-process app and the app subprocess; each provides
-    ``_control(payload)`` (apply a control document) and ``stats()``."""
+    """What the in-process app and the app subprocess share: failure injection and their
+    address. Each provides ``host``, ``port``, ``_control(payload)`` (apply a control
+    document) and ``stats()``."""
 
     def _control(self, payload: dict) -> dict:  # pragma: no cover - provided by subclasses
         raise NotImplementedError
@@ -222,6 +223,14 @@ class _AppControls:
     @property
     def requests(self) -> int:
         return int(self.stats()["requests"])
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
 
 class AppServer(_AppControls):
@@ -281,14 +290,6 @@ class AppServer(_AppControls):
             raise RuntimeError("AppServer not started (port 0 not yet assigned)")
         return self._port
 
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
     # -- behaviour (the controls themselves are _AppControls') --------------------
     def _control(self, payload: dict) -> dict:
         self.behaviour.apply(payload)
@@ -313,14 +314,6 @@ class AppProcess(_AppControls):
 
     def __init__(self, name: str, host: str, port: int, proc: Proc):
         self.name, self.host, self.port, self.proc = name, host, port, proc
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:

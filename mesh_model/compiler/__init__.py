@@ -20,7 +20,7 @@ from .common import to_proto
 from .dependencies import endpoint_dependencies, service_dependencies
 from .endpoints import load_assignment, needs_eds
 from .gateway import gateway_listeners_routes_clusters, header_routed_virtual_host, plan_gateway
-from .listeners import egress_listeners, ingress_listeners
+from .listeners import egress_listeners, ingress_listeners, listener_families
 from .passthrough import allow_all_cluster, allow_all_virtual_host
 from .placement import Placement
 from .plan import plan_node
@@ -75,7 +75,8 @@ def compile_node(
         out.clusters[passthrough.name] = passthrough
         extra_vhosts.append(to_proto(allow_all_virtual_host(mesh.name), route_components_pb2.VirtualHost))
     http_ports, tcp = _egress_side(model, plan, placement, cache, out, extra_vhosts, per_port=placement.explicit)
-    for listener in ingress_listeners(mesh, plan.node, placement) + egress_listeners(plan.node, placement, http_ports, tcp):
+    families = listener_families(mesh, plan.node)
+    for listener in ingress_listeners(mesh, plan.node, placement) + egress_listeners(plan.node, placement, http_ports, tcp, families=families):
         out.listeners[listener.name] = listener
     return out.by_type()
 

@@ -77,6 +77,32 @@ def _ingress_filters(mesh: resources.Mesh, node: resources.Resource, listener) -
     ]
 
 
+def listener_families(mesh: resources.Mesh, node: resources.Resource) -> tuple[str, ...]:
+    """Which IP families a wildcard (transparent) listener binds, from ``ipPreference``.
+
+    App Mesh's listeners bind IPv4 only unless the node (or, failing that, the mesh) asks for
+    IPv6: ``IPv6_PREFERRED``/``IPv4_PREFERRED`` bind both families, ``IPv6_ONLY`` IPv6 only,
+    ``IPv4_ONLY`` and unset IPv4 only (so a host without IPv6 never fails to bind).
+    """
+    preference = None
+    sd = getattr(node.spec, "serviceDiscovery", None)  # a gateway has none: the mesh decides
+    if sd is not None:
+        preference = (sd.dns or sd.awsCloudMap).ipPreference
+    if preference is None and mesh.spec is not None and mesh.spec.serviceDiscovery is not None:
+        preference = mesh.spec.serviceDiscovery.ipPreference
+    return {"IPv6_PREFERRED": ("v4", "v6"), "IPv4_PREFERRED": ("v4", "v6"), "IPv6_ONLY": ("v6",)}.get(preference, ("v4",))
+
+
+def bind(address: str, port: int, families: tuple[str, ...]) -> dict[str, Any]:
+    """``address`` (plus ``additionalAddresses``) of a listener: a wildcard IPv4 address widens
+    to the families asked for; a specific address is bound as given."""
+    if address != "0.0.0.0" or families == ("v4",):
+        return {"address": socket_address(address, port)}
+    if families == ("v6",):
+        return {"address": socket_address("::", port)}
+    return {"address": socket_address("0.0.0.0", port), "additionalAddresses": [{"address": socket_address("::", port)}]}
+
+
 ORIGINAL_DST = {"name": "envoy.filters.listener.original_dst", "typedConfig": typed("envoy.extensions.filters.listener.original_dst.v3.OriginalDst")}
 
 
@@ -110,7 +136,7 @@ def ingress_listeners(mesh: resources.Mesh, node: resources.Resource, placement:
         result = [
             {
                 "name": names.ingress_listener(placement.ingress_address, placement.ingress_port),
-                "address": socket_address(placement.ingress_address, placement.ingress_port),
+                **bind(placement.ingress_address, placement.ingress_port, listener_families(mesh, node)),
                 "trafficDirection": "INBOUND",
                 "listenerFilters": listener_filters,
                 "filterChains": chains,
@@ -126,6 +152,7 @@ def egress_listeners(
     tcp: Mapping[int, TcpBackend] | None = None,
     *,
     transparent: bool | None = None,
+    families: tuple[str, ...] = ("v4",),
 ) -> list[listener_pb2.Listener]:
     """The catch-all egress listener (15001), plus one per backend port on the explicit path.
 
@@ -139,7 +166,7 @@ def egress_listeners(
     logs = access_logs(node)
     main: dict[str, Any] = {
         "name": names.egress_listener(placement.egress_address, placement.egress_port),
-        "address": socket_address(placement.egress_address, placement.egress_port),
+        **bind(placement.egress_address, placement.egress_port, families if transparent else ("v4",)),
         "trafficDirection": "OUTBOUND",
         "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(placement.egress_port), logs, websocket=True)]}],
     }

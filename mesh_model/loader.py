@@ -913,6 +913,7 @@ def _resource_from_document(doc: Document, issues: list[Issue]) -> Resource | No
         virtualGateway=identity.get("virtualGateway", ""),
         namespaceName=identity.get("namespaceName", ""),
         file=doc.file,
+        digest=hashlib.blake2b(spec.__pydantic_serializer__.to_json(spec), digest_size=16).hexdigest() if spec_ok else "",
     )
 
 

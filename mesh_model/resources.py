@@ -28,6 +28,9 @@ class Resource(Generic[S]):
     virtualGateway: str = ""  # kind GatewayRoute only
     namespaceName: str = ""  # kind CloudMapService only
     file: str = field(default="", compare=False)
+    # a content hash of the validated spec (set by the loader): comparing two models'
+    # resources is then a string comparison instead of a deep one (see dependencies.changed_keys)
+    digest: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:

@@ -164,3 +164,14 @@ def test_placements_without_streams_are_forgotten(tmp_path):
     assert cache.get(keys["cart"]) is None and keys["cart"] not in control.dependencies
     again = control.resolve(_fake_node("cart"))  # a node that comes back is compiled again
     assert again == keys["cart"] and cache.get(again) is not None
+
+
+def test_model_diff_of_two_fresh_loads_uses_content_digests(tmp_path):
+    """Without the parse cache every resource object is new: the diff still finds exactly the edit."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(RETAIL, model_dir)
+    first, second = load_paths([model_dir]), load_paths([model_dir])
+    assert changed_keys(first, second) == set()
+    routers = model_dir / "routers.yaml"
+    routers.write_text(routers.read_text().replace("weight: 90}", "weight: 70}", 1))
+    assert changed_keys(first, load_paths([model_dir])) == {("Routes", "retail", "catalog-router")}

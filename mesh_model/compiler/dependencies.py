@@ -56,7 +56,12 @@ def changed_keys(old: resources.MeshModel, new: resources.MeshModel) -> set[Key]
         a, b = before.get(ident), after.get(ident)
         if a is b:  # unchanged files give back the very same objects (loader.ParseCache)
             continue
-        if a is None or b is None or a.spec != b.spec:
+        if a is None or b is None:
+            changed.add(resource_key(a or b))
+        elif a.digest and b.digest:
+            if a.digest != b.digest:  # the loader's content hash of the validated spec
+                changed.add(resource_key(a))
+        elif a.spec != b.spec:
             changed.add(resource_key(a or b))
     return changed
 

@@ -139,3 +139,49 @@ def test_cli_flags():
     assert (args.max_proxies_per_node, args.max_streams) == (50, 0)
     args = build_parser().parse_args(["serve", "m.yaml"])
     assert (args.max_proxies_per_node, args.max_streams) == (500, 10_000)
+
+
+def test_new_stream_rate_limit_token_bucket():
+    """--max-new-streams-per-second: a burst of one second's worth, then the rate; off by default."""
+    now = [100.0]
+    limiter = StreamLimiter(StatusRegistry(), max_new_streams_per_second=5, clock=lambda: now[0])
+    for _ in range(5):
+        limiter.admit_new_stream(NODE)               # the burst
+    with pytest.raises(NodeRejected) as err:
+        limiter.admit_new_stream(NODE)
+    assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "--max-new-streams-per-second" in err.value.message
+    now[0] += 0.2                                     # 0.2 s at 5/s: one more token
+    limiter.admit_new_stream(NODE)
+    with pytest.raises(NodeRejected):
+        limiter.admit_new_stream(NODE)
+    unlimited = StreamLimiter(StatusRegistry(), clock=lambda: now[0])
+    for _ in range(1000):
+        unlimited.admit_new_stream(NODE)
+    assert build_parser().parse_args(["serve", "m.yaml"]).max_new_streams_per_second == 0
+    assert build_parser().parse_args(["serve", "m.yaml", "--max-new-streams-per-second", "50"]).max_new_streams_per_second == 50
+
+
+def test_new_stream_rate_limit_over_grpc():
+    """A burst of connects over the rate: the excess is refused with RESOURCE_EXHAUSTED, the rest served."""
+    from xds_server.ads import AggregatedDiscoveryServicer, add_to_server
+    from xds_server.cache import SnapshotCache
+
+    async def t():
+        cache = SnapshotCache()
+        cache.set(NODE, build())
+        registry = StatusRegistry()
+        limiter = StreamLimiter(registry, max_new_streams_per_second=3, clock=lambda: 0.0)  # time stands still: 3 tokens
+        server = grpc.aio.server()
+        add_to_server(server, AggregatedDiscoveryServicer(cache, limiter.wrap(lambda node: NODE), registry))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            target = f"127.0.0.1:{port}"
+            admitted = [await connect(target, NODE) for _ in range(3)]
+            details = await refused(target, NODE)
+            assert "new xDS streams per second" in details
+            for c in admitted:
+                await c.close()
+        finally:
+            await server.stop(0)
+    run(t())

@@ -8,8 +8,9 @@ remove, ack, nack) and keeps the resulting client view as Envoy would hold it (S
 types replace, SotW EDS/RDS merge, Delta applies adds and removals) — so most assertions are
 "the client ends up with X" for both, plus protocol-specific checks where the spec differs.
 
-Not implemented, tested as current behaviour (never skipped): G39 TTL/heartbeats, H42 stream
-rate limits, E26 two-phase removal in SotW. H40 (client backoff) and C14/I44 parts that are
+Not implemented, tested as current behaviour (never skipped): G39 TTL/heartbeats; H42: the
+new-stream rate limit exists but is off by default (``--max-new-streams-per-second``, tested in
+tests/test_limits.py), and there is no push throttle. H40 (client backoff) and C14/I44 parts that are
 Envoy's side are checked from the server's side only. Silence windows are 0.2 s: in-process
 answers take a few milliseconds.
 """
@@ -1104,8 +1105,8 @@ def test_H41_new_stream_is_initial(mode):
 
 @both
 def test_H42_no_stream_rate_limit(mode):
-    """Not implemented: no new-stream rate limit or push throttle. Current behaviour: a burst
-    of streams is served at once (2-core budget: 20 streams)."""
+    """By default no new-stream rate limit (``--max-new-streams-per-second`` turns one on) and no
+    push throttle: a burst of streams is served at once (2-core budget: 20 streams)."""
     async def t():
         cache = SnapshotCache()
         cache.set(NODE, build())

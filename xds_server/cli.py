@@ -87,6 +87,7 @@ def cmd_serve(args) -> int:
     asyncio.run(serve(
         args.paths, args.xds, args.http,
         max_proxies_per_node=args.max_proxies_per_node, max_streams=args.max_streams,
+        max_new_streams_per_second=args.max_new_streams_per_second,
         ca_dir=args.ca_dir, cert_lifetime=args.cert_lifetime, trust_domain=args.trust_domain,
         rotation_grace=args.ca_rotation_grace,
         xds_tls_cert=args.xds_tls_cert, xds_tls_key=args.xds_tls_key, xds_client_ca=args.xds_client_ca,
@@ -222,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-proxies-per-node", type=int, default=500, metavar="N",
                    help="connected Envoys allowed per node id; more are refused with RESOURCE_EXHAUSTED "
                         "(default 500; App Mesh allowed 50; 0 = unlimited)")
+    p.add_argument("--max-new-streams-per-second", type=float, default=0, metavar="RATE",
+                   help="refuse new ADS streams above this rate with RESOURCE_EXHAUSTED (Envoy retries with backoff); "
+                        "smooths reconnect storms (default 0 = unlimited)")
     p.add_argument("--max-streams", type=int, default=10_000, metavar="N",
                    help="ADS streams allowed in total (default 10000; 0 = unlimited)")
     group = p.add_argument_group("xDS security (a stream then gets only the config of the node it proved)")

@@ -6,6 +6,12 @@ RESOURCE_EXHAUSTED (code 8). meshplane defaults to 500 per node id
 limit. Envoy treats RESOURCE_EXHAUSTED as transient and retries with backoff, so a refused
 replica connects once another goes away.
 
+A reconnect storm (every Envoy of a fleet after a control-plane restart) can be smoothed with
+``--max-new-streams-per-second``: a token bucket (burst = one second's worth) in front of the
+resolver; a stream over the rate is refused with RESOURCE_EXHAUSTED before any compile work,
+and Envoy retries it with its jittered backoff. Off by default (0), like the other limits it
+is an operator's choice.
+
 The count is the StatusRegistry's live streams. The check runs right before the resolver
 returns: the servicer opens the stream in the registry without awaiting anything in
 between, so concurrent connects cannot both squeeze under the limit. (For an async
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 
 import grpc
 
@@ -35,12 +42,33 @@ class StreamLimiter:
         *,
         max_proxies_per_node: int = DEFAULT_MAX_PROXIES_PER_NODE,
         max_streams: int = DEFAULT_MAX_STREAMS,
+        max_new_streams_per_second: float = 0,
         metrics: Metrics | None = None,
+        clock=time.monotonic,
     ) -> None:
         self.registry = registry
         self.max_proxies_per_node = max_proxies_per_node
         self.max_streams = max_streams
+        self.rate = max_new_streams_per_second
         self.metrics = metrics
+        self.clock = clock
+        self._tokens = max(1.0, self.rate)  # burst: one second's worth
+        self._refilled = clock()
+
+    def admit_new_stream(self, node_id: str) -> None:
+        """The new-stream rate limit (token bucket); RESOURCE_EXHAUSTED when over it."""
+        if self.rate <= 0:
+            return
+        now = self.clock()
+        self._tokens = min(max(1.0, self.rate), self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = now
+        if self._tokens < 1:
+            self._reject(
+                node_id, "max_new_streams_per_second",
+                f"more than {self.rate:g} new xDS streams per second (--max-new-streams-per-second); "
+                f"node {node_id!r} was refused, it will retry with backoff",
+            )
+        self._tokens -= 1
 
     def check(self, node_id: str) -> None:
         """Raise NodeRejected(RESOURCE_EXHAUSTED) if one more stream for ``node_id`` is too many."""
@@ -71,6 +99,7 @@ class StreamLimiter:
         """A resolver that enforces the limits, then defers to ``resolver``."""
 
         def limited(node):
+            self.admit_new_stream(node.id)
             self.check(node.id)
             try:
                 key = resolver(node)

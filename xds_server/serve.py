@@ -45,6 +45,7 @@ async def serve(
     ready_message: bool = True,
     max_proxies_per_node: int = DEFAULT_MAX_PROXIES_PER_NODE,
     max_streams: int = DEFAULT_MAX_STREAMS,
+    max_new_streams_per_second: float = 0,
     ca_dir: str | None = None,
     cert_lifetime: float = DEFAULT_LIFETIME,
     trust_domain: str | None = None,
@@ -66,7 +67,8 @@ async def serve(
     registry = StatusRegistry(metrics=metrics.DEFAULT, cache=cache)
     control = ControlPlane(paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use)
     limiter = StreamLimiter(
-        registry, max_proxies_per_node=max_proxies_per_node, max_streams=max_streams, metrics=metrics.DEFAULT,
+        registry, max_proxies_per_node=max_proxies_per_node, max_streams=max_streams,
+        max_new_streams_per_second=max_new_streams_per_second, metrics=metrics.DEFAULT,
     )
     server = grpc.aio.server(options=GRPC_OPTIONS)
     authorize = authenticator.authorize if authenticator.enabled else None

@@ -128,7 +128,11 @@ class AdsClient:
         if msg is _END:
             self._responses.put_nowait(_END)
             return
-        raise AssertionError(f"expected silence, got {msg.type_url} version={msg.version_info} nonce={msg.nonce}")
+        raise AssertionError(f"expected silence, got {self.describe(msg)}")
+
+    @staticmethod
+    def describe(msg) -> str:
+        return f"{msg.type_url} version={msg.version_info} nonce={msg.nonce}"
 
     async def status(self, timeout: float = 2.0) -> tuple[grpc.StatusCode, str]:
         """The stream's final status (waits for it)."""
@@ -207,15 +211,6 @@ class DeltaAdsClient(AdsClient):
             held.pop(name, None)
         return msg
 
-    async def expect_silence(self, seconds: float = 0.25) -> None:
-        try:
-            msg = await asyncio.wait_for(self._responses.get(), seconds)
-        except asyncio.TimeoutError:
-            return
-        if msg is _END:
-            self._responses.put_nowait(_END)
-            return
-        raise AssertionError(
-            f"expected silence, got {msg.type_url} nonce={msg.nonce} "
-            f"resources={[r.name for r in msg.resources]} removed={list(msg.removed_resources)}"
-        )
+    @staticmethod
+    def describe(msg) -> str:
+        return f"{msg.type_url} nonce={msg.nonce} resources={[r.name for r in msg.resources]} removed={list(msg.removed_resources)}"

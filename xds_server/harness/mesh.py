@@ -114,6 +114,7 @@ class MeshRunner:
     def start_sidecar(
         self, node_id: str, *, ingress: str, app: str, egress: str, wait_ready: bool = True,
         delta: bool = False, xds_tls: XdsTls | None = None, xds_token: str | None = None,
+        envoy_args: tuple[str, ...] = (),
     ) -> Sidecar:
         placement = Placement(explicit=True, ingress_address=ingress, app_address=app, egress_address=egress)
         node = parse_node_id(node_id)
@@ -124,7 +125,7 @@ class MeshRunner:
             node, "%s:%d" % self.xds, placement=placement, admin="%s:%d" % admin,
             delta=delta, xds_tls=xds_tls, xds_token=xds_token,
         ))
-        envoy = EnvoyProcess.start(self.group, config, name=name, admin=admin)
+        envoy = EnvoyProcess.start(self.group, config, name=name, admin=admin, extra_args=envoy_args)
         if wait_ready:
             envoy.wait_ready(timeout=30)
         return Sidecar(node_id, placement, envoy)

@@ -165,3 +165,11 @@ def test_bootstrap_takes_the_stock_image_settings(tmp_path):
     assert config["dynamic_resources"]["cds_config"]["initial_fetch_timeout"] == "15s"
     ok, output = validate_config(out)
     assert ok, output
+
+
+def test_validate_warns_about_a_tcp_backend_left_out():
+    """Valid, but two TCP backends of one node share a port: the second cannot be routed (exit 0, a warning)."""
+    tcp_model = Path(__file__).parent / "golden" / "tcp" / "model"
+    result = meshplane("validate", str(tcp_model), check_rc=0)
+    assert ("warning: VirtualNode data/app: TCP backend legacy-db.data.local:5432 left out: "
+            "port 5432 is already used by db.data.local") in result.stderr

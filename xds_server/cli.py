@@ -12,7 +12,7 @@ from typing import Sequence
 
 from mesh_model import ModelError, load_paths
 from mesh_model.bootstrap import XdsTls, dump_yaml, dynamic_bootstrap, resources_document, static_bootstrap
-from mesh_model.compiler import CompileError, Placement, compile_node
+from mesh_model.compiler import CompileError, Placement, compile_node, model_warnings
 from mesh_model.node_id import parse_node_id
 
 
@@ -43,6 +43,8 @@ def _write(text: str, output: str | None) -> None:
 
 def cmd_validate(args) -> int:
     model = load_paths(args.paths)
+    for warning in model_warnings(model):
+        print(f"warning: {warning}", file=sys.stderr)
     counts = {name: len(m.virtual_nodes) for name, m in model.meshes.items()}
     print("valid: " + ", ".join(f"mesh {name} ({n} virtual nodes)" for name, n in counts.items()), file=sys.stderr)
     return 0

@@ -23,7 +23,7 @@ from google.protobuf import any_pb2, json_format
 
 from mesh_model import ModelError, load_paths
 from mesh_model.loader import ParseCache
-from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node
+from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node, model_warnings
 from mesh_model.compiler.dependencies import changed_keys, node_dependencies
 from mesh_model.node_id import NodeRef, parse_node_id
 from mesh_model.resources import MeshModel
@@ -83,7 +83,7 @@ class ControlPlane:
         self.bases: dict[str, Snapshot] = {}  # snapshot key -> compiled snapshot, without mesh-CA secrets
         self.parse_cache = ParseCache()  # a reload re-parses only the files that changed
         self.model = load_paths(self.paths, parse_cache=self.parse_cache)  # an invalid model at start-up is fatal (ModelError)
-        self._warn_mesh_ca(self.model)
+        self._warn_about(self.model)
         self.compile_cache = CompileCache(self.model)
         self.keys: dict[str, NodeKey] = {}
         self.dependencies: dict[str, frozenset] = {}  # snapshot key -> model resources it was built from
@@ -126,8 +126,9 @@ class ControlPlane:
         identity = node_identity(self.model, node, self.secrets.trust_domain)
         self.cache.set(key, with_secrets(base, self.secrets.resources(key, identity)))
 
-    def _warn_mesh_ca(self, model: MeshModel) -> None:
-        for warning in mesh_ca_warnings(model, self.secrets is not None):
+    def _warn_about(self, model: MeshModel) -> None:
+        """Log what is valid but will not work as written (mesh-CA secrets without a CA, left-out TCP backends)."""
+        for warning in mesh_ca_warnings(model, self.secrets is not None) + model_warnings(model):
             log.warning("%s", warning)
 
     def refresh_secrets(self, acked: Callable[[], bool] = lambda: True, *, now: float | None = None) -> RefreshResult:
@@ -246,7 +247,7 @@ class ControlPlane:
             self._publish(key, snapshot)
         for warning in warnings:
             log.warning("%s", warning)
-        self._warn_mesh_ca(model)
+        self._warn_about(model)
         metrics.observe_reload(True)
         self.last_error = []
         self.reloads += 1

@@ -30,7 +30,7 @@ from .tls import client_policy_for
 
 NodeResources = Mapping[str, Mapping[str, Message]]
 
-__all__ = ["CompileCache", "CompileError", "NodeResources", "Placement", "compile_node", "type_urls", "names"]
+__all__ = ["CompileCache", "CompileError", "NodeResources", "Placement", "compile_node", "model_warnings", "type_urls", "names"]
 
 
 class CompileError(Exception):
@@ -167,6 +167,19 @@ def _compile_gateway(model, mesh: resources.Mesh, node: NodeRef, placement: Plac
     for listener in listeners + egress_listeners(gateway, placement, [], {}, transparent=False):
         out.listeners[listener.name] = listener
     return out.by_type()
+
+
+def model_warnings(model: resources.MeshModel) -> list[str]:
+    """Valid but probably unintended: what the compiler has to leave out (e.g. two TCP
+    backends of one node on the same port). Shown by ``validate`` and logged by ``serve``."""
+    warnings = []
+    for mesh in model.meshes.values():
+        for name in mesh.virtual_nodes:
+            plan = plan_node(mesh, name)
+            http_ports = sorted({sp.port for sp in plan.backends if sp.protocol != "tcp"})
+            _, conflicts = tcp_backends(plan.backends, http_ports)
+            warnings.extend(f"VirtualNode {mesh.name}/{name}: {conflict}" for conflict in conflicts)
+    return warnings
 
 
 def _egress_filter(mesh: resources.Mesh) -> str:

@@ -94,6 +94,11 @@ class AdsClient:
         req = discovery_pb2.DiscoveryRequest(
             type_url=type_url, resource_names=list(names), version_info=version, response_nonce=nonce,
         )
+        return self._queue(req, node, error)
+
+    def _queue(self, req, node, error):
+        """Queue ``req`` (either variant): the node rides on the stream's first request unless
+        ``node`` is given; ``error`` makes it a NACK."""
         if node is not None:
             req.node.CopyFrom(node)
         elif not self._sent_any and self.node is not None:
@@ -177,15 +182,7 @@ class DeltaAdsClient(AdsClient):
             initial_resource_versions=dict(initial_resource_versions or {}),
             response_nonce=nonce,
         )
-        if node is not None:
-            req.node.CopyFrom(node)
-        elif not self._sent_any and self.node is not None:
-            req.node.CopyFrom(self.node)
-        if error is not None:
-            req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
-        self._sent_any = True
-        self._requests.put_nowait(req)
-        return req
+        return self._queue(req, node, error)
 
     def send(self, type_url: str, names=(), **kw):  # noqa: D102 - SotW signature, delta meaning
         return self.send_delta(type_url, names, **kw)

@@ -842,7 +842,7 @@ class CloudMapInstance(SpecModel):
     @property
     def address(self) -> str:
         """The IPv4 address if registered, else the IPv6 one (Cloud Map's default order)."""
-        return self.attributes.get(IPV4) or self.attributes[IPV6]
+        return self.ipv4 or self.ipv6
 
     @property
     def port(self) -> int | None:

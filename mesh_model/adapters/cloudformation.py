@@ -72,10 +72,6 @@ def camel(key: Any) -> Any:
     return key[:run - 1].lower() + key[run - 1:]  # AWSCloudMap -> awsCloudMap
 
 
-def is_template(data: Any) -> bool:
-    return isinstance(data, dict) and ("AWSTemplateFormatVersion" in data or isinstance(data.get("Resources"), dict))
-
-
 def convert(data: dict) -> Result:
     """One template -> native documents (never raises on bad input)."""
     return _Template(data).run()

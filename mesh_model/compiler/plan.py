@@ -13,8 +13,6 @@ from typing import Optional
 from .. import resources
 from . import names
 
-HTTP_FAMILY = ("http", "http2", "grpc")
-ROUTE_KIND_FOR = {"http": "httpRoute", "http2": "http2Route", "grpc": "grpcRoute", "tcp": "tcpRoute"}
 UNSET_PRIORITY = 1001  # App Mesh priorities are 0..1000, 0 highest; unprioritised routes go last
 
 

@@ -89,9 +89,7 @@ class TypeState:
     sent: dict[str, str] = field(default_factory=dict)  # name -> resource version last sent
     sent_resources: dict[str, any_pb2.Any] = field(default_factory=dict)  # CDS only: what the client holds
     draining: bool = False           # CDS: removed clusters were kept for one pass; drop them now
-    acked_version: str | None = None
     parked_version: str | None = None  # NACKed snapshot version: stay silent while it is current
-    nack_error: str | None = None
 
     @property
     def subscribed(self) -> bool:
@@ -211,7 +209,6 @@ class StreamState:
         ts.update_subscription(req.resource_names)
         if req.HasField("error_detail"):
             ts.parked_version = ts.sent_version       # never resend what was rejected (§1 B8)
-            ts.nack_error = req.error_detail.message
             ts.always_respond = False
             return RequestKind.NACK
         if not nonce or ts.sent_nonce is None:
@@ -222,9 +219,7 @@ class StreamState:
         if req.version_info != ts.sent_version:
             # still on an older version (a follow-up after a NACK): not an ACK, stay parked
             return RequestKind.REQUEST
-        ts.acked_version = req.version_info
         ts.parked_version = None
-        ts.nack_error = None
         return RequestKind.ACK
 
     def draining_types(self) -> list[str]:

@@ -87,7 +87,6 @@ class DeltaTypeState:
     pending: set[str] = field(default_factory=set)        # must be answered (resource or removal)
     must_answer: bool = False          # first request of the type, or a "*" subscribe: answered even if empty
     outstanding: "OrderedDict[str, str]" = field(default_factory=OrderedDict)  # nonce -> type version
-    nack_error: str | None = None
 
     def wants(self, name: str) -> bool:
         return self.wildcard or name in self.names
@@ -134,7 +133,7 @@ class DeltaTypeState:
                     self.pending.discard(name)
             # else: a phantom unsubscribe, ignored (F33)
 
-    def on_response_nonce(self, nonce: str, has_error: bool, error: str | None) -> tuple[str, str | None]:
+    def on_response_nonce(self, nonce: str, has_error: bool) -> tuple[str, str | None]:
         """ACK/NACK bookkeeping; returns (DeltaKind, type version of the response referred to)."""
         if not nonce:
             return DeltaKind.REQUEST, None
@@ -147,9 +146,7 @@ class DeltaTypeState:
             if n == nonce:
                 break
         if has_error:
-            self.nack_error = error
             return DeltaKind.NACK, version
-        self.nack_error = None
         return DeltaKind.ACK, version
 
 
@@ -234,8 +231,7 @@ class DeltaStreamState:
         if req.type_url == TYPE_ENDPOINT and self._rewarm_later:
             ts.pending |= {svc for svc in self._rewarm_later if ts.wants(svc)}
             self._rewarm_later.clear()
-        has_error = req.HasField("error_detail")
-        return ts.on_response_nonce(req.response_nonce, has_error, req.error_detail.message if has_error else None)
+        return ts.on_response_nonce(req.response_nonce, req.HasField("error_detail"))
 
     def _rewarm_endpoints(self, modified: list[tuple[str, any_pb2.Any]]) -> None:
         """Every modified EDS cluster gets its ClusterLoadAssignment again (§1 D22).

@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m xds_server.demo
+	$(PY) -m demo
 
 test: $(STAMP)
 	sh scripts/ensure-test-deps.sh

@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 
-from .common import Result, notes_section, table, write_results
+from bench.common import Result, notes_section, table, write_results
 
 ORDER = ("compile", "fanout", "convergence", "serialization")
 ALIASES = {"memory": "fanout"}
@@ -25,17 +25,17 @@ ALIASES = {"memory": "fanout"}
 def _run_one(name: str, args) -> list[Result]:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731 - progress on stderr, table on stdout
     if name == "compile":
-        from . import compile_bench
+        from bench import compile_bench
         return compile_bench.run(nodes=args.nodes, backends=args.backends, profile=args.profile, log=log)
     if name == "fanout":
-        from . import fanout_bench
+        from bench import fanout_bench
         return fanout_bench.run(streams=args.streams, channels=args.channels, backends=args.backends,
                                 rounds=args.rounds, log=log)
     if name == "convergence":
-        from . import convergence_bench
+        from bench import convergence_bench
         return convergence_bench.run(edits=args.edits, log=log)
     if name == "serialization":
-        from . import serialization_bench
+        from bench import serialization_bench
         return serialization_bench.run(vhosts=args.vhosts, log=log)
     raise ValueError(name)
 

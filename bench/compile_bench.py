@@ -36,12 +36,12 @@ from pathlib import Path
 from google.protobuf import symbol_database
 
 from mesh_model.compiler import Placement, compile_node
-from mesh_model.loader import load_texts
-from xds_server.cache import SnapshotCache
-from xds_server.snapshot import Snapshot
+from mesh_model.load.loader import load_texts
+from xds_server.cache.snapshot_cache import SnapshotCache
+from xds_server.cache.snapshot import Snapshot
 
-from .common import Result, Stopwatch, verdict
-from .meshgen import MeshSpec, generate_texts
+from bench.common import Result, Stopwatch, verdict
+from bench.meshgen import MeshSpec, generate_texts
 
 COLD_TARGET_S = 5.0
 CHANGE_TARGET_MS = 50.0
@@ -109,7 +109,7 @@ async def _control_plane_change(spec: MeshSpec, new_spec: MeshSpec, route: int, 
     has it; and ``reload()`` (re-reads the files, then sets the cache; the clock stops when
     every affected key's generation has moved).
     """
-    from xds_server.control import ControlPlane
+    from xds_server.controlplane.control_plane import ControlPlane
 
     texts = generate_texts(spec, files=files)
     for label, text in texts:

@@ -12,7 +12,7 @@ response through ``front``'s egress listener that comes from the newly weighted 
 (polled on fresh connections every ~2 ms). Edits are 0.3-0.5 s apart (random jitter, so
 they don't lock onto the watcher's 100 ms polling phase).
 
-Floor: the file watcher alone (``xds_server.watch.watch`` with the defaults ``serve`` uses:
+Floor: the file watcher alone (``xds_server.controlplane.watch.watch`` with the defaults ``serve`` uses:
 poll every 100 ms, then 100 ms of quiet), timed the same way in this process: file write ->
 ``on_change`` called. That much latency is by design (debounce); the ratio shows what
 reload + compile + push + Envoy's apply add.
@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from .common import Result, summary, verdict
+from bench.common import Result, summary, verdict
 
 TARGET_MS = 500.0
 SERVICE = "catalog.conv.local"
@@ -109,7 +109,7 @@ def _write(path: Path, text: str) -> float:
 
 def debounce_floor(edits: int, pause, log=print) -> list[float]:
     """File write -> watch()'s on_change, with serve's default debounce; seconds per edit."""
-    from xds_server.watch import watch
+    from xds_server.controlplane.watch import watch
 
     latencies: list[float] = []
 
@@ -142,11 +142,11 @@ def debounce_floor(edits: int, pause, log=print) -> list[float]:
 
 
 def run(edits: int = 20, log=print) -> list[Result]:
-    from xds_server.harness.apps import AppServer
-    from xds_server.harness.envoy import EnvoyNotFoundError, envoy_binary
-    from xds_server.harness.mesh import MeshRunner
-    from xds_server.harness.processes import ProcessGroup, free_port
-    from xds_server.harness.traffic import http_get
+    from tests.harness.apps import AppServer
+    from tests.harness.envoy import EnvoyNotFoundError, envoy_binary
+    from tests.harness.mesh import MeshRunner
+    from tests.harness.processes import ProcessGroup, free_port
+    from tests.harness.traffic import http_get
 
     name = f"convergence: file edit -> Envoy serves new weights, p50 of {edits}"
     try:

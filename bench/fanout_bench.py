@@ -34,12 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from mesh_model.loader import load_texts
-from xds_server.harness.processes import ProcessGroup
+from mesh_model.load.loader import load_texts
+from tests.harness.processes import ProcessGroup
 
-from .common import Result, percentile, stable_rss_kb, summary, verdict
-from .compile_bench import compile_all
-from .meshgen import MeshSpec, generate_texts
+from bench.common import Result, percentile, stable_rss_kb, summary, verdict
+from bench.compile_bench import compile_all
+from bench.meshgen import MeshSpec, generate_texts
 
 REPO = Path(__file__).resolve().parent.parent
 ALL_ACKED_TARGET_S = 2.0

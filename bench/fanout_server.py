@@ -1,6 +1,6 @@
 """Fan-out benchmark server (a subprocess of ``bench.fanout_bench``; not for direct use).
 
-``--mode ads``: the real ADS servicer (``xds_server.ads.AggregatedDiscoveryServicer``)
+``--mode ads``: the real ADS servicer (``xds_server.server.sotw.AggregatedDiscoveryServicer``)
 with a real ``SnapshotCache`` and ``StatusRegistry`` (with metrics, wired as ``meshplane
 serve`` wires them), one snapshot key per node id. Snapshots come precompiled from
 ``--data`` (the compile is measured by the compile benchmark, not here).
@@ -51,14 +51,14 @@ def _options():
 
 
 async def _serve_ads(data: dict, args) -> None:
-    from xds_server import ads
-    from xds_server.cache import SnapshotCache
-    from xds_server.snapshot import Snapshot
-    from xds_server.status import StatusRegistry
+    from xds_server.server import sotw as ads
+    from xds_server.cache.snapshot_cache import SnapshotCache
+    from xds_server.cache.snapshot import Snapshot
+    from xds_server.observability.status import StatusRegistry
 
     cache = SnapshotCache()
     try:
-        from xds_server import metrics
+        from xds_server.observability import metrics
         registry = StatusRegistry(metrics=metrics.DEFAULT, cache=cache)
     except (ImportError, TypeError, AttributeError):
         registry = StatusRegistry()

@@ -12,7 +12,7 @@ Shape (all in one mesh, every name deterministic):
   ``route-0`` changes every node's egress route table (the fan-out benchmark's "one route
   change that affects all of them").
 
-Everything goes through the real loader (:func:`mesh_model.loader.load_texts`), so the
+Everything goes through the real loader (:func:`mesh_model.load.loader.load_texts`), so the
 model is validated exactly as ``meshplane serve`` would validate the same files.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from mesh_model.loader import load_texts
+from mesh_model.load.loader import load_texts
 from mesh_model.node_id import NodeRef
-from mesh_model.resources import MeshModel
+from mesh_model.spec.model import MeshModel
 
 DEFAULT_WEIGHTS = (90, 10)
 

@@ -21,7 +21,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from .common import Result
+from bench.common import Result
 
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 
@@ -77,9 +77,9 @@ def _edp_python(log=print) -> tuple[str | None, str]:
 def route_configuration(vhosts: int):
     """A real compiled egress RouteConfiguration with ``vhosts`` backend services."""
     from mesh_model.compiler import Placement, compile_node
-    from mesh_model.loader import load_texts
+    from mesh_model.load.loader import load_texts
 
-    from .meshgen import MeshSpec, generate_texts
+    from bench.meshgen import MeshSpec, generate_texts
 
     spec = MeshSpec(nodes=vhosts + 1, backends=vhosts)
     model = load_texts(generate_texts(spec))

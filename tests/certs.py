@@ -118,4 +118,4 @@ def write_golden_certs(directory: Path | str) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    write_golden_certs(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "golden" / "mtls" / "certs")
+    write_golden_certs(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent / "golden" / "mtls" / "certs")

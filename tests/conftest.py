@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from xds_server.harness.envoy import EnvoyNotFoundError, envoy_binary as _find_envoy
-from xds_server.harness.processes import ProcessGroup, free_port as _free_port
+from tests.harness.envoy import EnvoyNotFoundError, envoy_binary as _find_envoy
+from tests.harness.processes import ProcessGroup, free_port as _free_port
 
 
 @pytest.fixture
@@ -111,13 +111,3 @@ def module_procs(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("logs")
     with ProcessGroup(log_dir=log_dir) as group:
         yield group
-
-
-def shared_examples_dir() -> Path:
-    """The App Mesh example configurations in ``../shared/examples/appmesh`` (beside the
-    checkout, as CI lays it out). Missing examples fail the test that needs them: never a skip."""
-    repo = Path(__file__).resolve().parent.parent
-    for candidate in (repo.parent / "shared" / "examples" / "appmesh", Path("/work/shared/examples/appmesh")):
-        if candidate.is_dir():
-            return candidate
-    pytest.fail(f"App Mesh examples not found in {repo.parent / 'shared' / 'examples' / 'appmesh'}")

@@ -9,19 +9,21 @@ from typing import Sequence
 
 import grpc
 
-from mesh_model.bootstrap import split_host_port
+from mesh_model.render.bootstrap import split_host_port
 from mesh_model.node_id import NodeRef
 
-from . import ads, csds, metrics
-from .auth import Authenticator, load_token_file
-from .ca import MeshCA, format_duration
-from .cache import SnapshotCache
-from .control import ControlPlane
-from .http_status import start_http
-from .limits import DEFAULT_MAX_PROXIES_PER_NODE, DEFAULT_MAX_STREAMS, StreamLimiter
-from .secrets import DEFAULT_LIFETIME, DEFAULT_ROTATION_GRACE, SecretManager, spiffe_id, trust_acked
-from .status import StatusRegistry
-from .watch import watch
+from xds_server.server import sotw as ads
+from xds_server.server import csds
+from xds_server.observability import metrics
+from xds_server.admission.auth import Authenticator, load_token_file
+from xds_server.ca.authority import MeshCA, format_duration
+from xds_server.cache.snapshot_cache import SnapshotCache
+from xds_server.controlplane.control_plane import ControlPlane
+from xds_server.observability.http import start_http
+from xds_server.admission.stream_limits import DEFAULT_MAX_PROXIES_PER_NODE, DEFAULT_MAX_STREAMS, StreamLimiter
+from xds_server.ca.mesh_secrets import DEFAULT_LIFETIME, DEFAULT_ROTATION_GRACE, SecretManager, spiffe_id, trust_acked
+from xds_server.observability.status import StatusRegistry
+from xds_server.controlplane.watch import watch
 
 log = logging.getLogger("meshplane.serve")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import Converted, Origin, Result, join, placeholder_message, placeholders
+from mesh_model.adapters import Converted, Origin, Result, join, placeholder_message, placeholders
 
 PREFIX = "AWS::AppMesh::"
 # type -> (native kind, name property, parent property or "", parent envelope key)

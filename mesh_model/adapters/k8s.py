@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from . import Converted, Origin, Result, placeholder_message, placeholders
+from mesh_model.adapters import Converted, Origin, Result, placeholder_message, placeholders
 
 KINDS = ("Mesh", "VirtualNode", "VirtualService", "VirtualRouter", "VirtualGateway", "GatewayRoute")
 UNSUPPORTED = {"BackendGroup": "BackendGroup is not supported: list the virtual services in each VirtualNode's spec.backends"}

@@ -11,22 +11,22 @@ from typing import Mapping
 from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
-from .. import resources
-from ..node_id import NodeRef
-from . import names, type_urls
-from .cache import CompileCache
-from .clusters import egress_cluster, local_app_cluster
-from .common import to_proto
-from .dependencies import endpoint_dependencies, service_dependencies
-from .endpoints import load_assignment, needs_eds
-from .gateway import gateway_listeners_routes_clusters, header_routed_virtual_host, plan_gateway
-from .listeners import egress_listeners, ingress_listeners, listener_families
-from .passthrough import allow_all_cluster, allow_all_virtual_host
-from .placement import Placement
-from .plan import plan_node
-from .routes import egress_route_config, ingress_route_config, virtual_host
-from .tcp import tcp_backends
-from .tls import client_policy_for
+from mesh_model.spec import model as resources
+from mesh_model.node_id import NodeRef
+from mesh_model.compiler import names, type_urls
+from mesh_model.compiler.compile_cache import CompileCache
+from mesh_model.compiler.clusters import egress_cluster, local_app_cluster
+from mesh_model.compiler.common import to_proto
+from mesh_model.compiler.dependencies import endpoint_dependencies, service_dependencies
+from mesh_model.compiler.endpoints import load_assignment, needs_eds
+from mesh_model.compiler.gateway import gateway_listeners_routes_clusters, header_routed_virtual_host, plan_gateway
+from mesh_model.compiler.listeners import egress_listeners, ingress_listeners, listener_families
+from mesh_model.compiler.passthrough import allow_all_cluster, allow_all_virtual_host
+from mesh_model.compiler.placement import Placement
+from mesh_model.compiler.plan import plan_node
+from mesh_model.compiler.routes import egress_route_config, ingress_route_config, virtual_host
+from mesh_model.compiler.tcp import tcp_backends
+from mesh_model.compiler.tls import client_policy_for
 
 NodeResources = Mapping[str, Mapping[str, Message]]
 

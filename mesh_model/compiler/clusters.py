@@ -10,11 +10,11 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 
-from .. import resources
-from . import names
-from .common import EGRESS_CONNECT_TIMEOUT, MAX_INT32, ads_config_source, default_thresholds, millis, socket_address, to_proto, typed
-from .plan import Target
-from .tls import upstream_transport_socket
+from mesh_model.spec import model as resources
+from mesh_model.compiler import names
+from mesh_model.compiler.common import EGRESS_CONNECT_TIMEOUT, MAX_INT32, ads_config_source, default_thresholds, millis, socket_address, to_proto, typed
+from mesh_model.compiler.plan import Target
+from mesh_model.compiler.tls import upstream_transport_socket
 
 DNS_LOOKUP_FAMILY = {
     None: "AUTO",  # App Mesh default: prefer IPv6, fall back to IPv4

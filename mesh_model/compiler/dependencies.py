@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .. import resources
+from mesh_model.spec import model as resources
 
 Key = tuple
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from envoy.config.endpoint.v3 import endpoint_pb2
 
-from .. import resources
-from .common import socket_address, to_proto
-from .plan import Target
+from mesh_model.spec import model as resources
+from mesh_model.compiler.common import socket_address, to_proto
+from mesh_model.compiler.plan import Target
 
 
 def _matches(instance, wanted: dict[str, str]) -> bool:

@@ -27,15 +27,15 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
-from .. import resources
-from . import names
-from .clusters import _pool_thresholds, _protocol_options
-from .common import socket_address, to_proto
-from .listeners import access_logs, http_connection_manager
-from .placement import Placement
-from .plan import NodePlan, UNSET_PRIORITY, service_ports
-from .routes import egress_route, header_matcher, http_route_match
-from .tls import TLS_INSPECTOR, listener_filter_chains, needs_tls_inspector
+from mesh_model.spec import model as resources
+from mesh_model.compiler import names
+from mesh_model.compiler.clusters import _pool_thresholds, _protocol_options
+from mesh_model.compiler.common import socket_address, to_proto
+from mesh_model.compiler.listeners import access_logs, http_connection_manager
+from mesh_model.compiler.placement import Placement
+from mesh_model.compiler.plan import NodePlan, UNSET_PRIORITY, service_ports
+from mesh_model.compiler.routes import egress_route, header_matcher, http_route_match
+from mesh_model.compiler.tls import TLS_INSPECTOR, listener_filter_chains, needs_tls_inspector
 
 VS_HEADER = "x-app-mesh-virtual-service"
 SELF_REDIRECT_CONNECT_TIMEOUT = "0.250s"  # App Mesh's value: a loopback hop

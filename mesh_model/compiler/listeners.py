@@ -10,12 +10,12 @@ from typing import Any, Mapping
 
 from envoy.config.listener.v3 import listener_pb2
 
-from .. import resources
-from . import names
-from .common import DEFAULT_IDLE_MS, ads_config_source, duration, socket_address, to_proto, typed
-from .placement import Placement
-from .tcp import TcpBackend, tcp_proxy
-from .tls import TLS_INSPECTOR, listener_filter_chains, needs_tls_inspector, tls_inspector_for_ports
+from mesh_model.spec import model as resources
+from mesh_model.compiler import names
+from mesh_model.compiler.common import DEFAULT_IDLE_MS, ads_config_source, duration, socket_address, to_proto, typed
+from mesh_model.compiler.placement import Placement
+from mesh_model.compiler.tcp import TcpBackend, tcp_proxy
+from mesh_model.compiler.tls import TLS_INSPECTOR, listener_filter_chains, needs_tls_inspector, tls_inspector_for_ports
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 
-from .common import EGRESS_CONNECT_TIMEOUT, default_thresholds, to_proto
+from mesh_model.compiler.common import EGRESS_CONNECT_TIMEOUT, default_thresholds, to_proto
 
 
 def allow_all_cluster_name(mesh: str) -> str:

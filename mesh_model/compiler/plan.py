@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import resources
-from . import names
+from mesh_model.spec import model as resources
+from mesh_model.compiler import names
 
 UNSET_PRIORITY = 1001  # App Mesh priorities are 0..1000, 0 highest; unprioritised routes go last
 

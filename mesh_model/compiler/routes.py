@@ -11,9 +11,9 @@ from typing import Any, Callable, Iterable
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
-from . import names
-from .common import DEFAULT_IDLE_MS, DEFAULT_PER_REQUEST_MS, duration, millis, to_proto, typed
-from .plan import NodePlan, RoutePlan, ServicePort
+from mesh_model.compiler import names
+from mesh_model.compiler.common import DEFAULT_IDLE_MS, DEFAULT_PER_REQUEST_MS, duration, millis, to_proto, typed
+from mesh_model.compiler.plan import NodePlan, RoutePlan, ServicePort
 
 # App Mesh's retry event names -> Envoy retry_on conditions / status codes (appmesh.md §2.4).
 HTTP_RETRY_STATUS = {

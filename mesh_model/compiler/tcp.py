@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from . import names
-from .common import DEFAULT_IDLE_MS, duration, typed
-from .plan import RoutePlan, ServicePort
+from mesh_model.compiler import names
+from mesh_model.compiler.common import DEFAULT_IDLE_MS, duration, typed
+from mesh_model.compiler.plan import RoutePlan, ServicePort
 
 
 @dataclass(frozen=True)

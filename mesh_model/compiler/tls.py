@@ -44,11 +44,11 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from .common import ads_config_source, typed
+from mesh_model.compiler.common import ads_config_source, typed
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .. import resources
-    from .plan import NodePlan, Target
+    from mesh_model.spec import model as resources
+    from mesh_model.compiler.plan import NodePlan, Target
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 DOWNSTREAM_TLS_CONTEXT = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"

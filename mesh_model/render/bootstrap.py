@@ -1,0 +1,161 @@
+"""Envoy bootstraps: the dynamic one a sidecar starts with, and a static one for `render`.
+
+The dynamic bootstrap carries the node identity (App Mesh's ``APPMESH_RESOURCE_ARN`` form)
+and the instance placement in ``node.metadata``; everything else arrives over ADS. The
+static bootstrap inlines every compiled resource so a config can be run or validated with
+no control plane at all (``envoy --mode validate -c``) — handy in CI before shipping a change.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import jinja2
+import yaml
+from google.protobuf import json_format
+
+from mesh_model.compiler import NodeResources, Placement, type_urls
+from mesh_model.compiler.tls import static_sds
+from mesh_model.node_id import NodeRef
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("mesh_model.render", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def split_host_port(value: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 as ``[::1]:PORT``) -> (host, port); ``ValueError`` naming ``what``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{what} must be HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class XdsTls:
+    """TLS to the control plane: trust for meshplane's certificate, optionally a client
+    certificate (mTLS: the server then knows which node is asking). Paths are read by Envoy."""
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+    server_name: str = ""  # SNI and, when ``verify_name``, the SAN the server certificate must carry
+    verify_name: bool = True
+
+    @property
+    def san_type(self) -> str:
+        return "IP_ADDRESS" if _is_ip(self.server_name) else "DNS"
+
+
+def dynamic_bootstrap(
+    node: NodeRef,
+    xds: str,
+    *,
+    xds_tls: XdsTls | None = None,
+    xds_token: str | None = None,
+    placement: Placement = Placement(),
+    admin: str = "0.0.0.0:9901",
+    delta: bool = False,
+    node_cluster: str | None = None,
+    admin_access_log: str = "/dev/null",
+    initial_fetch_timeout: str = "0s",
+) -> str:
+    """The bootstrap YAML of one Envoy instance of ``node`` talking to meshplane at ``xds``."""
+    xds_host, xds_port = split_host_port(xds, "--xds")
+    admin_host, admin_port = split_host_port(admin, "--admin-address")
+    if xds_tls is not None and not xds_tls.server_name:
+        xds_tls = XdsTls(xds_tls.ca, xds_tls.cert, xds_tls.key, xds_host, xds_tls.verify_name)
+    if xds_tls is not None and bool(xds_tls.cert) != bool(xds_tls.key):
+        raise ValueError("--xds-cert and --xds-key go together")
+    return _ENV.get_template("bootstrap.yaml.j2").render(
+        xds_tls=xds_tls,
+        xds_token=xds_token,
+        node_id=node.node_id,
+        node_cluster=node_cluster or node.node_id,
+        placement=placement.to_metadata(),
+        admin_host=admin_host,
+        admin_port=admin_port,
+        admin_access_log=admin_access_log,
+        xds_host=xds_host,
+        xds_port=xds_port,
+        xds_discovery="STATIC" if _is_ip(xds_host) else "STRICT_DNS",
+        delta=delta,
+        initial_fetch_timeout=initial_fetch_timeout,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists (MessageToDict returns OrderedDicts for Any, which YAML can't dump)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_dict(message) -> dict[str, Any]:
+    """A proto as Envoy-style YAML data (snake_case field names, typed Any with ``@type``)."""
+    return _plain(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def resources_document(resources: NodeResources) -> dict[str, list[dict[str, Any]]]:
+    """The ``render --resources`` form: short type name -> list of resources, in push order."""
+    return {type_urls.SHORT_NAMES[t]: [to_dict(m) for m in resources[t].values()] for t in type_urls.PUSH_ORDER}
+
+
+def _inline_routes(node: Any, routes: Mapping[str, dict]) -> Any:
+    """Replace every HCM ``rds`` reference by the route configuration it names."""
+    if isinstance(node, dict):
+        if "rds" in node and isinstance(node["rds"], dict) and "route_config_name" in node["rds"]:
+            node = dict(node)
+            node["route_config"] = routes[node.pop("rds")["route_config_name"]]
+        return {k: _inline_routes(v, routes) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_routes(v, routes) for v in node]
+    return node
+
+
+def static_bootstrap(node: NodeRef, resources: NodeResources, *, admin: str = "127.0.0.1:9901") -> dict[str, Any]:
+    """A complete static bootstrap holding every resource of the node inline.
+
+    EDS clusters become STATIC clusters carrying the ClusterLoadAssignment meshplane would
+    have streamed; listeners carry their RouteConfiguration instead of an RDS reference.
+    """
+    admin_host, admin_port = split_host_port(admin, "--admin-address")
+    endpoints = {name: to_dict(cla) for name, cla in resources[type_urls.ENDPOINT].items()}
+    routes = {name: to_dict(rc) for name, rc in resources[type_urls.ROUTE].items()}
+    clusters = []
+    for cluster in resources[type_urls.CLUSTER].values():
+        data = to_dict(cluster)
+        if data.get("type") == "EDS":
+            data.pop("eds_cluster_config", None)
+            data["type"] = "STATIC"
+            data["load_assignment"] = endpoints.get(data["name"], {"cluster_name": data["name"]})
+        clusters.append(data)
+    listeners = [_inline_routes(to_dict(l), routes) for l in resources[type_urls.LISTENER].values()]
+    secrets = {name: to_dict(secret) for name, secret in resources.get(type_urls.SECRET, {}).items()}
+    bootstrap = {
+        "node": {"id": node.node_id, "cluster": node.node_id},
+        "admin": {"address": {"socket_address": {"address": admin_host, "port_value": admin_port}}},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    }
+    # SDS-over-ADS references crash Envoy inside static resources (envoyproxy/envoy#15517).
+    return static_sds(bootstrap, secrets)
+
+
+def dump_yaml(data: Any) -> str:
+    # Sorted keys: map fields (e.g. a JSON log format) come back from protobuf in hash order,
+    # which differs between processes; sorted output is byte-stable for golden files and diffs.
+    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=120)

@@ -1,0 +1,315 @@
+"""Real Envoy end to end: `meshplane serve` -> ADS -> Envoy 1.40 sidecars -> real HTTP apps.
+
+One mesh runs for the whole module (starting Envoys costs seconds); each test starts from
+the baseline model and puts it back afterwards. Topology, all on 127.x addresses (explicit
+data path):
+
+    client -> front sidecar (egress) -> catalog-v1 sidecar (ingress) -> app v1   (weight 90)
+                                     -> catalog-v2 sidecar (ingress) -> app v2   (weight 10)
+                                     -> recommend (Cloud Map, EDS)   -> apps rec-a, rec-b
+
+No Envoy behaviour is mocked: every assertion is on real responses, real Envoy stats and
+meshplane's /status.
+"""
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness.apps import AppServer
+from tests.harness.mesh import MeshRunner
+from tests.harness.processes import free_port, wait_until
+from tests.harness.traffic import count_split, http_get, split_violations
+
+FRONT = "mesh/shop/virtualNode/front"
+CATALOG = "catalog.shop.local"
+
+
+def mesh_yaml(env, *, main_weights=(90, 10), extra_front_spec: str = "", broken: bool = False) -> str:
+    """The shop mesh with this run's addresses; keyword arguments make the edits tests need."""
+    port = env.port
+    v1_weight, v2_weight = main_weights
+    text = f"""
+    kind: Mesh
+    name: shop
+    ---
+    kind: VirtualService
+    mesh: shop
+    name: {CATALOG}
+    spec:
+      provider: {{virtualRouter: {{virtualRouterName: catalog-router}}}}
+    ---
+    kind: VirtualRouter
+    mesh: shop
+    name: catalog-router
+    spec:
+      listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
+    ---
+    kind: Route
+    mesh: shop
+    virtualRouter: catalog-router
+    name: beta
+    spec:
+      priority: 10
+      httpRoute:
+        match:
+          prefix: /
+          headers: [{{name: x-beta, match: {{exact: "yes"}}}}]
+        action:
+          weightedTargets: [{{virtualNode: catalog-v2, weight: 1}}]
+        retryPolicy:
+          maxRetries: 2
+          perRetryTimeout: {{unit: ms, value: 2000}}
+          httpRetryEvents: [gateway-error]
+    ---
+    kind: Route
+    mesh: shop
+    virtualRouter: catalog-router
+    name: main
+    spec:
+      priority: 100
+      httpRoute:
+        match: {{prefix: /}}
+        action:
+          weightedTargets:
+            - {{virtualNode: catalog-v1, weight: {v1_weight if not broken else 150}}}
+            - {{virtualNode: catalog-v2, weight: {v2_weight}}}
+    ---
+    kind: VirtualService
+    mesh: shop
+    name: recommend.shop.local
+    spec:
+      provider: {{virtualNode: {{virtualNodeName: recommend}}}}
+    ---
+    kind: VirtualNode
+    mesh: shop
+    name: front
+    spec:
+      listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
+      serviceDiscovery: {{dns: {{hostname: {env.front_ingress}}}}}
+      backends:
+        - virtualService: {{virtualServiceName: {CATALOG}}}
+        - virtualService: {{virtualServiceName: {"recommend.shop.local" if not broken else "ghost.shop.local"}}}
+{textwrap.indent(extra_front_spec, " " * 6)}
+    ---
+    kind: VirtualNode
+    mesh: shop
+    name: catalog-v1
+    spec:
+      listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
+      serviceDiscovery: {{dns: {{hostname: {env.v1_ingress}}}}}
+    ---
+    kind: VirtualNode
+    mesh: shop
+    name: catalog-v2
+    spec:
+      listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
+      serviceDiscovery: {{dns: {{hostname: {env.v2_ingress}}}}}
+    ---
+    kind: VirtualNode
+    mesh: shop
+    name: recommend
+    spec:
+      listeners:
+        - portMapping: {{port: {port}, protocol: http}}
+          outlierDetection:
+            maxServerErrors: 3
+            maxEjectionPercent: 50
+            interval: {{unit: s, value: 1}}
+            baseEjectionDuration: {{unit: s, value: 60}}
+      serviceDiscovery:
+        awsCloudMap: {{namespaceName: shop.local, serviceName: recommend}}
+    ---
+    kind: CloudMapService
+    namespaceName: shop.local
+    name: recommend
+    spec:
+      instances:
+        - {{instanceId: rec-a, attributes: {{AWS_INSTANCE_IPV4: {env.rec_a.host}}}}}
+        - {{instanceId: rec-b, attributes: {{AWS_INSTANCE_IPV4: {env.rec_b.host}}}}}
+    """
+    return textwrap.dedent(text).lstrip()
+
+
+def write_model(env, text: str) -> None:
+    """Replace the model file atomically, as a deploy tool (or ConfigMap swap) would."""
+    tmp = env.model_file.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, env.model_file)
+
+
+class ShopEnv:
+    pass
+
+
+@pytest.fixture(scope="module")
+def shop(module_procs, module_addresses, tmp_path_factory, envoy_binary):
+    env = ShopEnv()
+    a = module_addresses
+    env.front_ingress, env.front_app, env.front_egress = a(), a(), a()
+    env.v1_ingress, env.v1_app = a(), a()
+    env.v2_ingress, env.v2_app = a(), a()
+    env.port = free_port(env.front_ingress)
+    rec_a_host, rec_b_host = a(), a()
+    env.apps = {
+        "v1": AppServer("v1", env.v1_app, env.port).start(),
+        "v2": AppServer("v2", env.v2_app, env.port).start(),
+        "rec-a": AppServer("rec-a", rec_a_host, env.port).start(),
+        "rec-b": AppServer("rec-b", rec_b_host, env.port).start(),
+        "front": AppServer("front", env.front_app, env.port, call=(f"http://{env.front_egress}:{env.port}", f"{CATALOG}:{env.port}")).start(),
+    }
+    env.rec_a, env.rec_b = env.apps["rec-a"], env.apps["rec-b"]
+    workdir = tmp_path_factory.mktemp("shop")
+    env.model_file = workdir / "model" / "mesh.yaml"
+    env.model_file.parent.mkdir()
+    env.baseline = mesh_yaml(env)
+    env.model_file.write_text(env.baseline)
+    env.runner = MeshRunner(module_procs, env.model_file.parent, workdir)
+    env.runner.start_control_plane()
+    env.front = env.runner.start_sidecar(FRONT, ingress=env.front_ingress, app=env.front_app, egress=env.front_egress)
+    env.v1 = env.runner.start_sidecar("mesh/shop/virtualNode/catalog-v1", ingress=env.v1_ingress, app=env.v1_app, egress=a())
+    env.v2 = env.runner.start_sidecar("mesh/shop/virtualNode/catalog-v2", ingress=env.v2_ingress, app=env.v2_app, egress=a())
+    env.catalog_url = env.front.egress_url(env.port)
+    env.catalog_host = f"{CATALOG}:{env.port}"
+    try:
+        yield env
+    finally:
+        for app in env.apps.values():
+            app.stop()
+
+
+@pytest.fixture
+def mesh(shop):
+    """The shared mesh in its baseline state; whatever a test changed is put back after it."""
+    for app in shop.apps.values():
+        app.reset()
+    yield shop
+    for app in shop.apps.values():
+        app.reset()
+    if shop.model_file.read_text() != shop.baseline:
+        reloads = shop.runner.status()["model"]["reloads"]
+        write_model(shop, shop.baseline)
+
+        def baseline_loaded():
+            model = shop.runner.status()["model"]
+            return model["reloads"] > reloads and not model["lastError"]
+
+        wait_until(baseline_loaded, 20, message="the baseline model was not reloaded")
+        shop.runner.wait_converged(FRONT, types=("cds", "lds", "rds"), timeout=20)
+
+
+def catalog_split(env, n: int, headers: dict | None = None):
+    return count_split(env.catalog_url, n, host_header=env.catalog_host, headers=headers)
+
+
+def test_weighted_split_follows_route_weights(mesh):
+    n = 400
+    counts = catalog_split(mesh, n)
+    problems = split_violations(counts, {"v1": 90, "v2": 10})
+    assert not problems, f"split {dict(counts)}: {problems}"
+
+
+def test_request_travels_app_to_sidecars_to_app(mesh):
+    """The front app calls the catalog through its own sidecar; the catalog's sidecar hands it to its app."""
+    response = http_get(mesh.front.ingress_url(mesh.port, "/hello"), timeout=10)
+    assert response.status == 200, response.text
+    body = response.json()
+    assert body["app"] == "front"
+    assert body["upstream"]["app"] in ("v1", "v2")
+    upstream = mesh.v1 if body["upstream"]["app"] == "v1" else mesh.v2
+    assert upstream.envoy.stat("http.ingress.downstream_rq_2xx") >= 1
+    assert mesh.front.envoy.stat("http.ingress.downstream_rq_2xx") >= 1
+    assert mesh.front.envoy.stat("http.egress.downstream_rq_2xx") >= 1
+
+
+def test_header_match_route_wins_by_priority(mesh):
+    counts = catalog_split(mesh, 30, headers={"x-beta": "yes"})
+    assert counts == {"v2": 30}, dict(counts)
+    counts = catalog_split(mesh, 30, headers={"x-beta": "no"})
+    assert set(counts) <= {"v1", "v2"} and counts["v1"] > counts["v2"], dict(counts)
+
+
+def test_retry_policy_turns_upstream_503_into_200(mesh):
+    cluster = f"cluster.cds_egress_shop_catalog-v2_http_{mesh.port}"
+    retries_before = mesh.front.envoy.stat(f"{cluster}.upstream_rq_retry") or 0
+    v2 = mesh.apps["v2"]
+    served_before = v2.requests
+    v2.fail_next(1, status=503)
+    response = http_get(mesh.catalog_url, host_header=mesh.catalog_host, headers={"x-beta": "yes"})
+    assert response.status == 200 and response.headers.get("x-app") == "v2", (response.status, response.text)
+    assert v2.requests - served_before == 2  # the failed try and the retry
+    wait_until(lambda: (mesh.front.envoy.stat(f"{cluster}.upstream_rq_retry") or 0) == retries_before + 1, 5,
+               message="front sidecar did not count exactly one retry")
+
+    # maxRetries 2: an upstream that keeps failing sees 1 + 2 attempts, then the client gets the 503
+    v2.set_failing(503)
+    served_before = v2.requests
+    response = http_get(mesh.catalog_url, host_header=mesh.catalog_host, headers={"x-beta": "yes"})
+    assert response.status == 503
+    assert v2.requests - served_before == 3
+
+
+def test_outlier_detection_ejects_failing_endpoint(mesh):
+    """recommend has two Cloud Map instances; the one answering 500s is ejected after 3 in a row."""
+    url, host = mesh.front.egress_url(mesh.port), f"recommend.shop.local:{mesh.port}"
+    cluster = f"cluster.cds_egress_shop_recommend_http_{mesh.port}"
+    mesh.rec_b.set_failing(500)
+    first = count_split(url, 20, host_header=host)
+    assert first["status:500"] >= 3, dict(first)  # rec-b failed until it was ejected
+    wait_until(lambda: mesh.front.envoy.stat(f"{cluster}.outlier_detection.ejections_active") == 1, 5,
+               message="rec-b was not ejected")
+    after = count_split(url, 20, host_header=host)
+    assert after == {"rec-a": 20}, dict(after)
+
+
+def test_weight_change_is_hot_reloaded_into_envoy(mesh):
+    before = mesh.runner.versions(FRONT)
+    started = time.monotonic()
+    write_model(mesh, mesh_yaml(mesh, main_weights=(20, 80)))
+    mesh.runner.wait_converged(FRONT, changed_from=before, types=("rds",), timeout=10)
+    elapsed = time.monotonic() - started
+    counts = catalog_split(mesh, 400)
+    problems = split_violations(counts, {"v1": 20, "v2": 80})
+    assert not problems, f"split {dict(counts)}: {problems}"
+    assert elapsed < 5, f"edit took {elapsed:.2f}s to reach Envoy"
+    after = mesh.runner.versions(FRONT)
+    assert after["cds"] == before["cds"] and after["lds"] == before["lds"], "only the routes changed"
+
+
+def test_invalid_edit_keeps_serving_last_good_config(mesh):
+    before = mesh.runner.versions(FRONT)
+    write_model(mesh, mesh_yaml(mesh, broken=True))
+    errors = wait_until(lambda: mesh.runner.status()["model"]["lastError"], 10, message="the invalid edit was not reported")
+    text = "\n".join(errors)
+    assert "mesh.yaml: Route shop/catalog-router/main: spec.httpRoute.action.weightedTargets[0].weight: must be <= 100" in text
+    assert "ghost.shop.local" in text  # the dangling backend is reported too: all errors at once
+    time.sleep(1.5)  # longer than the watcher's debounce: nothing may have been pushed
+    assert mesh.runner.versions(FRONT) == before
+    counts = catalog_split(mesh, 100)
+    assert set(counts) <= {"v1", "v2"} and sum(counts.values()) == 100, dict(counts)
+    assert mesh.runner.serve_proc.alive()
+
+
+def test_envoy_nack_is_visible_in_status(mesh):
+    """A model that is valid for App Mesh but that Envoy rejects (an unknown access-log command)."""
+    before = mesh.runner.versions(FRONT)
+    bad_log = "logging:\n  accessLog:\n    file:\n      path: /dev/null\n      format:\n        text: \"%NO_SUCH_COMMAND%\"\n"
+    write_model(mesh, mesh_yaml(mesh, extra_front_spec=bad_log))
+
+    def nacked():
+        lds = mesh.runner.node_types(FRONT).get("lds") or {}
+        return lds.get("nacked")
+
+    nack = wait_until(nacked, 10, message="Envoy's NACK did not show in /status")
+    assert "NO_SUCH_COMMAND" in nack["error"], nack
+    assert mesh.runner.versions(FRONT)["lds"] == before["lds"]  # Envoy kept its listeners
+    assert mesh.front.envoy.stat("listener_manager.lds.update_rejected") >= 1
+    rejected = mesh.front.envoy.stat("listener_manager.lds.update_rejected")
+    time.sleep(1.0)  # the server must not re-send the rejected version in a loop
+    assert mesh.front.envoy.stat("listener_manager.lds.update_rejected") == rejected
+    counts = catalog_split(mesh, 20)
+    assert set(counts) <= {"v1", "v2"} and sum(counts.values()) == 20, dict(counts)

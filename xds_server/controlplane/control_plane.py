@@ -1,0 +1,271 @@
+"""The control plane's state: the last good model and a snapshot per connected node placement.
+
+Compilation happens here and only here; ADS streams just compare what a node acknowledged
+with its snapshot (DESIGN.md). An invalid model never replaces the served one: the errors
+are logged and shown in /status, and every node keeps its last good config.
+
+With the mesh CA (``secrets``: a ``SecretManager``), every snapshot also carries the node's
+``meshplane:identity`` and ``meshplane:trust`` SDS secrets. The compiled snapshot of each key
+is kept (``bases``), so a renewal or a root rotation only swaps the SDS type: nothing is
+recompiled, and only SDS is pushed (streams compare per-resource versions).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Mapping, Sequence
+
+import grpc
+from google.protobuf import any_pb2, json_format
+
+from mesh_model import ModelError, load_paths
+from mesh_model.load.loader import ParseCache
+from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node, model_warnings
+from mesh_model.compiler.dependencies import changed_keys, node_dependencies
+from mesh_model.node_id import NodeRef, parse_node_id
+from mesh_model.spec.model import MeshModel
+
+from xds_server.observability import metrics
+from xds_server.server.sotw import NodeRejected
+from xds_server.cache.snapshot_cache import SnapshotCache
+from xds_server.ca.mesh_secrets import RefreshResult, SecretManager, mesh_ca_warnings, node_identity
+from xds_server.cache.snapshot import TYPE_SECRET, Snapshot, TypeSnapshot
+
+log = logging.getLogger("meshplane.control")
+
+
+@dataclass(frozen=True)
+class NodeKey:
+    node: NodeRef
+    placement: Placement
+
+    @property
+    def key(self) -> str:
+        return f"{self.node.node_id}|{self.placement.key}"
+
+
+def compile_snapshot(model: MeshModel, node: NodeRef, placement: Placement, cache: CompileCache | None = None) -> Snapshot:
+    return Snapshot.from_resources(compile_node(model, node, placement, cache))
+
+
+def with_secrets(base: Snapshot, secrets: Mapping[str, any_pb2.Any]) -> Snapshot:
+    """``base`` with ``secrets`` (name -> packed Secret) added to its SDS type; only SDS changes."""
+    if not secrets:
+        return base
+    merged = dict(base.get(TYPE_SECRET).resources)
+    merged.update(secrets)  # the mesh CA's reserved names win over anything compiled
+    types = dict(base.types)
+    types[TYPE_SECRET] = TypeSnapshot.from_packed(merged)
+    return Snapshot(types=MappingProxyType(types))
+
+
+class ControlPlane:
+    """Owns the model; answers "which snapshot does this Envoy get" for the ADS servicer."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        cache: SnapshotCache,
+        *,
+        secrets: SecretManager | None = None,
+        keys_in_use: Callable[[], set[str]] | None = None,
+    ):
+        self.paths = list(paths)
+        self.cache = cache
+        self.secrets = secrets
+        # which snapshot keys still have a stream (StatusRegistry.keys_in_use): the others are
+        # forgotten at the next reload, so placements that come and go (tasks with new
+        # addresses) neither grow memory nor get recompiled forever
+        self.keys_in_use = keys_in_use
+        self.bases: dict[str, Snapshot] = {}  # snapshot key -> compiled snapshot, without mesh-CA secrets
+        self.parse_cache = ParseCache()  # a reload re-parses only the files that changed
+        self.model = load_paths(self.paths, parse_cache=self.parse_cache)  # an invalid model at start-up is fatal (ModelError)
+        self._warn_about(self.model)
+        self.compile_cache = CompileCache(self.model)
+        self.keys: dict[str, NodeKey] = {}
+        self.dependencies: dict[str, frozenset] = {}  # snapshot key -> model resources it was built from
+        self.reloads = 0
+        self.last_reload_at = time.time()
+        self.last_error: list[str] = []
+
+    # -- node -> snapshot key (called by the ADS servicer on a stream's first request)
+    def resolve(self, node) -> str:
+        try:
+            ref = parse_node_id(node.id)
+        except ValueError as exc:
+            raise NodeRejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        try:
+            metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
+            placement = Placement.from_metadata(metadata)
+        except (ValueError, TypeError) as exc:
+            raise NodeRejected(grpc.StatusCode.INVALID_ARGUMENT, f"node {node.id}: {exc}") from None
+        node_key = NodeKey(ref, placement)
+        if node_key.key not in self.keys or self.cache.get(node_key.key) is None:
+            started = time.perf_counter()
+            try:
+                snapshot = compile_snapshot(self.model, ref, placement, self.compile_cache)
+                metrics.observe_compile(time.perf_counter() - started, 1)
+            except CompileError as exc:
+                raise NodeRejected(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+            self.keys[node_key.key] = node_key
+            self.dependencies[node_key.key] = node_dependencies(self.model, ref.mesh, ref.name, ref.kind)
+            self._publish(node_key.key, snapshot)
+        return node_key.key
+
+    # -- snapshots with secrets
+    def _publish(self, key: str, base: Snapshot) -> None:
+        """Store a key's compiled snapshot; serve it with its mesh-CA secrets (if the CA is on)."""
+        self.bases[key] = base
+        if self.secrets is None:
+            self.cache.set(key, base)
+            return
+        node = self.keys[key].node
+        identity = node_identity(self.model, node, self.secrets.trust_domain)
+        self.cache.set(key, with_secrets(base, self.secrets.resources(key, identity)))
+
+    def _warn_about(self, model: MeshModel) -> None:
+        """Log what is valid but will not work as written (mesh-CA secrets without a CA, left-out TCP backends)."""
+        for warning in mesh_ca_warnings(model, self.secrets is not None) + model_warnings(model):
+            log.warning("%s", warning)
+
+    def refresh_secrets(self, acked: Callable[[], bool] = lambda: True, *, now: float | None = None) -> RefreshResult:
+        """Renew due leaves, follow root rotations; republish (SDS only) the keys that changed."""
+        if self.secrets is None:
+            return RefreshResult()
+        result = self.secrets.refresh(acked, now=now)
+        keys = self.bases.keys() if result.bundle_changed else result.renewed & self.bases.keys()
+        for key in sorted(keys):
+            self._publish(key, self.bases[key])
+        if result.renewed:
+            log.info("mesh CA: renewed %d certificate(s)%s", len(result.renewed), "" if not result.bundle_changed else ", new trust bundle")
+        elif result.bundle_changed:
+            log.info("mesh CA: trust bundle is now %s; pushed to %d node placement(s)", ", ".join(self.secrets.bundle_ids), len(keys))
+        return result
+
+    async def run_secrets(self, acked: Callable[[], bool] = lambda: True, *, interval: float = 1.0) -> None:
+        """Forever: ``refresh_secrets`` at every renewal due time, and every ``interval`` (rotations)."""
+        if self.secrets is None:
+            return
+        while True:
+            try:
+                self.refresh_secrets(acked)
+            except Exception:  # a broken CA directory must not kill the server: keep serving, retry
+                log.exception("mesh CA refresh failed; retrying in %.0fs", interval)
+            due = self.secrets.next_due()
+            delay = interval if due is None else min(interval, max(0.05, due - self.secrets.clock()))
+            await asyncio.sleep(delay)
+
+    def preview(self, node_id: str) -> Snapshot | None:
+        """What a node of the model would be sent with the default placement (None if unknown).
+        Secrets are not issued for a preview."""
+        try:
+            return compile_snapshot(self.model, parse_node_id(node_id), Placement(), self.compile_cache)
+        except (ValueError, CompileError):
+            return None
+
+    # -- reloads
+    def rebuild(
+        self, model: MeshModel, keys: dict[str, NodeKey] | None = None
+    ) -> tuple[dict[str, Snapshot], dict[str, frozenset], list[str], CompileCache]:
+        """Snapshots of the nodes a new model affects (pure: no state is changed here).
+
+        Only nodes whose dependency set meets a changed resource are recompiled; the others
+        keep their snapshot object as it is. Pieces shared between nodes are built once
+        (``CompileCache``; pieces the change did not touch carry over from the last model).
+        Returns new snapshots, their new dependency sets, warnings and the new model's cache.
+        """
+        changed = changed_keys(self.model, model)
+        cache = self.compile_cache.successor(model, changed)  # untouched shared pieces carry over
+        snapshots, dependencies, warnings = {}, {}, []
+        for key, node_key in (self.keys if keys is None else keys).items():
+            if not (self.dependencies.get(key, frozenset()) & changed):
+                continue
+            node = node_key.node
+            try:
+                snapshots[key] = compile_snapshot(model, node, node_key.placement, cache)
+                dependencies[key] = node_dependencies(model, node.mesh, node.name, node.kind)
+            except CompileError as exc:
+                warnings.append(f"{node.node_id}: {exc}; keeping its last config")
+        return snapshots, dependencies, warnings, cache
+
+    def _build(self, keys: dict[str, NodeKey]):
+        """Load and compile off the event loop (``keys``: the node placements known when it started)."""
+        model = load_paths(self.paths, parse_cache=self.parse_cache)
+        started = time.perf_counter()
+        snapshots, dependencies, warnings, cache = self.rebuild(model, keys)
+        metrics.observe_compile(time.perf_counter() - started, len(snapshots))
+        return model, snapshots, dependencies, warnings, cache
+
+    def forget_unused(self) -> int:
+        """Drop the snapshots no stream uses any more (a node that comes back is compiled again)."""
+        if self.keys_in_use is None:
+            return 0
+        in_use = self.keys_in_use()
+        unused = [key for key in self.keys if key not in in_use]
+        for key in unused:
+            del self.keys[key]
+            self.dependencies.pop(key, None)
+            self.bases.pop(key, None)
+            if self.secrets is not None:
+                self.secrets.forget(key)
+            self.cache.delete(key)
+        if unused:
+            log.info("forgot %d node placement(s) without a connected Envoy", len(unused))
+        return len(unused)
+
+    async def reload(self) -> bool:
+        """Re-read the model files; push changed snapshots. Returns False (and serves the old model) on errors."""
+        started = time.perf_counter()
+        self.forget_unused()
+        keys = dict(self.keys)
+        try:
+            model, snapshots, dependencies, warnings, cache = await asyncio.to_thread(self._build, keys)
+        except ModelError as exc:
+            metrics.observe_reload(False)
+            self.last_error = [str(issue) for issue in exc.issues]
+            log.error("model change rejected, still serving the last good model (%d errors):\n%s", len(exc.issues), exc)
+            return False
+        except Exception as exc:  # a bug must not take the served config down with it
+            metrics.observe_reload(False)
+            self.last_error = [f"internal error while reloading: {type(exc).__name__}: {exc}"]
+            log.exception("model reload failed; still serving the last good model")
+            return False
+        self.model = model
+        self.compile_cache = cache
+        self.dependencies.update(dependencies)
+        for key in self.keys.keys() - keys.keys():  # connected while we compiled, from the old model
+            node_key = self.keys[key]
+            try:
+                snapshots[key] = compile_snapshot(model, node_key.node, node_key.placement, self.compile_cache)
+                self.dependencies[key] = node_dependencies(model, node_key.node.mesh, node_key.node.name, node_key.node.kind)
+            except CompileError as exc:
+                warnings.append(f"{node_key.node.node_id}: {exc}; keeping its last config")
+        for key, snapshot in snapshots.items():
+            self._publish(key, snapshot)
+        for warning in warnings:
+            log.warning("%s", warning)
+        self._warn_about(model)
+        metrics.observe_reload(True)
+        self.last_error = []
+        self.reloads += 1
+        self.last_reload_at = time.time()
+        log.info(
+            "model reloaded: %d of %d node placements recompiled in %.0f ms",
+            len(snapshots), len(self.keys), (time.perf_counter() - started) * 1000,
+        )
+        return True
+
+    def status(self) -> dict:
+        status = {
+            "paths": self.paths,
+            "meshes": sorted(self.model.meshes),
+            "reloads": self.reloads,
+            "lastReload": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_reload_at)),
+            "lastError": self.last_error,
+        }
+        if self.secrets is not None:
+            status["meshCA"] = self.secrets.status()
+        return status

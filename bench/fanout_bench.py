@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mesh_model.load.loader import load_texts
+from mesh_model.load import load_texts
 from tests.harness.processes import ProcessGroup
 
 from bench.common import Result, percentile, stable_rss_kb, summary, verdict

@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from mesh_model.load.loader import load_texts
+from mesh_model.load import load_texts
 from mesh_model.node_id import NodeRef
 from mesh_model.spec.model import MeshModel
 

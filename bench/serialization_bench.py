@@ -77,7 +77,7 @@ def _edp_python(log=print) -> tuple[str | None, str]:
 def route_configuration(vhosts: int):
     """A real compiled egress RouteConfiguration with ``vhosts`` backend services."""
     from mesh_model.compiler import Placement, compile_node
-    from mesh_model.load.loader import load_texts
+    from mesh_model.load import load_texts
 
     from bench.meshgen import MeshSpec, generate_texts
 

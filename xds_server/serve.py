@@ -9,7 +9,7 @@ from typing import Sequence
 
 import grpc
 
-from mesh_model.render.bootstrap import split_host_port
+from mesh_model.render import split_host_port
 from mesh_model.node_id import NodeRef
 
 from xds_server.server import sotw as ads

@@ -17,7 +17,7 @@ from mesh_model.compiler import names, type_urls
 from mesh_model.compiler.compile_cache import CompileCache
 from mesh_model.compiler.clusters import egress_cluster, local_app_cluster
 from mesh_model.compiler.common import to_proto
-from mesh_model.compiler.dependencies import endpoint_dependencies, service_dependencies
+from mesh_model.compiler.dependencies import changed_keys, endpoint_dependencies, node_dependencies, service_dependencies
 from mesh_model.compiler.endpoints import load_assignment, needs_eds
 from mesh_model.compiler.gateway import gateway_listeners_routes_clusters, header_routed_virtual_host, plan_gateway
 from mesh_model.compiler.listeners import egress_listeners, ingress_listeners, listener_families
@@ -30,7 +30,7 @@ from mesh_model.compiler.tls import client_policy_for
 
 NodeResources = Mapping[str, Mapping[str, Message]]
 
-__all__ = ["CompileCache", "CompileError", "NodeResources", "Placement", "compile_node", "model_warnings", "type_urls", "names"]
+__all__ = ["CompileCache", "CompileError", "changed_keys", "node_dependencies", "NodeResources", "Placement", "compile_node", "model_warnings", "type_urls", "names"]
 
 
 class CompileError(Exception):

@@ -16,7 +16,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 
 from tests.certs import CertificateAuthority
-from mesh_model.render.bootstrap import XdsTls
+from mesh_model.render import XdsTls
 from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port

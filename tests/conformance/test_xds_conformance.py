@@ -30,7 +30,7 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-from mesh_model.render.bootstrap import dynamic_bootstrap
+from mesh_model.render import dynamic_bootstrap
 from mesh_model.node_id import parse_node_id
 from tests.conformance.test_ads_sotw import ads_server, build, cla, cluster, listener, route, run
 from tests.xds_client import AdsClient, DeltaAdsClient, StreamClosed, make_node

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from mesh_model.render.bootstrap import dynamic_bootstrap
+from mesh_model.render import dynamic_bootstrap
 from mesh_model.compiler import Placement
 from mesh_model.node_id import parse_node_id
 from tests.e2e.test_e2e_envoy import CATALOG, FRONT, mesh_yaml, write_model

@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 from mesh_model import load_paths
-from mesh_model.render.bootstrap import dump_yaml, static_bootstrap
+from mesh_model.render import dump_yaml, static_bootstrap
 from mesh_model.compiler import Placement, compile_node, type_urls
 from mesh_model.node_id import parse_node_id
 from tests.harness.envoy import EnvoyProcess

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from mesh_model import load_paths
-from mesh_model.render.bootstrap import dump_yaml, resources_document, static_bootstrap
+from mesh_model.render import dump_yaml, resources_document, static_bootstrap
 from mesh_model.compiler import Placement, compile_node
 from mesh_model.node_id import parse_node_id
 from tests.harness.envoy import validate_config

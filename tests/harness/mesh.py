@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from mesh_model.render.bootstrap import XdsTls, dynamic_bootstrap
+from mesh_model.render import XdsTls, dynamic_bootstrap
 from mesh_model.compiler import Placement
 from mesh_model.node_id import parse_node_id
 

@@ -17,7 +17,7 @@ import pytest
 from mesh_model import ModelError, load_paths, load_texts
 from mesh_model.adapters.cloudformation import camel
 from mesh_model.compiler import compile_node
-from mesh_model.load.loader import ParseCache
+from mesh_model.load import ParseCache
 from mesh_model.node_id import parse_node_id
 
 from tests.paths import REPO as ROOT, shared_examples_dir

@@ -9,7 +9,7 @@ from envoy.config.core.v3 import base_pb2
 
 from mesh_model import load_paths
 from mesh_model.compiler import CompileCache, Placement, compile_node
-from mesh_model.compiler.dependencies import changed_keys, node_dependencies
+from mesh_model.compiler import changed_keys, node_dependencies
 from mesh_model.node_id import parse_node_id
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.controlplane.control_plane import ControlPlane, compile_snapshot

@@ -305,7 +305,7 @@ def test_cloudformation_example_specs_are_accepted():
 
 
 def test_parse_cache_reparses_only_changed_files(tmp_path):
-    from mesh_model.load.loader import ParseCache
+    from mesh_model.load import ParseCache
 
     (tmp_path / "mesh.yaml").write_text(MESH)
     (tmp_path / "nodes.yaml").write_text(NODES)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mesh_model import ModelError, load_paths
-from mesh_model.render.bootstrap import XdsTls, dump_yaml, dynamic_bootstrap, resources_document, static_bootstrap
+from mesh_model.render import XdsTls, dump_yaml, dynamic_bootstrap, resources_document, static_bootstrap
 from mesh_model.compiler import CompileError, Placement, compile_node, model_warnings
 from mesh_model.node_id import parse_node_id
 

@@ -22,9 +22,9 @@ import grpc
 from google.protobuf import any_pb2, json_format
 
 from mesh_model import ModelError, load_paths
-from mesh_model.load.loader import ParseCache
+from mesh_model.load import ParseCache
 from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node, model_warnings
-from mesh_model.compiler.dependencies import changed_keys, node_dependencies
+from mesh_model.compiler import changed_keys, node_dependencies
 from mesh_model.node_id import NodeRef, parse_node_id
 from mesh_model.spec.model import MeshModel
 

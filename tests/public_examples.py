@@ -1,0 +1,93 @@
+"""The eight public App Mesh examples (``../shared/examples/appmesh``), made loadable.
+
+They are templates: Kubernetes ones hold ``${VAR}`` placeholders their walkthroughs'
+``deploy.sh`` fills in, the CloudFormation one a stack parameter without a default, and
+example 05 needs the mesh and nodes of its walkthrough's other templates (abridged here).
+``prepared_examples(folder)`` writes ready-to-load copies and returns them by number.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.paths import shared_examples_dir
+
+EXAMPLES = shared_examples_dir()
+
+# what the walkthroughs' deploy.sh would export before envsubst
+VARIABLES = {
+    "APP_NAMESPACE": "howto-k8s-http2",
+    "MESH_NAME": "howto-k8s-http2",
+    "CLOUDMAP_NAMESPACE": "howto-k8s-http2.pvt.aws.local",
+    "FRONT_APP_CA_CERT": "ca_1_cert.pem",
+    "FRONT_APP_K8S_SECRET": "front-tls",
+    "AWS_ACCOUNT_ID": "123456789012",
+    "AWS_DEFAULT_REGION": "us-west-2",
+    "APP": "colorapp",
+}
+
+# example 05 is one template of the eks-getting-started walkthrough; its mesh and nodes come
+# from the walkthrough's other templates (abridged here)
+YELB = """
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: Mesh
+metadata: {name: yelb}
+spec:
+  namespaceSelector: {matchLabels: {mesh: yelb}}
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualNode
+metadata: {name: yelb-appserver, namespace: yelb}
+spec:
+  awsName: yelb-appserver-virtual-node
+  podSelector: {matchLabels: {app: yelb-appserver}}
+  listeners: [{portMapping: {port: 4567, protocol: http}}]
+  serviceDiscovery: {dns: {hostname: yelb-appserver.yelb.svc.cluster.local}}
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualNode
+metadata: {name: yelb-appserver-v2, namespace: yelb}
+spec:
+  podSelector: {matchLabels: {app: yelb-appserver-v2}}
+  listeners: [{portMapping: {port: 4567, protocol: http}}]
+  serviceDiscovery: {dns: {hostname: yelb-appserver-v2.yelb.svc.cluster.local}}
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualService
+metadata: {name: yelb-appserver, namespace: yelb}
+spec:
+  awsName: yelb-appserver.yelb.svc.cluster.local
+  provider: {virtualRouter: {virtualRouterRef: {name: yelb-appserver}}}
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualNode
+metadata: {name: yelb-ui, namespace: yelb}
+spec:
+  listeners: [{portMapping: {port: 80, protocol: http}}]
+  serviceDiscovery: {dns: {hostname: yelb-ui.yelb.svc.cluster.local}}
+  backends: [{virtualService: {virtualServiceRef: {name: yelb-appserver}}}]
+"""
+
+
+def substituted(name: str) -> str:
+    text = (EXAMPLES / name).read_text()
+    if name.startswith("07"):  # CloudFormation: the stack parameter gets a default instead
+        return text.replace("    Description: Project name to link stacks\n",
+                            "    Description: Project name to link stacks\n    Default: howto-grpc\n")
+    return re.sub(r"\$\{(\w+)\}", lambda m: VARIABLES.get(m.group(1), f"test-{m.group(1).lower()}"), text)
+
+
+def prepared_examples(folder: Path) -> dict[str, Path]:
+    """Write every example, substituted, into ``folder`` (plus ``yelb-mesh.yaml`` for 05)."""
+    out = {}
+    for path in sorted(EXAMPLES.glob("0*.yaml")):
+        (folder / path.name).write_text(substituted(path.name))
+        out[path.name[:2]] = folder / path.name
+    (folder / "yelb-mesh.yaml").write_text(YELB)
+    return out
+
+
+def example_paths(prepared: dict[str, Path], number: str) -> list[Path]:
+    """The files that load example ``number`` (05 needs its walkthrough's mesh file too)."""
+    paths = [prepared[number]]
+    return paths + [prepared[number].parent / "yelb-mesh.yaml"] if number == "05" else paths

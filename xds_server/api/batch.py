@@ -1,0 +1,116 @@
+"""meshplane's own whole-model endpoints (an extension beside App Mesh's operations):
+
+``GET /meshplane/v1/model`` -> ``{"revision": N, "documents": [...]}``: every resource the caller
+may read, as native documents (what ``meshplane export`` prints).
+
+``POST /meshplane/v1/apply`` with ``{"documents": [native documents], "prune": false,
+"dryRun": false, "expectedRevision": null}``: make the store hold these documents. Resources
+not in the store are created (version 1), changed specs are updated (version + 1), and with
+``prune`` stored resources the documents no longer hold are deleted. The result is validated as
+a whole model (``BadRequestException`` with every problem) and committed as ONE transaction
+(all-or-nothing; ``ConflictException`` if ``expectedRevision`` is given and the store moved on).
+Answer: ``{"revision": N, "dryRun": bool, "changes": [{"action": "create"|"update"|"delete",
+"resource": "Route m/r/x"}]}``.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Mapping
+
+from xds_server.api.errors import ApiError, bad_request, conflict, forbidden
+from xds_server.api.resources import key_of_native, native
+from xds_server.api.validation import describe, issues_of
+from xds_server.store.base import KINDS, Delete, Put, RevisionConflict, StoredResource, VersionConflict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from xds_server.api.auth import Caller
+    from xds_server.api.service import ApiService
+
+
+def handle(service: "ApiService", caller: "Caller", method: str, sub: str, query: str, headers: Mapping[str, str],
+           body: bytes) -> dict:
+    if sub == "model" and method == "GET":
+        revision, index = service.index()
+        docs = [native(r) for k, r in sorted(index.items())
+                if k.kind == "CloudMapService" or caller.may(k.mesh, False)]
+        return {"revision": revision, "documents": docs}
+    if sub == "apply" and method == "POST":
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise bad_request(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(request, dict) or not isinstance(request.get("documents", []), list):
+            raise bad_request("expected {\"documents\": [...], \"prune\": bool, \"dryRun\": bool}")
+        return apply(service, caller, request.get("documents", []), prune=bool(request.get("prune")),
+                     dry_run=bool(request.get("dryRun")), expected_revision=request.get("expectedRevision"))
+    raise ApiError("UnknownOperationException", f"no meshplane operation {method} /meshplane/v1/{sub}", 404)
+
+
+def apply(service: "ApiService", caller: "Caller", documents: list, *, prune: bool, dry_run: bool,
+          expected_revision: int | None) -> dict:
+    problems = []
+    wanted = {}
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, dict) or doc.get("kind") not in KINDS or not isinstance(doc.get("spec", {}), dict):
+            problems.append(f"documents[{i}]: not a native meshplane resource document (kind, name, spec...)")
+            continue
+        key = key_of_native(doc)
+        if key in wanted:
+            problems.append(f"documents[{i}]: {key} is given twice")
+        wanted[key] = doc.get("spec") or {}
+    if problems:
+        raise bad_request(problems)
+    for key in wanted:
+        if key.kind != "CloudMapService":
+            service.auth.authorize(caller, "Apply", key.mesh, True)
+    if service.read_only and not dry_run:
+        raise forbidden(service.read_only)
+    with service._write_lock:
+        for _ in range(8):
+            revision, index = service.index()
+            if expected_revision is not None and expected_revision != revision:
+                raise conflict(f"the store is at revision {revision}, not {expected_revision}; export again and retry")
+            now = service.clock()
+            ops, changes = [], []
+            owners = {k.mesh: r.metadata.get("meshOwner", caller.account) for k, r in index.items() if k.kind == "Mesh"}
+            for key, spec in sorted(wanted.items()):
+                current = index.get(key)
+                if current is None:
+                    owner = caller.account if key.kind == "Mesh" else owners.get(key.mesh, caller.account)
+                    res = StoredResource(key, spec, 1, {"uid": str(uuid.uuid4()), "createdAt": now, "lastUpdatedAt": now,
+                                                        "meshOwner": owner, "resourceOwner": caller.account})
+                    ops.append(Put(res, expected_version=0))
+                    changes.append({"action": "create", "resource": str(key)})
+                elif current.spec != spec:
+                    res = StoredResource(key, spec, current.version + 1, {**current.metadata, "lastUpdatedAt": now}, current.tags)
+                    ops.append(Put(res, expected_version=current.version))
+                    changes.append({"action": "update", "resource": str(key)})
+            if prune:
+                for key, current in sorted(index.items()):
+                    if key not in wanted:
+                        if key.kind != "CloudMapService":
+                            service.auth.authorize(caller, "Apply", key.mesh, True)
+                        ops.append(Delete(key, expected_version=current.version))
+                        changes.append({"action": "delete", "resource": str(key)})
+            after = dict(index)
+            for op in ops:
+                if isinstance(op, Put):
+                    after[op.key] = op.resource
+                else:
+                    after.pop(op.key, None)
+            issues = issues_of(after.values())
+            if issues:
+                raise bad_request([describe(i) for i in issues])
+            if dry_run or not ops:
+                return {"revision": revision, "dryRun": dry_run, "changes": changes}
+            try:
+                new_revision = service.store.commit(ops, expected_revision=revision)
+            except RevisionConflict:
+                if expected_revision is not None:
+                    raise conflict("the store changed while applying; export again and retry") from None
+                continue
+            except VersionConflict as exc:
+                raise conflict(str(exc)) from None
+            return {"revision": new_revision, "dryRun": False, "changes": changes}
+    raise ApiError("TooManyRequestsException", "the store is changing too fast; retry the apply")

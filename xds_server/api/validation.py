@@ -1,0 +1,32 @@
+"""Validate a would-be model with meshplane's own loader (the checks and messages of
+``meshplane validate``): every resource of the meshes a write touches, plus every Cloud Map
+stand-in service, rendered as native documents and loaded together."""
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from mesh_model import Issue, ModelError, load_texts
+
+from xds_server.api.resources import native
+from xds_server.store.base import StoredResource
+
+LABEL = "request"
+
+
+def issues_of(resources: Iterable[StoredResource], meshes: set[str] | None = None) -> list[Issue]:
+    """Every problem of the model made of ``resources`` (only meshes in ``meshes`` if given)."""
+    docs = [native(r) for r in resources
+            if meshes is None or r.key.kind == "CloudMapService" or r.key.mesh in meshes]
+    if not docs:
+        return []
+    try:
+        load_texts([(LABEL + ".json", json.dumps(docs))])
+    except ModelError as exc:
+        return list(exc.issues)
+    return []
+
+
+def describe(issue: Issue) -> str:
+    """``Route m/r/x: spec.httpRoute.action.weightedTargets[0].weight: message`` (no file label)."""
+    return ": ".join(p for p in (issue.resource, issue.path, issue.message) if p)

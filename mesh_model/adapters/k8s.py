@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mesh_model.adapters import Converted, Origin, Result, placeholder_message, placeholders
+from mesh_model.spec.route_types import GATEWAY_ROUTE_TYPES, ROUTE_TYPES
 
 KINDS = ("Mesh", "VirtualNode", "VirtualService", "VirtualRouter", "VirtualGateway", "GatewayRoute")
 UNSUPPORTED = {"BackendGroup": "BackendGroup is not supported: list the virtual services in each VirtualNode's spec.backends"}
@@ -234,7 +235,7 @@ class _Converter:
                 return self.result
             if "virtualGatewayRef" in spec_raw:
                 envelope["virtualGateway"] = "spec.virtualGatewayRef"
-            for route_type in ("httpRoute", "http2Route", "grpcRoute"):
+            for route_type in GATEWAY_ROUTE_TYPES:
                 route = spec.get(route_type)
                 action = route.get("action") if isinstance(route, dict) else None
                 target = action.get("target") if isinstance(action, dict) else None
@@ -331,7 +332,7 @@ class _Converter:
         for i, raw in enumerate(routes):
             where = f"spec.routes[{i}]"
             if not isinstance(raw, dict):
-                self.problem(where, "expected a mapping with name and one of httpRoute, http2Route, grpcRoute, tcpRoute")
+                self.problem(where, f"expected a mapping with name and one of {', '.join(ROUTE_TYPES)}")
                 continue
             name = raw.get("name")
             if not isinstance(name, str) or not name:
@@ -342,7 +343,7 @@ class _Converter:
                 continue
             seen[name] = i
             route = _copy({k: v for k, v in raw.items() if k != "name"})
-            for route_type in ("httpRoute", "http2Route", "grpcRoute", "tcpRoute"):
+            for route_type in ROUTE_TYPES:
                 body = route.get(route_type)
                 action = body.get("action") if isinstance(body, dict) else None
                 for j, target in _items(action.get("weightedTargets") if isinstance(action, dict) else None):

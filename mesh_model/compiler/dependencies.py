@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from mesh_model.spec import model as resources
+from mesh_model.spec.route_types import route_of
 
 Key = tuple
 
@@ -74,7 +75,7 @@ def node_dependencies(model: resources.MeshModel, mesh_name: str, node_name: str
         routes = mesh.gateway_routes.get(node_name, {}) if mesh else {}
         services = set()
         for route in routes.values():
-            body = route.spec.httpRoute or route.spec.http2Route or route.spec.grpcRoute
+            _, body = route_of(route.spec)
             services.add(body.action.target.virtualService.virtualServiceName)
         return frozenset(deps | service_dependencies(mesh, services))
     deps = {("Mesh", mesh_name), ("VirtualNode", mesh_name, node_name)}
@@ -110,7 +111,7 @@ def service_dependencies(mesh: resources.Mesh | None, services) -> set[Key]:
             deps.add(("VirtualRouter", mesh_name, router))
             deps.add(("Routes", mesh_name, router))
             for route in mesh.routes.get(router, {}).values():
-                body = route.spec.httpRoute or route.spec.http2Route or route.spec.grpcRoute or route.spec.tcpRoute
+                _, body = route_of(route.spec)
                 targets.update(t.virtualNode for t in body.action.weightedTargets)
         elif provider is not None and provider.virtualNode is not None:
             targets.add(provider.virtualNode.virtualNodeName)

@@ -28,6 +28,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from mesh_model.spec import model as resources
+from mesh_model.spec.route_types import route_of, serves_gateway_listener
 from mesh_model.compiler import names
 from mesh_model.compiler.clusters import _pool_thresholds, _protocol_options
 from mesh_model.compiler.common import socket_address, to_proto
@@ -60,12 +61,10 @@ def self_redirect_cluster_name(mesh: str, gateway: str, protocol: str, listener_
 def gateway_routes(mesh: resources.Mesh, gateway: str) -> list[GatewayRoutePlan]:
     plans = []
     for route in mesh.gateway_routes.get(gateway, {}).values():
-        for kind in ("httpRoute", "http2Route", "grpcRoute"):
-            body = getattr(route.spec, kind)
-            if body is not None:
-                target = body.action.target
-                priority = UNSET_PRIORITY if route.spec.priority is None else route.spec.priority
-                plans.append(GatewayRoutePlan(route.name, kind, body, priority, target.virtualService.virtualServiceName, target.port))
+        kind, body = route_of(route.spec)
+        target = body.action.target
+        priority = UNSET_PRIORITY if route.spec.priority is None else route.spec.priority
+        plans.append(GatewayRoutePlan(route.name, kind, body, priority, target.virtualService.virtualServiceName, target.port))
     return plans
 
 
@@ -197,7 +196,7 @@ def gateway_listeners_routes_clusters(
         clusters.append(to_proto(cluster, cluster_pb2.Cluster))
         applicable = [
             p for p in routes_by_listener
-            if (p.body.match.port is None or p.body.match.port == port) and _kind_fits(p.kind, protocol)
+            if (p.body.match.port is None or p.body.match.port == port) and serves_gateway_listener(p.kind, protocol)
         ]
         envoy_routes = [r for p in sorted(applicable, key=_sort_key) for r in _envoy_routes(mesh, p, cluster_name)]
         route_config_name = names.ingress_route_config(protocol, port)
@@ -218,10 +217,6 @@ def gateway_listeners_routes_clusters(
             body["listenerFilters"] = [TLS_INSPECTOR]
         listeners.append(to_proto(body, listener_pb2.Listener))
     return listeners, route_configs, clusters
-
-
-def _kind_fits(kind: str, protocol: str) -> bool:
-    return {"http": "httpRoute", "http2": "http2Route", "grpc": "grpcRoute"}[protocol] == kind
 
 
 def header_routed_virtual_host(plan: NodePlan) -> Optional[route_components_pb2.VirtualHost]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from mesh_model.spec import model as resources
+from mesh_model.spec.route_types import route_of, serves_router_listener
 from mesh_model.compiler import names
 
 UNSET_PRIORITY = 1001  # App Mesh priorities are 0..1000, 0 highest; unprioritised routes go last
@@ -85,14 +86,6 @@ def _route_sort_key(route: resources.Resource) -> tuple[int, str]:
     return (UNSET_PRIORITY if priority is None else priority, route.name)
 
 
-def _route_kind(spec) -> tuple[str, object]:
-    for kind in ("httpRoute", "http2Route", "grpcRoute", "tcpRoute"):
-        body = getattr(spec, kind)
-        if body is not None:
-            return kind, body
-    raise AssertionError("validated route has no route type")
-
-
 def _router_ports(mesh: resources.Mesh, router_name: str) -> list[ServicePort]:
     router = mesh.virtual_routers[router_name]
     listeners = router.spec.listeners or ()
@@ -101,8 +94,8 @@ def _router_ports(mesh: resources.Mesh, router_name: str) -> list[ServicePort]:
         port, protocol = listener.portMapping.port, listener.portMapping.protocol
         plans = []
         for route in sorted(mesh.routes.get(router_name, {}).values(), key=_route_sort_key):
-            kind, body = _route_kind(route.spec)
-            if not _route_fits_listener(kind, protocol):
+            kind, body = route_of(route.spec)
+            if not serves_router_listener(kind, protocol):
                 continue
             match_port = getattr(body.match, "port", None) if body.match is not None else None
             if match_port is not None and match_port != port:
@@ -115,13 +108,6 @@ def _router_ports(mesh: resources.Mesh, router_name: str) -> list[ServicePort]:
             plans.append(RoutePlan(route.name, kind, body, tuple(targets)))
         ports.append(ServicePort("", port, protocol, tuple(plans)))
     return ports
-
-
-def _route_fits_listener(kind: str, protocol: str) -> bool:
-    """HTTP-family routes serve HTTP-family listeners; TCP routes serve TCP listeners."""
-    if protocol == "tcp":
-        return kind == "tcpRoute"
-    return kind != "tcpRoute"
 
 
 def service_ports(mesh: resources.Mesh, service_name: str) -> list[ServicePort]:

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from mesh_model.spec.route_types import GATEWAY_ROUTE_TYPES, ROUTE_TYPES, route_of
+
 # ---------------------------------------------------------------------------- helpers
 
 RULE_ERROR = "meshplane_rule"  # pydantic error type of our own rule violations
@@ -334,9 +336,6 @@ class TcpRoute(SpecModel):
     timeout: TcpTimeout | None = None
 
 
-ROUTE_TYPES = ("httpRoute", "http2Route", "grpcRoute", "tcpRoute")
-
-
 class RouteSpec(SpecModel):
     httpRoute: HttpRoute | None = None
     http2Route: HttpRoute | None = None
@@ -353,12 +352,12 @@ class RouteSpec(SpecModel):
     @property
     def route_type(self) -> str:
         """Which route type is set: ``httpRoute``, ``http2Route``, ``grpcRoute`` or ``tcpRoute``."""
-        return next(t for t in ROUTE_TYPES if getattr(self, t) is not None)
+        return route_of(self)[0]
 
     @property
     def route(self) -> HttpRoute | GrpcRoute | TcpRoute:
         """The set route object (whatever its type)."""
-        return getattr(self, self.route_type)
+        return route_of(self)[1]
 
 
 # ---------------------------------------------------------------------------- TLS (nodes and gateways)
@@ -773,9 +772,6 @@ class GrpcGatewayRoute(SpecModel):
     match: GrpcGatewayRouteMatch
 
 
-GATEWAY_ROUTE_TYPES = ("httpRoute", "http2Route", "grpcRoute")
-
-
 class GatewayRouteSpec(SpecModel):
     httpRoute: HttpGatewayRoute | None = None
     http2Route: HttpGatewayRoute | None = None
@@ -787,6 +783,16 @@ class GatewayRouteSpec(SpecModel):
         if sum(getattr(self, t) is not None for t in GATEWAY_ROUTE_TYPES) != 1:
             _fail([((), f"exactly one of {', '.join(GATEWAY_ROUTE_TYPES)} must be set")])
         return self
+
+    @property
+    def route_type(self) -> str:
+        """Which route type is set: ``httpRoute``, ``http2Route`` or ``grpcRoute``."""
+        return route_of(self)[0]
+
+    @property
+    def route(self) -> HttpGatewayRoute | GrpcGatewayRoute:
+        """The set route object (whatever its type)."""
+        return route_of(self)[1]
 
 
 # ---------------------------------------------------------------------------- CloudMapService (meshplane)

@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 from mesh_model.errors import Issue
 from mesh_model.spec.model import Resource
 from mesh_model.spec.pydantic_errors import HintBudget, did_you_mean
+from mesh_model.spec.route_types import route_of
 
 
 class _Index:
@@ -117,7 +118,7 @@ def _parent(r: Resource, index: _Index, kind: str, name: str, field: str) -> tup
 
 def _check_route(r: Resource, index: _Index) -> list[Issue]:
     router, issues = _parent(r, index, "VirtualRouter", r.virtualRouter, "virtualRouter")
-    route_type, route = r.spec.route_type, r.spec.route
+    route_type, route = route_of(r.spec)
     issues += _check_match_port(r, f"spec.{route_type}.match.port", route.match.port if route.match else None, router)
     for i, target in enumerate(route.action.weightedTargets):
         issues += _check_target(r, index, f"spec.{route_type}.action.weightedTargets[{i}]", target)
@@ -193,8 +194,7 @@ def _service_ports(index: _Index, mesh: str, name: str) -> list[int] | None:
 def _check_gateway_route(r: Resource, index: _Index) -> list[Issue]:
     """The gateway exists and has the matched port; the target service exists and has the target port."""
     gateway, issues = _parent(r, index, "VirtualGateway", r.virtualGateway, "virtualGateway")
-    route_type = next(t for t in ("httpRoute", "http2Route", "grpcRoute") if getattr(r.spec, t) is not None)
-    route = getattr(r.spec, route_type)
+    route_type, route = route_of(r.spec)
     issues += _check_match_port(r, f"spec.{route_type}.match.port", route.match.port, gateway)
     target = route.action.target
     path = f"spec.{route_type}.action.target"

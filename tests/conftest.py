@@ -111,3 +111,21 @@ def module_procs(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("logs")
     with ProcessGroup(log_dir=log_dir) as group:
         yield group
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL (tests/harness/postgres.py: ``MESHPLANE_TEST_POSTGRES``, else 127.0.0.1:5432,
+    else a throwaway cluster). ``postgres.new_database()`` -> a fresh database URL;
+    ``postgres.stop()``/``start()``/``outage()`` for "PostgreSQL goes away and comes back" (a test
+    that stops it starts it again). FAILS (never skips) when there is no PostgreSQL."""
+    from tests.harness.postgres import PostgresUnavailable, TestPostgres
+
+    try:
+        pg = TestPostgres.open()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield pg
+    finally:
+        pg.close()

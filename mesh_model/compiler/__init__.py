@@ -17,13 +17,13 @@ from mesh_model.compiler import names, type_urls
 from mesh_model.compiler.compile_cache import CompileCache
 from mesh_model.compiler.clusters import egress_cluster, local_app_cluster
 from mesh_model.compiler.common import to_proto
-from mesh_model.compiler.dependencies import changed_keys, endpoint_dependencies, node_dependencies, service_dependencies
+from mesh_model.compiler.dependencies import changed_keys, node_keys
 from mesh_model.compiler.endpoints import load_assignment, needs_eds
-from mesh_model.compiler.gateway import gateway_listeners_routes_clusters, header_routed_virtual_host, plan_gateway
+from mesh_model.compiler.gateway import gateway_listeners_routes_clusters, header_routed_virtual_host
 from mesh_model.compiler.listeners import egress_listeners, ingress_listeners, listener_families
 from mesh_model.compiler.passthrough import allow_all_cluster, allow_all_virtual_host
 from mesh_model.compiler.placement import Placement
-from mesh_model.compiler.plan import plan_node
+from mesh_model.compiler.plan import node_dependencies, plan_gateway, plan_node
 from mesh_model.compiler.routes import egress_route_config, ingress_route_config, virtual_host
 from mesh_model.compiler.tcp import tcp_backends
 from mesh_model.compiler.tls import client_policy_for
@@ -114,7 +114,7 @@ def _egress_side(model, plan, placement: Placement, cache: CompileCache, out: _R
         )
         if needs_eds(mesh, target):
             out.endpoints[target.cluster_name] = cache.get(
-                ("endpoints", target), lambda: load_assignment(model, mesh, target), lambda: target_deps | endpoint_dependencies(mesh, target.node)
+                ("endpoints", target), lambda: load_assignment(model, mesh, target), lambda: {("Mesh", mesh.name)} | node_keys(mesh, target.node)
             )
 
     def shared_virtual_host(name: str, domains: tuple[str, ...], service_port) -> Message:
@@ -122,7 +122,7 @@ def _egress_side(model, plan, placement: Placement, cache: CompileCache, out: _R
         return cache.get(
             key,
             lambda: virtual_host(name, domains, service_port),
-            lambda: service_dependencies(mesh, {service_port.service}) | {("Mesh", mesh.name)},
+            lambda: service_port.dependencies | {("Mesh", mesh.name)},
         )
 
     http_backends = [sp for sp in plan.backends if sp.protocol != "tcp"]

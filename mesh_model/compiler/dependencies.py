@@ -1,7 +1,10 @@
-"""Which model resources a node's compiled config depends on.
+"""Dependency keys: names for the model resources a compiled config was built from, and
+which of them a model change touches.
 
-A change to the model recompiles only the nodes whose dependency set it touches
-(DESIGN.md step 3; Istio's ``ProxyNeedsPush``). Keys are tuples naming resources:
+A change to the model recompiles only the nodes whose dependency set it touches (as
+Istio's ``ProxyNeedsPush`` does): planning records the keys of what it reads
+(``plan.NodePlan.dependencies``), ``changed_keys`` lists the keys of what changed, and a
+node is rebuilt when the two meet. Keys are tuples:
 ``("Mesh", mesh)``, ``("VirtualNode", mesh, name)``, ``("VirtualService", mesh, name)``,
 ``("VirtualRouter", mesh, name)``, ``("Routes", mesh, router)`` (any route of the router,
 including added or removed ones), ``("VirtualGateway", mesh, name)``,
@@ -11,13 +14,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from mesh_model.spec import model as resources
-from mesh_model.spec.route_types import route_of
+from mesh_model.spec.model import Mesh, MeshModel, Resource
 
 Key = tuple
 
 
-def resource_key(resource: resources.Resource) -> Key:
+def resource_key(resource: Resource) -> Key:
     """The dependency key a changed resource invalidates."""
     if resource.kind == "Mesh":
         return ("Mesh", resource.name)
@@ -30,7 +32,17 @@ def resource_key(resource: resources.Resource) -> Key:
     return (resource.kind, resource.mesh, resource.name)
 
 
-def _all_resources(model: resources.MeshModel) -> Iterable[resources.Resource]:
+def node_keys(mesh: Mesh, node_name: str) -> set[Key]:
+    """What calling a node reads of it: the node, and the Cloud Map service its endpoints come from."""
+    keys: set[Key] = {("VirtualNode", mesh.name, node_name)}
+    node = mesh.virtual_nodes.get(node_name)
+    sd = node.spec.serviceDiscovery if node is not None else None
+    if sd is not None and sd.awsCloudMap is not None:
+        keys.add(("CloudMapService", sd.awsCloudMap.namespaceName, sd.awsCloudMap.serviceName))
+    return keys
+
+
+def _all_resources(model: MeshModel) -> Iterable[Resource]:
     for mesh in model.meshes.values():
         yield mesh.resource
         yield from mesh.virtual_services.values()
@@ -44,18 +56,18 @@ def _all_resources(model: resources.MeshModel) -> Iterable[resources.Resource]:
     yield from model.cloud_map.values()
 
 
-def _identity(resource: resources.Resource) -> tuple:
+def _identity(resource: Resource) -> tuple:
     return (resource.kind, resource.mesh, resource.virtualRouter, resource.virtualGateway, resource.namespaceName, resource.name)
 
 
-def changed_keys(old: resources.MeshModel, new: resources.MeshModel) -> set[Key]:
+def changed_keys(old: MeshModel, new: MeshModel) -> set[Key]:
     """Dependency keys of every resource added, removed or modified between two models."""
     before = {_identity(r): r for r in _all_resources(old)}
     after = {_identity(r): r for r in _all_resources(new)}
     changed: set[Key] = set()
     for ident in before.keys() | after.keys():
         a, b = before.get(ident), after.get(ident)
-        if a is b:  # unchanged files give back the very same objects (loader.ParseCache)
+        if a is b:  # unchanged files give back the very same objects (load.ParseCache)
             continue
         if a is None or b is None:
             changed.add(resource_key(a or b))
@@ -65,57 +77,3 @@ def changed_keys(old: resources.MeshModel, new: resources.MeshModel) -> set[Key]
         elif a.spec != b.spec:
             changed.add(resource_key(a or b))
     return changed
-
-
-def node_dependencies(model: resources.MeshModel, mesh_name: str, node_name: str, kind: str = "virtualNode") -> frozenset[Key]:
-    """Everything ``compile_node`` reads for this node or gateway (a superset is fine, a subset is a bug)."""
-    mesh = model.meshes.get(mesh_name)
-    if kind == "virtualGateway":
-        deps: set[Key] = {("Mesh", mesh_name), ("VirtualGateway", mesh_name, node_name), ("GatewayRoutes", mesh_name, node_name)}
-        routes = mesh.gateway_routes.get(node_name, {}) if mesh else {}
-        services = set()
-        for route in routes.values():
-            _, body = route_of(route.spec)
-            services.add(body.action.target.virtualService.virtualServiceName)
-        return frozenset(deps | service_dependencies(mesh, services))
-    deps = {("Mesh", mesh_name), ("VirtualNode", mesh_name, node_name)}
-    node = mesh.virtual_nodes.get(node_name) if mesh else None
-    if node is None:
-        return frozenset(deps)
-    services = {b.virtualService.virtualServiceName for b in node.spec.backends or () if b.virtualService is not None}
-    return frozenset(deps | service_dependencies(mesh, services))
-
-
-def endpoint_dependencies(mesh: resources.Mesh, node_name: str) -> set[Key]:
-    """The Cloud Map service a node's endpoints come from, if any."""
-    node = mesh.virtual_nodes.get(node_name)
-    sd = node.spec.serviceDiscovery if node is not None else None
-    if sd is not None and sd.awsCloudMap is not None:
-        return {("CloudMapService", sd.awsCloudMap.namespaceName, sd.awsCloudMap.serviceName)}
-    return set()
-
-
-def service_dependencies(mesh: resources.Mesh | None, services) -> set[Key]:
-    """What calling these virtual services reads: providers, routers, routes, target nodes, Cloud Map."""
-    deps: set[Key] = set()
-    if mesh is None:
-        return deps
-    mesh_name = mesh.name
-    for service_name in services:
-        deps.add(("VirtualService", mesh_name, service_name))
-        service = mesh.virtual_services.get(service_name)
-        provider = service.spec.provider if service is not None else None
-        targets: set[str] = set()
-        if provider is not None and provider.virtualRouter is not None:
-            router = provider.virtualRouter.virtualRouterName
-            deps.add(("VirtualRouter", mesh_name, router))
-            deps.add(("Routes", mesh_name, router))
-            for route in mesh.routes.get(router, {}).values():
-                _, body = route_of(route.spec)
-                targets.update(t.virtualNode for t in body.action.weightedTargets)
-        elif provider is not None and provider.virtualNode is not None:
-            targets.add(provider.virtualNode.virtualNodeName)
-        for target in targets:
-            deps.add(("VirtualNode", mesh_name, target))
-            deps |= endpoint_dependencies(mesh, target)
-    return deps

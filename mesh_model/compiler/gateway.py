@@ -20,7 +20,6 @@ cut off long calls before the service route's own, configurable timeout could ap
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -28,13 +27,13 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from mesh_model.spec import model as resources
-from mesh_model.spec.route_types import route_of, serves_gateway_listener
+from mesh_model.spec.route_types import serves_gateway_listener
 from mesh_model.compiler import names
 from mesh_model.compiler.clusters import _pool_thresholds, _protocol_options
 from mesh_model.compiler.common import socket_address, to_proto
 from mesh_model.compiler.listeners import access_logs, http_connection_manager
 from mesh_model.compiler.placement import Placement
-from mesh_model.compiler.plan import NodePlan, UNSET_PRIORITY, service_ports
+from mesh_model.compiler.plan import GatewayRoutePlan, NodePlan, gateway_routes, service_ports
 from mesh_model.compiler.routes import egress_route, header_matcher, http_route_match
 from mesh_model.compiler.tls import TLS_INSPECTOR, listener_filter_chains, needs_tls_inspector
 
@@ -42,30 +41,10 @@ VS_HEADER = "x-app-mesh-virtual-service"
 SELF_REDIRECT_CONNECT_TIMEOUT = "0.250s"  # App Mesh's value: a loopback hop
 
 
-@dataclass(frozen=True)
-class GatewayRoutePlan:
-    name: str
-    kind: str  # httpRoute | http2Route | grpcRoute
-    body: Any
-    priority: int
-    service: str
-    service_port: Optional[int]
-
-
 def self_redirect_cluster_name(mesh: str, gateway: str, protocol: str, listener_port: int, listener_count: int) -> str:
     if listener_count > 1:
         return f"cds_ingress_{mesh}_{gateway}_self_redirect_{listener_port}_{protocol}_15001"
     return f"cds_ingress_{mesh}_{gateway}_self_redirect_{protocol}_15001"
-
-
-def gateway_routes(mesh: resources.Mesh, gateway: str) -> list[GatewayRoutePlan]:
-    plans = []
-    for route in mesh.gateway_routes.get(gateway, {}).values():
-        kind, body = route_of(route.spec)
-        target = body.action.target
-        priority = UNSET_PRIORITY if route.spec.priority is None else route.spec.priority
-        plans.append(GatewayRoutePlan(route.name, kind, body, priority, target.virtualService.virtualServiceName, target.port))
-    return plans
 
 
 def _match_length(plan: GatewayRoutePlan) -> int:
@@ -81,14 +60,6 @@ def _match_length(plan: GatewayRoutePlan) -> int:
 
 def _sort_key(plan: GatewayRoutePlan) -> tuple:
     return (plan.priority, -_match_length(plan), plan.name)
-
-
-def plan_gateway(mesh: resources.Mesh, gateway: resources.Resource) -> NodePlan:
-    """Every virtual service a gateway route targets becomes a backend of the gateway's egress side."""
-    services = sorted({p.service for p in gateway_routes(mesh, gateway.name)})
-    backends = [sp for service in services for sp in service_ports(mesh, service)]
-    backends.sort(key=lambda sp: (sp.service, sp.port))
-    return NodePlan(mesh, gateway, tuple(backends))
 
 
 def _hostname_header(hostname) -> Optional[dict[str, Any]]:

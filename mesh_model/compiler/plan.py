@@ -1,18 +1,23 @@
-"""What one virtual node needs to know: its backends, their ports, routes and upstream targets.
+"""What one virtual node or gateway needs to know: its backends, their ports, routes and
+upstream targets, and which model resources that took.
 
 App Mesh sends each Envoy only the config its virtual node's backends need, not the whole
 mesh. This module walks the model once (node -> backend virtual services -> provider router
-or node -> routes -> target nodes) and returns plain facts; the per-resource modules turn
-those facts into Envoy protos.
+or node -> routes -> target nodes; gateway -> gateway routes -> target virtual services ->
+the same) and returns plain facts; the per-resource modules turn those facts into Envoy
+protos. As it walks it records the dependency key of every resource it reads
+(``NodePlan.dependencies``): that set is what ``compile_node`` reads for the node, so a
+model change that touches none of it leaves the node's config as it is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
-from mesh_model.spec import model as resources
-from mesh_model.spec.route_types import route_of, serves_router_listener
 from mesh_model.compiler import names
+from mesh_model.compiler.dependencies import Key, node_keys
+from mesh_model.spec.model import Mesh, MeshModel, Resource
+from mesh_model.spec.route_types import route_of, serves_router_listener
 
 UNSET_PRIORITY = 1001  # App Mesh priorities are 0..1000, 0 highest; unprioritised routes go last
 
@@ -55,13 +60,17 @@ class ServicePort:
     port: int
     protocol: str
     routes: tuple[RoutePlan, ...]
+    # what planning the whole service read: a piece built from this port (a virtual host)
+    # depends on these keys only, whichever node it is built for
+    dependencies: frozenset[Key] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)
 class NodePlan:
-    mesh: resources.Mesh
-    node: resources.Resource
+    mesh: Mesh
+    node: Resource  # the virtual node, or the virtual gateway
     backends: tuple[ServicePort, ...]  # sorted by (service, port)
+    dependencies: frozenset[Key] = frozenset()  # every model resource compiling this node reads
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -69,7 +78,17 @@ class NodePlan:
         return tuple(sorted(found))
 
 
-def node_listener_target(mesh: resources.Mesh, node_name: str, port: Optional[int]) -> Optional[Target]:
+@dataclass(frozen=True)
+class GatewayRoutePlan:
+    name: str
+    kind: str  # httpRoute | http2Route | grpcRoute
+    body: Any
+    priority: int
+    service: str
+    service_port: Optional[int]
+
+
+def node_listener_target(mesh: Mesh, node_name: str, port: Optional[int]) -> Optional[Target]:
     """The target for (node, port); with no port, the node's only listener. Validation guarantees existence."""
     node = mesh.virtual_nodes.get(node_name)
     if node is None:
@@ -81,12 +100,14 @@ def node_listener_target(mesh: resources.Mesh, node_name: str, port: Optional[in
     return None
 
 
-def _route_sort_key(route: resources.Resource) -> tuple[int, str]:
+def _route_sort_key(route: Resource) -> tuple[int, str]:
     priority = route.spec.priority
     return (UNSET_PRIORITY if priority is None else priority, route.name)
 
 
-def _router_ports(mesh: resources.Mesh, router_name: str) -> list[ServicePort]:
+def _router_ports(mesh: Mesh, router_name: str, reads: set[Key]) -> list[ServicePort]:
+    reads.add(("VirtualRouter", mesh.name, router_name))
+    reads.add(("Routes", mesh.name, router_name))
     router = mesh.virtual_routers[router_name]
     listeners = router.spec.listeners or ()
     ports = []
@@ -102,6 +123,7 @@ def _router_ports(mesh: resources.Mesh, router_name: str) -> list[ServicePort]:
                 continue
             targets = []
             for wt in body.action.weightedTargets:
+                reads |= node_keys(mesh, wt.virtualNode)
                 target = node_listener_target(mesh, wt.virtualNode, wt.port)
                 if target is not None:
                     targets.append(WeightedTarget(target, wt.weight))
@@ -110,30 +132,77 @@ def _router_ports(mesh: resources.Mesh, router_name: str) -> list[ServicePort]:
     return ports
 
 
-def service_ports(mesh: resources.Mesh, service_name: str) -> list[ServicePort]:
-    """The ports a virtual service answers on and how each is routed (empty without a provider)."""
+def plan_service(mesh: Mesh, service_name: str) -> tuple[tuple[ServicePort, ...], frozenset[Key]]:
+    """The ports a virtual service answers on and how each is routed (none without a
+    provider), and the keys of every resource read to find out."""
+    reads: set[Key] = {("VirtualService", mesh.name, service_name)}
     service = mesh.virtual_services.get(service_name)
     if service is None or service.spec.provider is None:
-        return []
+        return (), frozenset(reads)
     provider = service.spec.provider
     if provider.virtualRouter is not None:
-        ports = _router_ports(mesh, provider.virtualRouter.virtualRouterName)
+        ports = _router_ports(mesh, provider.virtualRouter.virtualRouterName, reads)
     else:
         node_name = provider.virtualNode.virtualNodeName
+        reads |= node_keys(mesh, node_name)
         ports = []
         for listener in mesh.virtual_nodes[node_name].spec.listeners or ():
             target = Target(mesh.name, node_name, listener.portMapping.port, listener.portMapping.protocol)
             route = RoutePlan("provider", "provider", None, (WeightedTarget(target, 100),))
             ports.append(ServicePort("", target.port, target.protocol, (route,)))
-    return [ServicePort(service_name, p.port, p.protocol, p.routes) for p in ports]
+    dependencies = frozenset(reads)
+    return tuple(ServicePort(service_name, p.port, p.protocol, p.routes, dependencies) for p in ports), dependencies
 
 
-def plan_node(mesh: resources.Mesh, node_name: str) -> NodePlan:
-    node = mesh.virtual_nodes[node_name]
+def service_ports(mesh: Mesh, service_name: str) -> tuple[ServicePort, ...]:
+    """The ports a virtual service answers on and how each is routed (empty without a provider)."""
+    return plan_service(mesh, service_name)[0]
+
+
+def _plan_backends(mesh: Mesh, node: Resource, services, reads: set[Key]) -> NodePlan:
     backends: list[ServicePort] = []
-    for backend in node.spec.backends or ():
-        if backend.virtualService is None:
-            continue
-        backends.extend(service_ports(mesh, backend.virtualService.virtualServiceName))
+    for service in services:
+        ports, dependencies = plan_service(mesh, service)
+        backends.extend(ports)
+        reads |= dependencies
     backends.sort(key=lambda sp: (sp.service, sp.port))
-    return NodePlan(mesh, node, tuple(backends))
+    return NodePlan(mesh, node, tuple(backends), frozenset(reads))
+
+
+def plan_node(mesh: Mesh, node_name: str) -> NodePlan:
+    """A virtual node calls the virtual services listed in its backends."""
+    node = mesh.virtual_nodes[node_name]
+    services = [b.virtualService.virtualServiceName for b in node.spec.backends or () if b.virtualService is not None]
+    reads: set[Key] = {("Mesh", mesh.name), ("VirtualNode", mesh.name, node_name)}
+    return _plan_backends(mesh, node, services, reads)
+
+
+def gateway_routes(mesh: Mesh, gateway: str) -> list[GatewayRoutePlan]:
+    plans = []
+    for route in mesh.gateway_routes.get(gateway, {}).values():
+        kind, body = route_of(route.spec)
+        target = body.action.target
+        priority = UNSET_PRIORITY if route.spec.priority is None else route.spec.priority
+        plans.append(GatewayRoutePlan(route.name, kind, body, priority, target.virtualService.virtualServiceName, target.port))
+    return plans
+
+
+def plan_gateway(mesh: Mesh, gateway: Resource) -> NodePlan:
+    """Every virtual service a gateway route targets becomes a backend of the gateway's egress side."""
+    services = sorted({p.service for p in gateway_routes(mesh, gateway.name)})
+    reads: set[Key] = {("Mesh", mesh.name), ("VirtualGateway", mesh.name, gateway.name), ("GatewayRoutes", mesh.name, gateway.name)}
+    return _plan_backends(mesh, gateway, services, reads)
+
+
+def node_dependencies(model: MeshModel, mesh_name: str, node_name: str, kind: str = "virtualNode") -> frozenset[Key]:
+    """Everything ``compile_node`` reads for this node or gateway (its plan's dependencies;
+    for a node or mesh not in the model, the keys that would bring it in)."""
+    mesh = model.meshes.get(mesh_name)
+    if kind == "virtualGateway":
+        gateway = mesh.virtual_gateways.get(node_name) if mesh is not None else None
+        if gateway is None:
+            return frozenset({("Mesh", mesh_name), ("VirtualGateway", mesh_name, node_name), ("GatewayRoutes", mesh_name, node_name)})
+        return plan_gateway(mesh, gateway).dependencies
+    if mesh is None or node_name not in mesh.virtual_nodes:
+        return frozenset({("Mesh", mesh_name), ("VirtualNode", mesh_name, node_name)})
+    return plan_node(mesh, node_name).dependencies

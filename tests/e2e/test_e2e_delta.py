@@ -17,14 +17,12 @@ import pytest
 from mesh_model.render import dynamic_bootstrap
 from mesh_model.compiler import Placement
 from mesh_model.node_id import parse_node_id
-from tests.e2e.test_e2e_envoy import CATALOG, FRONT, mesh_yaml, write_model
 from tests.harness.apps import AppServer
 from tests.harness.envoy import EnvoyProcess
 from tests.harness.mesh import MeshRunner, Sidecar
 from tests.harness.processes import free_port, wait_until
 from tests.harness.traffic import count_split, http_get, split_violations
-
-RECOMMEND_BACKEND = "    - virtualService: {virtualServiceName: recommend.shop.local}\n"
+from tests.model_builders import CATALOG, FRONT, shop_model, write_model
 
 
 class DeltaEnv:
@@ -70,10 +68,7 @@ def delta_mesh(module_procs, module_addresses, tmp_path_factory, envoy_binary):
     env.rec_a, env.rec_b = env.apps["rec-a"], env.apps["rec-b"]
     env.workdir = tmp_path_factory.mktemp("delta")
     env.model_file = env.workdir / "model" / "mesh.yaml"
-    env.model_file.parent.mkdir()
-    env.baseline = mesh_yaml(env)
-    assert RECOMMEND_BACKEND in env.baseline
-    env.model_file.write_text(env.baseline)
+    env.baseline = write_model(env.model_file, shop_model(env))
     env.runner = MeshRunner(module_procs, env.model_file.parent, env.workdir)
     env.runner.xds = ("127.0.0.1", free_port())
     env.runner.http = ("127.0.0.1", free_port())
@@ -106,7 +101,7 @@ def mesh(delta_mesh):
     yield env
     if env.model_file.read_text() != env.baseline:
         reloads = env.runner.status()["model"]["reloads"]
-        write_model(env, env.baseline)
+        write_model(env.model_file, shop_model(env))
         wait_until(lambda: env.runner.status()["model"]["reloads"] > reloads, 10,
                    message="the baseline model was not reloaded")
         env.runner.wait_converged(FRONT, types=("cds", "eds", "lds", "rds"), timeout=15)
@@ -116,9 +111,9 @@ def split(env, n: int):
     return count_split(env.catalog_url, n, host_header=env.catalog_host)
 
 
-def reload_and_converge(env, text: str, types=("rds",)) -> None:
+def reload_and_converge(env, model: list[dict], types=("rds",)) -> None:
     before = env.runner.versions(FRONT)
-    write_model(env, text)
+    write_model(env.model_file, model)
     env.runner.wait_converged(FRONT, changed_from=before, types=types, timeout=10)
 
 
@@ -135,7 +130,7 @@ def test_envoy_speaks_delta_and_routes_per_weights(mesh):
 def test_weight_edit_reaches_envoy_over_delta(mesh):
     before = mesh.runner.versions(FRONT)
     modified = mesh.front.envoy.stat("cluster_manager.cluster_modified")
-    reload_and_converge(mesh, mesh_yaml(mesh, main_weights=(20, 80)))
+    reload_and_converge(mesh, shop_model(mesh, main_weights=(20, 80)))
     counts = split(mesh, 300)
     problems = split_violations(counts, {"v1": 20, "v2": 80})
     assert not problems, f"split {dict(counts)}: {problems}"
@@ -149,7 +144,7 @@ def test_removed_backend_disappears_from_envoy(mesh):
     assert mesh.recommend_cluster in envoy.clusters()
     modified = envoy.stat("cluster_manager.cluster_modified")
     removed = envoy.stat("cluster_manager.cluster_removed") or 0
-    reload_and_converge(mesh, mesh.baseline.replace(RECOMMEND_BACKEND, ""), types=("cds",))
+    reload_and_converge(mesh, shop_model(mesh, front_backends=(CATALOG,)), types=("cds",))  # recommend removed
     wait_until(lambda: mesh.recommend_cluster not in envoy.clusters(), 5,
                message="the removed backend's cluster is still in Envoy")
     assert envoy.stat("cluster_manager.cluster_removed") == removed + 1
@@ -160,9 +155,9 @@ def test_removed_backend_disappears_from_envoy(mesh):
 
 
 def test_nack_shows_in_status_and_is_not_resent(mesh):
-    bad_log = "logging:\n  accessLog:\n    file:\n      path: /dev/null\n      format:\n        text: \"%NO_SUCH_COMMAND%\"\n"
+    bad_log = {"accessLog": {"file": {"path": "/dev/null", "format": {"text": "%NO_SUCH_COMMAND%"}}}}
     before = mesh.runner.versions(FRONT)
-    write_model(mesh, mesh_yaml(mesh, extra_front_spec=bad_log))
+    write_model(mesh.model_file, shop_model(mesh, logging=bad_log))
 
     def nacked():
         return (mesh.runner.node_types(FRONT).get("lds") or {}).get("nacked")
@@ -187,7 +182,7 @@ def test_control_plane_restart_resumes_with_initial_resource_versions(mesh):
     added = envoy.stat("cluster_manager.cluster_added")
     modified = envoy.stat("cluster_manager.cluster_modified")
     mesh.runner.serve_proc.stop()
-    write_model(mesh, mesh_yaml(mesh, main_weights=(50, 50)).replace("maxServerErrors: 3", "maxServerErrors: 4"))
+    write_model(mesh.model_file, shop_model(mesh, main_weights=(50, 50), max_server_errors=4))  # was 3
     start_control_plane(mesh)
     mesh.runner.wait_converged(FRONT, changed_from=before, types=("cds", "rds"), timeout=15)
     log = mesh.runner.serve_proc.output()
@@ -209,8 +204,7 @@ def test_changed_cluster_leaves_warming(mesh):
     envoy = mesh.front.envoy
     url, host = mesh.front.egress_url(mesh.port), f"recommend.shop.local:{mesh.port}"
     modified = envoy.stat("cluster_manager.cluster_modified")
-    assert "maxServerErrors: 3" in mesh.baseline
-    reload_and_converge(mesh, mesh.baseline.replace("maxServerErrors: 3", "maxServerErrors: 4"), types=("cds",))
+    reload_and_converge(mesh, shop_model(mesh, max_server_errors=4), types=("cds",))  # baseline: 3
     envoy.wait_stat("cluster_manager.cluster_modified", lambda v: v == modified + 1, timeout=5)
 
     def active():
@@ -225,9 +219,8 @@ def test_changed_cluster_leaves_warming(mesh):
 def test_changed_listener_leaves_warming(mesh):
     """§1 D23 over Delta: a changed listener (routes unchanged) must not stay warming."""
     envoy = mesh.front.envoy
-    good_log = ("logging:\n  accessLog:\n    file:\n      path: /dev/null\n      format:\n"
-                "        text: \"%RESPONSE_CODE%\\n\"\n")
-    reload_and_converge(mesh, mesh_yaml(mesh, extra_front_spec=good_log), types=("lds",))
+    good_log = {"accessLog": {"file": {"path": "/dev/null", "format": {"text": "%RESPONSE_CODE%\n"}}}}
+    reload_and_converge(mesh, shop_model(mesh, logging=good_log), types=("lds",))
 
     def active():
         return not envoy.config_dump("dynamic_listeners").get("configs") or all(

@@ -13,10 +13,7 @@ meshplane's /status.
 """
 from __future__ import annotations
 
-import os
-import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -24,122 +21,7 @@ from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port, wait_until
 from tests.harness.traffic import count_split, http_get, split_violations
-
-FRONT = "mesh/shop/virtualNode/front"
-CATALOG = "catalog.shop.local"
-
-
-def mesh_yaml(env, *, main_weights=(90, 10), extra_front_spec: str = "", broken: bool = False) -> str:
-    """The shop mesh with this run's addresses; keyword arguments make the edits tests need."""
-    port = env.port
-    v1_weight, v2_weight = main_weights
-    text = f"""
-    kind: Mesh
-    name: shop
-    ---
-    kind: VirtualService
-    mesh: shop
-    name: {CATALOG}
-    spec:
-      provider: {{virtualRouter: {{virtualRouterName: catalog-router}}}}
-    ---
-    kind: VirtualRouter
-    mesh: shop
-    name: catalog-router
-    spec:
-      listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-    ---
-    kind: Route
-    mesh: shop
-    virtualRouter: catalog-router
-    name: beta
-    spec:
-      priority: 10
-      httpRoute:
-        match:
-          prefix: /
-          headers: [{{name: x-beta, match: {{exact: "yes"}}}}]
-        action:
-          weightedTargets: [{{virtualNode: catalog-v2, weight: 1}}]
-        retryPolicy:
-          maxRetries: 2
-          perRetryTimeout: {{unit: ms, value: 2000}}
-          httpRetryEvents: [gateway-error]
-    ---
-    kind: Route
-    mesh: shop
-    virtualRouter: catalog-router
-    name: main
-    spec:
-      priority: 100
-      httpRoute:
-        match: {{prefix: /}}
-        action:
-          weightedTargets:
-            - {{virtualNode: catalog-v1, weight: {v1_weight if not broken else 150}}}
-            - {{virtualNode: catalog-v2, weight: {v2_weight}}}
-    ---
-    kind: VirtualService
-    mesh: shop
-    name: recommend.shop.local
-    spec:
-      provider: {{virtualNode: {{virtualNodeName: recommend}}}}
-    ---
-    kind: VirtualNode
-    mesh: shop
-    name: front
-    spec:
-      listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-      serviceDiscovery: {{dns: {{hostname: {env.front_ingress}}}}}
-      backends:
-        - virtualService: {{virtualServiceName: {CATALOG}}}
-        - virtualService: {{virtualServiceName: {"recommend.shop.local" if not broken else "ghost.shop.local"}}}
-{textwrap.indent(extra_front_spec, " " * 6)}
-    ---
-    kind: VirtualNode
-    mesh: shop
-    name: catalog-v1
-    spec:
-      listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-      serviceDiscovery: {{dns: {{hostname: {env.v1_ingress}}}}}
-    ---
-    kind: VirtualNode
-    mesh: shop
-    name: catalog-v2
-    spec:
-      listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-      serviceDiscovery: {{dns: {{hostname: {env.v2_ingress}}}}}
-    ---
-    kind: VirtualNode
-    mesh: shop
-    name: recommend
-    spec:
-      listeners:
-        - portMapping: {{port: {port}, protocol: http}}
-          outlierDetection:
-            maxServerErrors: 3
-            maxEjectionPercent: 50
-            interval: {{unit: s, value: 1}}
-            baseEjectionDuration: {{unit: s, value: 60}}
-      serviceDiscovery:
-        awsCloudMap: {{namespaceName: shop.local, serviceName: recommend}}
-    ---
-    kind: CloudMapService
-    namespaceName: shop.local
-    name: recommend
-    spec:
-      instances:
-        - {{instanceId: rec-a, attributes: {{AWS_INSTANCE_IPV4: {env.rec_a.host}}}}}
-        - {{instanceId: rec-b, attributes: {{AWS_INSTANCE_IPV4: {env.rec_b.host}}}}}
-    """
-    return textwrap.dedent(text).lstrip()
-
-
-def write_model(env, text: str) -> None:
-    """Replace the model file atomically, as a deploy tool (or ConfigMap swap) would."""
-    tmp = env.model_file.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, env.model_file)
+from tests.model_builders import CATALOG, FRONT, shop_model, write_model
 
 
 class ShopEnv:
@@ -165,9 +47,7 @@ def shop(module_procs, module_addresses, tmp_path_factory, envoy_binary):
     env.rec_a, env.rec_b = env.apps["rec-a"], env.apps["rec-b"]
     workdir = tmp_path_factory.mktemp("shop")
     env.model_file = workdir / "model" / "mesh.yaml"
-    env.model_file.parent.mkdir()
-    env.baseline = mesh_yaml(env)
-    env.model_file.write_text(env.baseline)
+    env.baseline = write_model(env.model_file, shop_model(env))
     env.runner = MeshRunner(module_procs, env.model_file.parent, workdir)
     env.runner.start_control_plane()
     env.front = env.runner.start_sidecar(FRONT, ingress=env.front_ingress, app=env.front_app, egress=env.front_egress)
@@ -192,7 +72,7 @@ def mesh(shop):
         app.reset()
     if shop.model_file.read_text() != shop.baseline:
         reloads = shop.runner.status()["model"]["reloads"]
-        write_model(shop, shop.baseline)
+        write_model(shop.model_file, shop_model(shop))
 
         def baseline_loaded():
             model = shop.runner.status()["model"]
@@ -269,7 +149,7 @@ def test_outlier_detection_ejects_failing_endpoint(mesh):
 def test_weight_change_is_hot_reloaded_into_envoy(mesh):
     before = mesh.runner.versions(FRONT)
     started = time.monotonic()
-    write_model(mesh, mesh_yaml(mesh, main_weights=(20, 80)))
+    write_model(mesh.model_file, shop_model(mesh, main_weights=(20, 80)))
     mesh.runner.wait_converged(FRONT, changed_from=before, types=("rds",), timeout=10)
     elapsed = time.monotonic() - started
     counts = catalog_split(mesh, 400)
@@ -282,7 +162,8 @@ def test_weight_change_is_hot_reloaded_into_envoy(mesh):
 
 def test_invalid_edit_keeps_serving_last_good_config(mesh):
     before = mesh.runner.versions(FRONT)
-    write_model(mesh, mesh_yaml(mesh, broken=True))
+    # an over-range weight and a backend that does not exist: both reported, nothing pushed
+    write_model(mesh.model_file, shop_model(mesh, main_weights=(150, 10), front_backends=(CATALOG, "ghost.shop.local")))
     errors = wait_until(lambda: mesh.runner.status()["model"]["lastError"], 10, message="the invalid edit was not reported")
     text = "\n".join(errors)
     assert "mesh.yaml: Route shop/catalog-router/main: spec.httpRoute.action.weightedTargets[0].weight: must be <= 100" in text
@@ -297,8 +178,8 @@ def test_invalid_edit_keeps_serving_last_good_config(mesh):
 def test_envoy_nack_is_visible_in_status(mesh):
     """A model that is valid for App Mesh but that Envoy rejects (an unknown access-log command)."""
     before = mesh.runner.versions(FRONT)
-    bad_log = "logging:\n  accessLog:\n    file:\n      path: /dev/null\n      format:\n        text: \"%NO_SUCH_COMMAND%\"\n"
-    write_model(mesh, mesh_yaml(mesh, extra_front_spec=bad_log))
+    bad_log = {"accessLog": {"file": {"path": "/dev/null", "format": {"text": "%NO_SUCH_COMMAND%"}}}}
+    write_model(mesh.model_file, shop_model(mesh, logging=bad_log))
 
     def nacked():
         lds = mesh.runner.node_types(FRONT).get("lds") or {}

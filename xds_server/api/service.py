@@ -24,7 +24,9 @@ TagResource/UntagResource): if the resource is not at that version any more, the
         def add(request, **_):
             request.headers["If-Match"] = str(version)
         return add
-    client.meta.events.register("before-sign.appmesh.UpdateRoute", if_match(3))
+    client.meta.events.register("before-sign.app-mesh.UpdateRoute", if_match(3))
+
+(botocore names the event after the service id, ``app-mesh``, not ``appmesh``.)
 
 **meshplane extension, whole-model endpoints** (used by ``meshplane export``/``apply``):
 ``GET /meshplane/v1/model`` -> ``{"revision": N, "documents": [native documents]}``;

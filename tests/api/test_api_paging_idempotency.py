@@ -1,0 +1,144 @@
+"""limit/nextToken pagination, clientToken idempotency, If-Match optimistic concurrency and
+concurrent writers (no lost update)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.api.specs import node_spec, route_spec, router_spec
+
+
+def if_match(client, operation: str, version: int):
+    """Register an ``If-Match: version`` header on ``operation`` (meshplane's extension); returns the unregister."""
+    def add(request, **_):
+        request.headers["If-Match"] = str(version)
+
+    event = f"before-sign.app-mesh.{operation}"  # botocore names App Mesh events "app-mesh"
+    client.meta.events.register(event, add)
+    return lambda: client.meta.events.unregister(event, add)
+
+
+def test_pagination(api):
+    c = api.client()
+    c.create_mesh(meshName="m")
+    names = sorted(f"node-{i:02d}" for i in range(23))
+    for name in names:
+        c.create_virtual_node(meshName="m", virtualNodeName=name, spec=node_spec(f"{name}.local"))
+    seen, token, pages = [], None, 0
+    while True:
+        kwargs = {"meshName": "m", "limit": 5, **({"nextToken": token} if token else {})}
+        page = c.list_virtual_nodes(**kwargs)
+        assert len(page["virtualNodes"]) <= 5
+        seen += [n["virtualNodeName"] for n in page["virtualNodes"]]
+        pages += 1
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert seen == names and pages == 5
+    paginated = [n["virtualNodeName"] for p in c.get_paginator("list_virtual_nodes").paginate(
+        meshName="m", PaginationConfig={"PageSize": 4}) for n in p["virtualNodes"]]
+    assert paginated == names
+    assert "nextToken" not in c.list_virtual_nodes(meshName="m")  # default limit 100 holds all
+    with pytest.raises(ClientError) as info:
+        c.list_virtual_nodes(meshName="m", nextToken="!!!not-a-token")
+    assert info.value.response["Error"]["Code"] == "BadRequestException"
+    arn = c.describe_mesh(meshName="m")["mesh"]["metadata"]["arn"]
+    c.tag_resource(resourceArn=arn, tags=[{"key": f"k{i}", "value": str(i)} for i in range(7)])
+    first = c.list_tags_for_resource(resourceArn=arn, limit=3)
+    assert len(first["tags"]) == 3 and first["nextToken"]
+    rest = c.list_tags_for_resource(resourceArn=arn, limit=50, nextToken=first["nextToken"])
+    assert [t["key"] for t in first["tags"] + rest["tags"]] == [f"k{i}" for i in range(7)]
+
+
+def test_client_token_idempotency(api):
+    c = api.client()
+    first = c.create_mesh(meshName="m", clientToken="token-1")["mesh"]
+    again = c.create_mesh(meshName="m", clientToken="token-1")["mesh"]  # same token, same request: same answer
+    assert again == first
+    assert len(c.list_meshes()["meshes"]) == 1
+    with pytest.raises(ClientError) as info:  # same token, different request
+        c.create_mesh(meshName="m2", clientToken="token-1")
+    assert info.value.response["Error"]["Code"] == "ConflictException"
+    assert "token-1" in info.value.response["Error"]["Message"]
+    assert [m["meshName"] for m in c.list_meshes()["meshes"]] == ["m"]
+    # updates too: a retried update does not bump the version twice
+    c.create_virtual_node(meshName="m", virtualNodeName="n", spec=node_spec())
+    u1 = c.update_virtual_node(meshName="m", virtualNodeName="n", spec=node_spec("x.local"), clientToken="u")["virtualNode"]
+    u2 = c.update_virtual_node(meshName="m", virtualNodeName="n", spec=node_spec("x.local"), clientToken="u")["virtualNode"]
+    assert u1 == u2 and u1["metadata"]["version"] == 2
+    assert c.describe_virtual_node(meshName="m", virtualNodeName="n")["virtualNode"]["metadata"]["version"] == 2
+    # without a token every create is its own: the second one is a conflict
+    with pytest.raises(ClientError) as info:
+        c.create_mesh(meshName="m", clientToken="token-2")
+    assert info.value.response["Error"]["Code"] == "ConflictException"
+
+
+def test_if_match(api):
+    c = api.client()
+    c.create_mesh(meshName="m")
+    c.create_virtual_node(meshName="m", virtualNodeName="n", spec=node_spec())
+    off = if_match(c, "UpdateVirtualNode", 1)
+    assert c.update_virtual_node(meshName="m", virtualNodeName="n", spec=node_spec("a.local"))["virtualNode"]["metadata"]["version"] == 2
+    with pytest.raises(ClientError) as info:  # still says 1: stale
+        c.update_virtual_node(meshName="m", virtualNodeName="n", spec=node_spec("b.local"))
+    assert info.value.response["Error"]["Code"] == "ConflictException"
+    assert "version 2, not 1" in info.value.response["Error"]["Message"]
+    off()
+    node = c.describe_virtual_node(meshName="m", virtualNodeName="n")["virtualNode"]
+    assert node["spec"] == node_spec("a.local") and node["metadata"]["version"] == 2
+    off = if_match(c, "DeleteVirtualNode", 1)
+    with pytest.raises(ClientError) as info:
+        c.delete_virtual_node(meshName="m", virtualNodeName="n")
+    assert info.value.response["Error"]["Code"] == "ConflictException"
+    off()
+    off = if_match(c, "DeleteVirtualNode", 2)
+    assert c.delete_virtual_node(meshName="m", virtualNodeName="n")["virtualNode"]["status"]["status"] == "DELETED"
+    off()
+
+
+def test_concurrent_writers_no_lost_update(api):
+    """Many rounds: two clients read the route, both update it with the version they read; exactly
+    one wins each round, the other gets ConflictException; the final weight counts every win."""
+    setup = api.client()
+    setup.create_mesh(meshName="m")
+    for n in ("a", "b"):
+        setup.create_virtual_node(meshName="m", virtualNodeName=n, spec=node_spec(f"{n}.local"))
+    setup.create_virtual_router(meshName="m", virtualRouterName="r", spec=router_spec())
+    setup.create_route(meshName="m", virtualRouterName="r", routeName="x", spec=route_spec(("a", 1), ("b", 1)))
+    clients = [api.client(), api.client()]
+    rounds = 15
+    wins = [0, 0]
+    for _ in range(rounds):
+        reads = [c.describe_route(meshName="m", virtualRouterName="r", routeName="x")["route"] for c in clients]
+        barrier = threading.Barrier(2)
+        results = [None, None]
+
+        def write(i: int) -> None:
+            c, seen = clients[i], reads[i]
+            weight = seen["spec"]["httpRoute"]["action"]["weightedTargets"][i]["weight"] + 1  # read-modify-write
+            targets = [dict(t) for t in seen["spec"]["httpRoute"]["action"]["weightedTargets"]]
+            targets[i]["weight"] = weight
+            off = if_match(c, "UpdateRoute", seen["metadata"]["version"])
+            barrier.wait()
+            try:
+                c.update_route(meshName="m", virtualRouterName="r", routeName="x",
+                               spec={"httpRoute": {"match": {"prefix": "/"}, "action": {"weightedTargets": targets}}})
+                results[i] = "won"
+            except ClientError as exc:
+                results[i] = exc.response["Error"]["Code"]
+            finally:
+                off()
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == ["ConflictException", "won"], results
+        wins[results.index("won")] += 1
+    route = setup.describe_route(meshName="m", virtualRouterName="r", routeName="x")["route"]
+    weights = [t["weight"] for t in route["spec"]["httpRoute"]["action"]["weightedTargets"]]
+    assert weights == [1 + wins[0], 1 + wins[1]]  # no update lost
+    assert route["metadata"]["version"] == 1 + rounds

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jinja2
 import yaml
@@ -51,17 +51,16 @@ class XdsTls:
     ca: str
     cert: str | None = None
     key: str | None = None
-    server_name: str = ""  # SNI and, when ``verify_name``, the SAN the server certificate must carry
-    verify_name: bool = True
+    server_name: str = ""  # SNI and the SAN the server certificate must carry (default: the --xds hosts)
 
-    @property
-    def san_type(self) -> str:
-        return "IP_ADDRESS" if _is_ip(self.server_name) else "DNS"
+
+def _san_type(name: str) -> str:
+    return "IP_ADDRESS" if _is_ip(name) else "DNS"
 
 
 def dynamic_bootstrap(
     node: NodeRef,
-    xds: str,
+    xds: str | Sequence[str],
     *,
     xds_tls: XdsTls | None = None,
     xds_token: str | None = None,
@@ -72,15 +71,36 @@ def dynamic_bootstrap(
     admin_access_log: str = "/dev/null",
     initial_fetch_timeout: str = "0s",
 ) -> str:
-    """The bootstrap YAML of one Envoy instance of ``node`` talking to meshplane at ``xds``."""
-    xds_host, xds_port = split_host_port(xds, "--xds")
+    """The bootstrap YAML of one Envoy instance of ``node`` talking to meshplane at ``xds``.
+
+    ``xds`` is one ``HOST:PORT`` or several (replicas of meshplane serving the same model): the
+    xDS cluster then lists every one (STATIC when all are IP addresses, else STRICT_DNS,
+    round robin), so when the replica an Envoy streams from goes away, its next ADS stream
+    goes to another. With TLS and no explicit ``server_name``, the certificate may name any of
+    the hosts; SNI is the first DNS host.
+    """
+    addresses = [xds] if isinstance(xds, str) else list(xds)
+    if not addresses:
+        raise ValueError("--xds: at least one HOST:PORT")
+    endpoints = []
+    for address in addresses:
+        endpoint = split_host_port(address, "--xds")
+        if endpoint not in endpoints:
+            endpoints.append(endpoint)
     admin_host, admin_port = split_host_port(admin, "--admin-address")
-    if xds_tls is not None and not xds_tls.server_name:
-        xds_tls = XdsTls(xds_tls.ca, xds_tls.cert, xds_tls.key, xds_host, xds_tls.verify_name)
-    if xds_tls is not None and bool(xds_tls.cert) != bool(xds_tls.key):
-        raise ValueError("--xds-cert and --xds-key go together")
+    tls = None
+    if xds_tls is not None:
+        if bool(xds_tls.cert) != bool(xds_tls.key):
+            raise ValueError("--xds-cert and --xds-key go together")
+        hosts = list(dict.fromkeys(host for host, _ in endpoints))
+        names = [xds_tls.server_name] if xds_tls.server_name else hosts
+        sni = next((n for n in names if not _is_ip(n)), "")
+        tls = {
+            "ca": xds_tls.ca, "cert": xds_tls.cert, "key": xds_tls.key, "sni": sni,
+            "sans": [{"type": _san_type(n), "name": n} for n in names],
+        }
     return _ENV.get_template("bootstrap.yaml.j2").render(
-        xds_tls=xds_tls,
+        xds_tls=tls,
         xds_token=xds_token,
         node_id=node.node_id,
         node_cluster=node_cluster or node.node_id,
@@ -88,9 +108,8 @@ def dynamic_bootstrap(
         admin_host=admin_host,
         admin_port=admin_port,
         admin_access_log=admin_access_log,
-        xds_host=xds_host,
-        xds_port=xds_port,
-        xds_discovery="STATIC" if _is_ip(xds_host) else "STRICT_DNS",
+        xds_endpoints=endpoints,
+        xds_discovery="STATIC" if all(_is_ip(host) for host, _ in endpoints) else "STRICT_DNS",
         delta=delta,
         initial_fetch_timeout=initial_fetch_timeout,
     )

@@ -8,6 +8,11 @@ from typing import Iterable
 
 from mesh_model import Issue, ModelError, load_texts
 
+try:  # parsed documents straight in (no JSON round trip), where the loader offers it
+    from mesh_model.load import load_documents
+except ImportError:  # pragma: no cover - older loader
+    load_documents = None
+
 from xds_server.api.resources import native
 from xds_server.store.base import StoredResource
 
@@ -21,7 +26,10 @@ def issues_of(resources: Iterable[StoredResource], meshes: set[str] | None = Non
     if not docs:
         return []
     try:
-        load_texts([(LABEL + ".json", json.dumps(docs))])
+        if load_documents is not None:
+            load_documents([(LABEL, d) for d in docs])
+        else:
+            load_texts([(LABEL + ".json", json.dumps(docs))])
     except ModelError as exc:
         return list(exc.issues)
     return []

@@ -33,7 +33,8 @@ Writes (``commit``)
     An ``IdempotencyRecord`` passed to ``commit`` is stored in the same transaction; if a
     record with the same ``(scope, token)`` exists already, ``DuplicateToken`` is raised
     (carrying the existing record) and nothing is written. A commit with no ops but a record
-    is allowed (it still creates a revision).
+    is allowed (it still creates a revision). Implementations may forget records older than
+    24 hours (SQLite does, in the next commit that stores one).
 
 Reads
     ``read_all()`` -> ``Snapshot(revision, resources)``, consistent (one transaction).

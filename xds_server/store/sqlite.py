@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_at REAL NOT NULL,
     PRIMARY KEY (scope, token)
 );
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
 """
 
 
@@ -57,6 +58,9 @@ def path_from_url(url: str) -> str:
     if not path or path == "/":
         raise ValueError(f"sqlite URL without a file path: {url!r} (use sqlite:///path/meshplane.db)")
     return path
+
+
+IDEMPOTENCY_TTL = 24 * 3600.0  # client tokens are remembered this long (botocore retries within minutes)
 
 
 class SqliteStore(Store):
@@ -190,6 +194,7 @@ class SqliteStore(Store):
                         (*_k(key), new),
                     )
                 if idempotency is not None:
+                    db.execute("DELETE FROM idempotency WHERE created_at < ?", (time.time() - IDEMPOTENCY_TTL,))
                     db.execute(
                         "INSERT INTO idempotency (scope, token, digest, response, created_at) VALUES (?, ?, ?, ?, ?)",
                         (idempotency.scope, idempotency.token, idempotency.digest, _dump(idempotency.response),

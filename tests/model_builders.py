@@ -143,10 +143,11 @@ def virtual_node(mesh: str, name: str, *, port: int | None = None, protocol: str
     return {"kind": "VirtualNode", "mesh": mesh, "name": name, **_spec(body)}
 
 
-def service_with_node(mesh: str, service: str, node: str, *, port: int, host: str, protocol: str = "http",
-                      **node_spec) -> list[Document]:
+def service_with_node(mesh: str, service: str, node: str, *, host: str, port: int | None = None,
+                      protocol: str = "http", **node_spec) -> list[Document]:
     """The common pair: VirtualService ``service`` provided by VirtualNode ``node``, which
-    listens on ``port`` and is found at DNS name ``host``."""
+    listens on ``port`` (or ``listeners=``) and is found at DNS name ``host``; ``node_spec``
+    as for ``virtual_node``."""
     return [virtual_service(mesh, service, node=node),
             virtual_node(mesh, node, port=port, protocol=protocol, host=host, **node_spec)]
 
@@ -232,9 +233,17 @@ def documents(*items: Document | Iterable[Document]) -> list[Document]:
     return flat
 
 
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML without anchors and aliases: a dict used twice (one TLS block for two
+    listeners) is written out twice, as a person would (and as the loader's limits expect)."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def dump_model(*items: Document | Iterable[Document]) -> str:
     """The documents as YAML, one each, keys in the order built: same documents, same text."""
-    return yaml.safe_dump_all(documents(*items), sort_keys=False, default_flow_style=False)
+    return yaml.dump_all(documents(*items), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
 def write_model(path: Path, *items: Document | Iterable[Document]) -> str:

@@ -20,7 +20,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -29,12 +28,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.certs import CertificateAuthority
-from tests.e2e.test_e2e_tcp import TcpNameServer
 from xds_server.ca.authority import Identity, MeshCA
 from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port, wait_until
+from tests.harness.tcp_apps import TcpNameServer
 from tests.harness.traffic import count_split, http_get
+from tests.model_builders import (backend, client_policy_tls, listener, listener_tls, mesh, sds, virtual_node,
+                                  virtual_service, write_model)
 
 MESH = "pki"
 ECHO, DB = "echo.pki.local", "db.pki.local"
@@ -42,65 +43,22 @@ LIFETIME = 8  # seconds: renewed at ~5.3 s
 CLIENT_ID, ECHO_ID, DB_ID = (f"spiffe://{MESH}/virtualNode/{n}" for n in ("client", "echo", "db"))
 
 
-def mesh_yaml(env) -> str:
-    tls = """
-          tls:
-            mode: STRICT
-            certificate: {sds: {secretName: "meshplane:identity"}}
-            validation:
-              trust: {sds: {secretName: "meshplane:trust"}}
-              subjectAlternativeNames: {match: {exact: [%s]}}""" % CLIENT_ID
-
-    def policy(san: str) -> str:
-        return f"""
-            clientPolicy:
-              tls:
-                certificate: {{sds: {{secretName: "meshplane:identity"}}}}
-                validation:
-                  trust: {{sds: {{secretName: "meshplane:trust"}}}}
-                  subjectAlternativeNames: {{match: {{exact: [{san}]}}}}"""
-
-    text = f"""
-    kind: Mesh
-    name: {MESH}
-    ---
-    kind: VirtualService
-    mesh: {MESH}
-    name: {ECHO}
-    spec: {{provider: {{virtualNode: {{virtualNodeName: echo}}}}}}
-    ---
-    kind: VirtualService
-    mesh: {MESH}
-    name: {DB}
-    spec: {{provider: {{virtualNode: {{virtualNodeName: db}}}}}}
-    ---
-    kind: VirtualNode
-    mesh: {MESH}
-    name: echo
-    spec:
-      listeners:
-        - portMapping: {{port: {env.http_port}, protocol: http}}{tls}
-      serviceDiscovery: {{dns: {{hostname: {env.echo_ingress}}}}}
-    ---
-    kind: VirtualNode
-    mesh: {MESH}
-    name: db
-    spec:
-      listeners:
-        - portMapping: {{port: {env.tcp_port}, protocol: tcp}}{tls}
-      serviceDiscovery: {{dns: {{hostname: {env.db_ingress}}}}}
-    ---
-    kind: VirtualNode
-    mesh: {MESH}
-    name: client
-    spec:
-      backends:
-        - virtualService:
-            virtualServiceName: {ECHO}{policy(ECHO_ID)}
-        - virtualService:
-            virtualServiceName: {DB}{policy(DB_ID)}
-    """
-    return textwrap.dedent(text).lstrip()
+def mesh_model(env) -> list[dict]:
+    """echo (http) and db (tcp), both STRICT with the mesh CA's identity and trust, wanting the
+    client's SAN; client reaches both with the mesh CA's identity, checking each one's SAN."""
+    identity, trust = sds("meshplane:identity"), sds("meshplane:trust")
+    strict = listener_tls("STRICT", identity, trust, sans=[CLIENT_ID])
+    return [
+        mesh(MESH),
+        virtual_service(MESH, ECHO, node="echo"),
+        virtual_service(MESH, DB, node="db"),
+        virtual_node(MESH, "echo", listeners=[listener(env.http_port, tls=strict)], host=env.echo_ingress),
+        virtual_node(MESH, "db", listeners=[listener(env.tcp_port, "tcp", tls=strict)], host=env.db_ingress),
+        virtual_node(MESH, "client", backends=[
+            backend(ECHO, clientPolicy=client_policy_tls(identity, trust, sans=[ECHO_ID])),
+            backend(DB, clientPolicy=client_policy_tls(identity, trust, sans=[DB_ID])),
+        ]),
+    ]
 
 
 class Env:
@@ -122,8 +80,7 @@ def pki(module_procs, module_addresses, tmp_path_factory, envoy_binary):
     env.echo_app_server = AppServer("echo", env.echo_app, env.http_port).start()
     env.db_app_server = TcpNameServer("db", env.db_app, env.tcp_port)
     model = workdir / "model" / "mesh.yaml"
-    model.parent.mkdir()
-    model.write_text(mesh_yaml(env))
+    write_model(model, mesh_model(env))
     env.runner = MeshRunner(module_procs, model.parent, workdir)
     env.runner.start_control_plane(
         "--ca-dir", str(env.ca_dir), "--cert-lifetime", f"{LIFETIME}s", "--ca-rotation-grace", "30s",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port, wait_until
 from tests.harness.traffic import http_get
+from tests.model_builders import mesh, service_with_node, virtual_node, write_model
 
 
 def test_json_access_log_is_written(procs, addresses, tmp_path, envoy_binary):
@@ -16,38 +16,14 @@ def test_json_access_log_is_written(procs, addresses, tmp_path, envoy_binary):
     port = free_port(app_host)
     json_log = tmp_path / "front.log"
     model = tmp_path / "model" / "m.yaml"
-    model.parent.mkdir()
-    model.write_text(textwrap.dedent(f"""
-        kind: Mesh
-        name: logs
-        ---
-        kind: VirtualService
-        mesh: logs
-        name: api.logs.local
-        spec: {{provider: {{virtualNode: {{virtualNodeName: api}}}}}}
-        ---
-        kind: VirtualNode
-        mesh: logs
-        name: api
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-          serviceDiscovery: {{dns: {{hostname: {app_host}}}}}
-        ---
-        kind: VirtualNode
-        mesh: logs
-        name: front
-        spec:
-          backends: [{{virtualService: {{virtualServiceName: api.logs.local}}}}]
-          logging:
-            accessLog:
-              file:
-                path: {json_log}
-                format:
-                  json:
-                    - {{key: status, value: "%RESPONSE_CODE%"}}
-                    - {{key: path, value: "%REQ(:PATH)%"}}
-                    - {{key: upstream, value: "%UPSTREAM_CLUSTER%"}}
-        """))
+    write_model(model, mesh("logs"),
+                service_with_node("logs", "api.logs.local", "api", port=port, host=app_host),
+                virtual_node("logs", "front", backends=["api.logs.local"], logging={"accessLog": {"file": {
+                    "path": str(json_log),
+                    "format": {"json": [{"key": "status", "value": "%RESPONSE_CODE%"},
+                                        {"key": "path", "value": "%REQ(:PATH)%"},
+                                        {"key": "upstream", "value": "%UPSTREAM_CLUSTER%"}]},
+                }}}))
     runner = MeshRunner(procs, model.parent, tmp_path)
     runner.start_control_plane()
     sidecar = runner.start_sidecar("mesh/logs/virtualNode/front", ingress=addresses(), app=addresses(), egress=addresses(),

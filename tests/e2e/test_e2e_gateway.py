@@ -6,16 +6,17 @@ client -> gateway listener (gateway routes: prefix, exact path, header, hostname
 """
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port
 from tests.harness.traffic import count_split, http_get, split_violations
+from tests.model_builders import (gateway_route, mesh, route, virtual_gateway, virtual_node, virtual_router,
+                                  virtual_service, write_model)
 
 GATEWAY = "mesh/edge/virtualGateway/gw"
+SHOP, WHITE = "shop.edge.local", "white.edge.local"
 
 
 @pytest.fixture(scope="module")
@@ -27,105 +28,22 @@ def edge(module_procs, module_addresses, tmp_path_factory, envoy_binary):
     apps = [AppServer(name, host, port).start() for name, host in hosts.items()]
     tmp = tmp_path_factory.mktemp("edge")
     model = tmp / "model" / "edge.yaml"
-    model.parent.mkdir()
-    nodes = "".join(textwrap.dedent(f"""
-        ---
-        kind: VirtualNode
-        mesh: edge
-        name: {name}
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-          serviceDiscovery: {{dns: {{hostname: {host}}}}}
-        """) for name, host in hosts.items())
-    model.write_text(textwrap.dedent(f"""
-        kind: Mesh
-        name: edge
-        ---
-        kind: VirtualGateway
-        mesh: edge
-        name: gw
-        spec:
-          listeners: [{{portMapping: {{port: {gw_port}, protocol: http}}}}]
-        ---
-        kind: GatewayRoute
-        mesh: edge
-        virtualGateway: gw
-        name: shop
-        spec:
-          httpRoute:
-            match: {{prefix: /shop/}}
-            action: {{target: {{virtualService: {{virtualServiceName: shop.edge.local}}}}}}
-        ---
-        kind: GatewayRoute
-        mesh: edge
-        virtualGateway: gw
-        name: legacy
-        spec:
-          httpRoute:
-            match: {{prefix: /legacy/}}
-            action:
-              target: {{virtualService: {{virtualServiceName: shop.edge.local}}}}
-              rewrite: {{prefix: {{value: /blue/}}}}
-        ---
-        kind: GatewayRoute
-        mesh: edge
-        virtualGateway: gw
-        name: white-by-header
-        spec:
-          priority: 1
-          httpRoute:
-            match:
-              prefix: /
-              headers: [{{name: x-color, match: {{exact: white}}}}]
-            action: {{target: {{virtualService: {{virtualServiceName: white.edge.local}}}}}}
-        ---
-        kind: GatewayRoute
-        mesh: edge
-        virtualGateway: gw
-        name: partners
-        spec:
-          priority: 2
-          httpRoute:
-            match: {{hostname: {{suffix: .partner.example}}}}
-            action:
-              target: {{virtualService: {{virtualServiceName: white.edge.local}}}}
-              rewrite: {{hostname: {{defaultTargetHostname: DISABLED}}}}
-        ---
-        kind: VirtualService
-        mesh: edge
-        name: shop.edge.local
-        spec: {{provider: {{virtualRouter: {{virtualRouterName: shop}}}}}}
-        ---
-        kind: VirtualRouter
-        mesh: edge
-        name: shop
-        spec: {{listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]}}
-        ---
-        kind: Route
-        mesh: edge
-        virtualRouter: shop
-        name: blue-only
-        spec:
-          priority: 1
-          httpRoute:
-            match: {{prefix: /blue}}
-            action: {{weightedTargets: [{{virtualNode: blue, weight: 1}}]}}
-        ---
-        kind: Route
-        mesh: edge
-        virtualRouter: shop
-        name: canary
-        spec:
-          priority: 2
-          httpRoute:
-            match: {{prefix: /}}
-            action: {{weightedTargets: [{{virtualNode: red, weight: 75}}, {{virtualNode: blue, weight: 25}}]}}
-        ---
-        kind: VirtualService
-        mesh: edge
-        name: white.edge.local
-        spec: {{provider: {{virtualNode: {{virtualNodeName: white}}}}}}
-        """) + nodes)
+    write_model(
+        model, mesh("edge"),
+        virtual_gateway("edge", "gw", port=gw_port),
+        gateway_route("edge", "gw", "shop", SHOP, match={"prefix": "/shop/"}),
+        gateway_route("edge", "gw", "legacy", SHOP, match={"prefix": "/legacy/"}, rewrite={"prefix": {"value": "/blue/"}}),
+        gateway_route("edge", "gw", "white-by-header", WHITE, priority=1,
+                      match={"prefix": "/", "headers": [{"name": "x-color", "match": {"exact": "white"}}]}),
+        gateway_route("edge", "gw", "partners", WHITE, priority=2, match={"hostname": {"suffix": ".partner.example"}},
+                      rewrite={"hostname": {"defaultTargetHostname": "DISABLED"}}),
+        virtual_service("edge", SHOP, router="shop"),
+        virtual_router("edge", "shop", port),
+        route("edge", "shop", "blue-only", {"blue": 1}, priority=1, match={"prefix": "/blue"}),
+        route("edge", "shop", "canary", {"red": 75, "blue": 25}, priority=2),
+        virtual_service("edge", WHITE, node="white"),
+        [virtual_node("edge", name, port=port, host=host) for name, host in hosts.items()],
+    )
     runner = MeshRunner(module_procs, model.parent, tmp)
     runner.start_control_plane()
     sidecar = runner.start_sidecar(GATEWAY, ingress=a(), app=a(), egress=a())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import textwrap
 
 import pytest
 
@@ -19,6 +18,8 @@ from tests.certs import CertificateAuthority
 from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port
+from tests.model_builders import (client_policy_tls, file_certificate, gateway_route, listener, listener_tls, mesh,
+                                  service_with_node, virtual_gateway, write_model)
 
 
 @pytest.fixture(scope="module")
@@ -37,59 +38,19 @@ def edge(module_procs, module_addresses, tmp_path_factory, envoy_binary):
         "rogue": rogue.issue(pki / "rogue", uris=["spiffe://partners/acme"]),
     }
     model = tmp / "model" / "edge.yaml"
-    model.parent.mkdir()
-    model.write_text(textwrap.dedent(f"""
-        kind: Mesh
-        name: edge
-        ---
-        kind: VirtualGateway
-        mesh: edge
-        name: gw
-        spec:
-          listeners:
-            - portMapping: {{port: {gw_port}, protocol: http}}
-              tls:
-                mode: STRICT
-                certificate: {{file: {{certificateChain: {c['gw'].cert}, privateKey: {c['gw'].key}}}}}
-                validation:
-                  trust: {{file: {{certificateChain: {c['ca']}}}}}
-                  subjectAlternativeNames: {{match: {{exact: [spiffe://partners/acme]}}}}
-          backendDefaults:
-            clientPolicy:
-              tls:
-                certificate: {{file: {{certificateChain: {c['gw'].cert}, privateKey: {c['gw'].key}}}}}
-                validation:
-                  trust: {{file: {{certificateChain: {c['ca']}}}}}
-                  subjectAlternativeNames: {{match: {{exact: [spiffe://edge/virtualNode/api]}}}}
-        ---
-        kind: GatewayRoute
-        mesh: edge
-        virtualGateway: gw
-        name: api
-        spec:
-          httpRoute:
-            match: {{prefix: /api/}}
-            action: {{target: {{virtualService: {{virtualServiceName: api.edge.local}}}}}}
-        ---
-        kind: VirtualService
-        mesh: edge
-        name: api.edge.local
-        spec: {{provider: {{virtualNode: {{virtualNodeName: api}}}}}}
-        ---
-        kind: VirtualNode
-        mesh: edge
-        name: api
-        spec:
-          listeners:
-            - portMapping: {{port: {port}, protocol: http}}
-              tls:
-                mode: STRICT
-                certificate: {{file: {{certificateChain: {c['api'].cert}, privateKey: {c['api'].key}}}}}
-                validation:
-                  trust: {{file: {{certificateChain: {c['ca']}}}}}
-                  subjectAlternativeNames: {{match: {{exact: [spiffe://edge/virtualGateway/gw]}}}}
-          serviceDiscovery: {{dns: {{hostname: {api_ingress}}}}}
-        """))
+    ca_trust = file_certificate(c["ca"])
+    gw_cert = file_certificate(c["gw"].cert, c["gw"].key)
+    write_model(
+        model, mesh("edge"),
+        virtual_gateway(
+            "edge", "gw",
+            listeners=[listener(gw_port, tls=listener_tls("STRICT", gw_cert, ca_trust, sans=["spiffe://partners/acme"]))],
+            backendDefaults={"clientPolicy": client_policy_tls(gw_cert, ca_trust, sans=["spiffe://edge/virtualNode/api"])}),
+        gateway_route("edge", "gw", "api", "api.edge.local", match={"prefix": "/api/"}),
+        service_with_node("edge", "api.edge.local", "api", host=api_ingress, listeners=[listener(
+            port, tls=listener_tls("STRICT", file_certificate(c["api"].cert, c["api"].key), ca_trust,
+                                   sans=["spiffe://edge/virtualGateway/gw"]))]),
+    )
     app = AppServer("api", api_app, port).start()
     runner = MeshRunner(module_procs, model.parent, tmp)
     runner.start_control_plane()

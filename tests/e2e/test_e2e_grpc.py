@@ -5,7 +5,6 @@ client (grpcio, h2c) -> sidecar egress (route config of a grpc router listener)
 """
 from __future__ import annotations
 
-import textwrap
 import threading
 from collections import Counter
 from concurrent import futures
@@ -16,6 +15,7 @@ import pytest
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port
 from tests.harness.traffic import split_violations
+from tests.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
 
 SERVICE = "color.ColorService"
 
@@ -56,67 +56,18 @@ def grpc_mesh(module_procs, module_addresses, tmp_path_factory, envoy_binary):
     servers = {"v1": ColorServer("v1", v1_host, port), "v2": ColorServer("v2", v2_host, port)}
     tmp = tmp_path_factory.mktemp("grpc")
     model = tmp / "model" / "mesh.yaml"
-    model.parent.mkdir()
-    model.write_text(textwrap.dedent(f"""
-        kind: Mesh
-        name: colors
-        ---
-        kind: VirtualService
-        mesh: colors
-        name: color.colors.local
-        spec: {{provider: {{virtualRouter: {{virtualRouterName: color-router}}}}}}
-        ---
-        kind: VirtualRouter
-        mesh: colors
-        name: color-router
-        spec: {{listeners: [{{portMapping: {{port: {port}, protocol: grpc}}}}]}}
-        ---
-        kind: Route
-        mesh: colors
-        virtualRouter: color-router
-        name: canary-users
-        spec:
-          priority: 1
-          grpcRoute:
-            match:
-              serviceName: {SERVICE}
-              metadata: [{{name: x-canary, match: {{exact: "yes"}}}}]
-            action: {{weightedTargets: [{{virtualNode: v2, weight: 1}}]}}
-        ---
-        kind: Route
-        mesh: colors
-        virtualRouter: color-router
-        name: get-color
-        spec:
-          priority: 2
-          grpcRoute:
-            match: {{serviceName: {SERVICE}, methodName: GetColor}}
-            action: {{weightedTargets: [{{virtualNode: v1, weight: 75}}, {{virtualNode: v2, weight: 25}}]}}
-            retryPolicy:
-              maxRetries: 2
-              perRetryTimeout: {{unit: s, value: 2}}
-              grpcRetryEvents: [unavailable]
-        ---
-        kind: VirtualNode
-        mesh: colors
-        name: v1
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: grpc}}}}]
-          serviceDiscovery: {{dns: {{hostname: {v1_host}}}}}
-        ---
-        kind: VirtualNode
-        mesh: colors
-        name: v2
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: grpc}}}}]
-          serviceDiscovery: {{dns: {{hostname: {v2_host}}}}}
-        ---
-        kind: VirtualNode
-        mesh: colors
-        name: client
-        spec:
-          backends: [{{virtualService: {{virtualServiceName: color.colors.local}}}}]
-        """))
+    write_model(model, mesh("colors"),
+                virtual_service("colors", "color.colors.local", router="color-router"),
+                virtual_router("colors", "color-router", port, "grpc"),
+                route("colors", "color-router", "canary-users", {"v2": 1}, protocol="grpc", priority=1,
+                      match={"serviceName": SERVICE, "metadata": [{"name": "x-canary", "match": {"exact": "yes"}}]}),
+                route("colors", "color-router", "get-color", {"v1": 75, "v2": 25}, protocol="grpc", priority=2,
+                      match={"serviceName": SERVICE, "methodName": "GetColor"},
+                      retryPolicy={"maxRetries": 2, "perRetryTimeout": {"unit": "s", "value": 2},
+                                   "grpcRetryEvents": ["unavailable"]}),
+                virtual_node("colors", "v1", port=port, protocol="grpc", host=v1_host),
+                virtual_node("colors", "v2", port=port, protocol="grpc", host=v2_host),
+                virtual_node("colors", "client", backends=["color.colors.local"]))
     runner = MeshRunner(module_procs, model.parent, tmp)
     runner.start_control_plane()
     sidecar = runner.start_sidecar("mesh/colors/virtualNode/client", ingress=a(), app=a(), egress=a())

@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import textwrap
 
 import pytest
 
@@ -24,98 +23,33 @@ from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port
 from tests.harness.traffic import count_split, http_get
+from tests.model_builders import (backend, client_policy_tls, file_certificate, listener, listener_tls, mesh,
+                                  virtual_node, virtual_service, write_model)
 
 MESH = "sec"
 ECHO, PERM = "echo.sec.local", "perm.sec.local"
 
 
-def mesh_yaml(env) -> str:
+def mesh_model(env) -> list[dict]:
+    """The certificates of ``env.certs`` (files) on every listener and client policy."""
     c = env.certs
-    text = f"""
-    kind: Mesh
-    name: {MESH}
-    ---
-    kind: VirtualService
-    mesh: {MESH}
-    name: {ECHO}
-    spec:
-      provider: {{virtualNode: {{virtualNodeName: echo}}}}
-    ---
-    kind: VirtualService
-    mesh: {MESH}
-    name: {PERM}
-    spec:
-      provider: {{virtualNode: {{virtualNodeName: perm}}}}
-    ---
-    kind: VirtualNode
-    mesh: {MESH}
-    name: echo
-    spec:
-      listeners:
-        - portMapping: {{port: {env.port}, protocol: http}}
-          tls:
-            mode: STRICT
-            certificate:
-              file: {{certificateChain: {c['echo'].cert}, privateKey: {c['echo'].key}}}
-            validation:
-              trust: {{file: {{certificateChain: {c['ca']}}}}}
-              subjectAlternativeNames: {{match: {{exact: [spiffe://sec/client]}}}}
-      serviceDiscovery: {{dns: {{hostname: {env.echo_ingress}}}}}
-    ---
-    kind: VirtualNode
-    mesh: {MESH}
-    name: perm
-    spec:
-      listeners:
-        - portMapping: {{port: {env.port}, protocol: http}}
-          tls:
-            mode: PERMISSIVE
-            certificate:
-              file: {{certificateChain: {c['perm'].cert}, privateKey: {c['perm'].key}}}
-            validation:
-              trust: {{file: {{certificateChain: {c['ca']}}}}}
-      serviceDiscovery: {{dns: {{hostname: {env.perm_ingress}}}}}
-    ---
-    kind: VirtualNode
-    mesh: {MESH}
-    name: client
-    spec:
-      backendDefaults:
-        clientPolicy:
-          tls:
-            certificate:
-              file: {{certificateChain: {c['client'].cert}, privateKey: {c['client'].key}}}
-            validation:
-              trust: {{file: {{certificateChain: {c['ca']}}}}}
-              subjectAlternativeNames: {{match: {{exact: [spiffe://sec/echo]}}}}
-      backends:
-        - virtualService: {{virtualServiceName: {ECHO}}}
-        - virtualService:
-            virtualServiceName: {PERM}
-            clientPolicy:
-              tls:
-                certificate:
-                  file: {{certificateChain: {c['client'].cert}, privateKey: {c['client'].key}}}
-                validation:
-                  trust: {{file: {{certificateChain: {c['ca']}}}}}
-                  subjectAlternativeNames: {{match: {{exact: [spiffe://sec/perm]}}}}
-    ---
-    kind: VirtualNode
-    mesh: {MESH}
-    name: badsan
-    spec:
-      backendDefaults:
-        clientPolicy:
-          tls:
-            certificate:
-              file: {{certificateChain: {c['client'].cert}, privateKey: {c['client'].key}}}
-            validation:
-              trust: {{file: {{certificateChain: {c['ca']}}}}}
-              subjectAlternativeNames: {{match: {{exact: [spiffe://sec/not-echo]}}}}
-      backends:
-        - virtualService: {{virtualServiceName: {ECHO}}}
-    """
-    return textwrap.dedent(text).lstrip()
+    ca = file_certificate(c["ca"])
+    client_cert = file_certificate(c["client"].cert, c["client"].key)
+    return [
+        mesh(MESH),
+        virtual_service(MESH, ECHO, node="echo"),
+        virtual_service(MESH, PERM, node="perm"),
+        virtual_node(MESH, "echo", host=env.echo_ingress, listeners=[listener(env.port, tls=listener_tls(
+            "STRICT", file_certificate(c["echo"].cert, c["echo"].key), ca, sans=["spiffe://sec/client"]))]),
+        virtual_node(MESH, "perm", host=env.perm_ingress, listeners=[listener(env.port, tls=listener_tls(
+            "PERMISSIVE", file_certificate(c["perm"].cert, c["perm"].key), ca))]),
+        virtual_node(MESH, "client",
+                     backendDefaults={"clientPolicy": client_policy_tls(client_cert, ca, sans=["spiffe://sec/echo"])},
+                     backends=[ECHO, backend(PERM, clientPolicy=client_policy_tls(client_cert, ca, sans=["spiffe://sec/perm"]))]),
+        virtual_node(MESH, "badsan",  # expects a server SAN that echo does not have
+                     backendDefaults={"clientPolicy": client_policy_tls(client_cert, ca, sans=["spiffe://sec/not-echo"])},
+                     backends=[ECHO]),
+    ]
 
 
 class Env:
@@ -148,8 +82,7 @@ def sec(module_procs, module_addresses, tmp_path_factory, envoy_binary):
         "perm": AppServer("perm", env.perm_app, env.port).start(),
     }
     model = workdir / "model" / "mesh.yaml"
-    model.parent.mkdir()
-    model.write_text(mesh_yaml(env))
+    write_model(model, mesh_model(env))
     env.runner = MeshRunner(module_procs, model.parent, workdir)
     env.runner.start_control_plane()
     start = env.runner.start_sidecar

@@ -2,8 +2,6 @@
 under continuous traffic, over SotW and over Delta — zero failed requests (§1 E26)."""
 from __future__ import annotations
 
-import os
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -14,49 +12,21 @@ from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port, wait_until
 from tests.harness.traffic import http_get
+from tests.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
 
 NODE = "mesh/m/virtualNode/client"
 
 
-def model_text(port: int, target: str, hosts: dict[str, str]) -> str:
-    nodes = "".join(textwrap.dedent(f"""
-        ---
-        kind: VirtualNode
-        mesh: m
-        name: {name}
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-          serviceDiscovery: {{dns: {{hostname: {hosts[name]}}}}}
-        """) for name in sorted(hosts))
-    return textwrap.dedent(f"""
-        kind: Mesh
-        name: m
-        ---
-        kind: VirtualService
-        mesh: m
-        name: api.m.local
-        spec: {{provider: {{virtualRouter: {{virtualRouterName: api}}}}}}
-        ---
-        kind: VirtualRouter
-        mesh: m
-        name: api
-        spec: {{listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]}}
-        ---
-        kind: Route
-        mesh: m
-        virtualRouter: api
-        name: all
-        spec:
-          httpRoute:
-            match: {{prefix: /}}
-            action: {{weightedTargets: [{{virtualNode: {target}, weight: 1}}]}}
-        ---
-        kind: VirtualNode
-        mesh: m
-        name: client
-        spec:
-          backends: [{{virtualService: {{virtualServiceName: api.m.local}}}}]
-        """) + nodes
+def api_model(port: int, target: str, hosts: dict[str, str]) -> list[dict]:
+    """Node client -> api.m.local -> router api -> one route to ``target``; a node per ``hosts`` entry."""
+    return [
+        mesh("m"),
+        virtual_service("m", "api.m.local", router="api"),
+        virtual_router("m", "api", port),
+        route("m", "api", "all", {target: 1}),
+        virtual_node("m", "client", backends=["api.m.local"]),
+        *(virtual_node("m", name, port=port, host=hosts[name]) for name in sorted(hosts)),
+    ]
 
 
 @pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
@@ -65,8 +35,7 @@ def test_retarget_and_delete_old_node_in_one_edit_drops_nothing(delta, procs, ad
     port = free_port(old_host)
     apps = [AppServer("old", old_host, port).start(), AppServer("new", new_host, port).start()]
     model = tmp_path / "model" / "m.yaml"
-    model.parent.mkdir()
-    model.write_text(model_text(port, "old", {"old": old_host}))
+    write_model(model, api_model(port, "old", {"old": old_host}))
     runner = MeshRunner(procs, model.parent, tmp_path)
     runner.start_control_plane()
     sidecar = runner.start_sidecar(NODE, ingress=addresses(), app=addresses(), egress=addresses(), delta=delta)
@@ -86,9 +55,7 @@ def test_retarget_and_delete_old_node_in_one_edit_drops_nothing(delta, procs, ad
     thread.start()
     try:
         wait_until(lambda: seen["old"] >= 50, 10, message="no traffic to the old node")
-        tmp = model.with_suffix(".tmp")
-        tmp.write_text(model_text(port, "new", {"new": new_host}))  # route -> new, node old deleted
-        os.replace(tmp, model)
+        write_model(model, api_model(port, "new", {"new": new_host}))  # route -> new, node old deleted
         wait_until(lambda: seen["new"] >= 200, 15, message=f"traffic never moved: {dict(seen)}")
     finally:
         stop.set()

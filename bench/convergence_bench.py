@@ -24,12 +24,12 @@ import os
 import random
 import re
 import tempfile
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 from bench.common import Result, summary, verdict
+from tests.model_builders import dump_model, mesh, route, virtual_node, virtual_router, virtual_service
 
 TARGET_MS = 500.0
 SERVICE = "catalog.conv.local"
@@ -47,55 +47,17 @@ def _addresses():
         yield f"127.{a}.{b}.{n}"
 
 
-def mesh_yaml(port: int, v1: str, v2: str, front: str, weights: tuple[int, int]) -> str:
-    return textwrap.dedent(f"""\
-        kind: Mesh
-        name: conv
-        ---
-        kind: VirtualService
-        mesh: conv
-        name: {SERVICE}
-        spec: {{provider: {{virtualRouter: {{virtualRouterName: catalog-router}}}}}}
-        ---
-        kind: VirtualRouter
-        mesh: conv
-        name: catalog-router
-        spec: {{listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]}}
-        ---
-        kind: Route
-        mesh: conv
-        virtualRouter: catalog-router
-        name: main
-        spec:
-          httpRoute:
-            match: {{prefix: /}}
-            action:
-              weightedTargets:
-                - {{virtualNode: v1, weight: {weights[0]}}}
-                - {{virtualNode: v2, weight: {weights[1]}}}
-        ---
-        kind: VirtualNode
-        mesh: conv
-        name: front
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-          serviceDiscovery: {{dns: {{hostname: {front}}}}}
-          backends: [{{virtualService: {{virtualServiceName: {SERVICE}}}}}]
-        ---
-        kind: VirtualNode
-        mesh: conv
-        name: v1
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-          serviceDiscovery: {{dns: {{hostname: {v1}}}}}
-        ---
-        kind: VirtualNode
-        mesh: conv
-        name: v2
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-          serviceDiscovery: {{dns: {{hostname: {v2}}}}}
-        """)
+def conv_model(port: int, v1: str, v2: str, front: str, weights: tuple[int, int]) -> list[dict]:
+    """Node front -> SERVICE -> router -> route main -> nodes v1 / v2 at ``weights``."""
+    return [
+        mesh("conv"),
+        virtual_service("conv", SERVICE, router="catalog-router"),
+        virtual_router("conv", "catalog-router", port),
+        route("conv", "catalog-router", "main", {"v1": weights[0], "v2": weights[1]}),
+        virtual_node("conv", "front", port=port, host=front, backends=[SERVICE]),
+        virtual_node("conv", "v1", port=port, host=v1),
+        virtual_node("conv", "v2", port=port, host=v2),
+    ]
 
 
 def _write(path: Path, text: str) -> float:
@@ -176,7 +138,7 @@ def run(edits: int = 20, log=print) -> list[Result]:
             model_dir.mkdir()
             model = model_dir / "mesh.yaml"
             weights = (100, 0)
-            model.write_text(mesh_yaml(port, v1_host, v2_host, front_ingress, weights))
+            model.write_text(dump_model(conv_model(port, v1_host, v2_host, front_ingress, weights)))
             runner = MeshRunner(group, model_dir, workdir)
             runner.start_control_plane()
             front = runner.start_sidecar("mesh/conv/virtualNode/front", ingress=front_ingress, app=front_app,
@@ -199,7 +161,7 @@ def run(edits: int = 20, log=print) -> list[Result]:
             for i in range(edits):
                 weights = (0, 100) if weights == (100, 0) else (100, 0)
                 expected = "v1" if weights[0] else "v2"
-                started = _write(model, mesh_yaml(port, v1_host, v2_host, front_ingress, weights))
+                started = _write(model, dump_model(conv_model(port, v1_host, v2_host, front_ingress, weights)))
                 limit = started + 10
                 while True:
                     if serving() == expected:

@@ -49,6 +49,7 @@ from tests.harness.envoy import EnvoyProcess
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import ProcessGroup, wait_until
 from tests.harness.traffic import http_get, split_violations
+from tests.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
 from tests.paths import REPO
 
 IPTABLES_SH = REPO / "envoy" / "iptables.sh"
@@ -84,57 +85,15 @@ REQUIRED_TOOLS = {
     "bash": "bash",
 }
 
-MODEL = f"""
-kind: Mesh
-name: shop
----
-kind: VirtualService
-mesh: shop
-name: catalog.shop.local
-spec:
-  provider: {{virtualRouter: {{virtualRouterName: catalog-router}}}}
----
-kind: VirtualRouter
-mesh: shop
-name: catalog-router
-spec:
-  listeners: [{{portMapping: {{port: {PORT}, protocol: http}}}}]
----
-kind: Route
-mesh: shop
-virtualRouter: catalog-router
-name: main
-spec:
-  httpRoute:
-    match: {{prefix: /}}
-    action:
-      weightedTargets:
-        - {{virtualNode: catalog-v1, weight: {WEIGHTS["catalog-v1"]}}}
-        - {{virtualNode: catalog-v2, weight: {WEIGHTS["catalog-v2"]}}}
----
-kind: VirtualNode
-mesh: shop
-name: front
-spec:
-  listeners: [{{portMapping: {{port: {PORT}, protocol: http}}}}]
-  serviceDiscovery: {{dns: {{hostname: {POD_IP}}}}}
-  backends:
-    - virtualService: {{virtualServiceName: catalog.shop.local}}
----
-kind: VirtualNode
-mesh: shop
-name: catalog-v1
-spec:
-  listeners: [{{portMapping: {{port: {PORT}, protocol: http}}}}]
-  serviceDiscovery: {{dns: {{hostname: {V1_IP}}}}}
----
-kind: VirtualNode
-mesh: shop
-name: catalog-v2
-spec:
-  listeners: [{{portMapping: {{port: {PORT}, protocol: http}}}}]
-  serviceDiscovery: {{dns: {{hostname: {V2_IP}}}}}
-"""
+MODEL = [
+    mesh("shop"),
+    virtual_service("shop", "catalog.shop.local", router="catalog-router"),
+    virtual_router("shop", "catalog-router", PORT),
+    route("shop", "catalog-router", "main", WEIGHTS),
+    virtual_node("shop", "front", port=PORT, host=POD_IP, backends=["catalog.shop.local"]),
+    virtual_node("shop", "catalog-v1", port=PORT, host=V1_IP),
+    virtual_node("shop", "catalog-v2", port=PORT, host=V2_IP),
+]
 
 # --- network namespaces -------------------------------------------------------------------
 
@@ -327,8 +286,7 @@ def net(tmp_path_factory, envoy_binary):
             "side": _start_app(group, env.pod, "side", "0.0.0.0", SIDE_PORT),
         }
         model_dir = work / "model"
-        model_dir.mkdir()
-        (model_dir / "mesh.yaml").write_text(MODEL)
+        write_model(model_dir / "mesh.yaml", MODEL)
         serve = group.start("meshplane-serve", env.pod.exec_argv(
             sys.executable, "-m", "xds_server.cli", "serve", model_dir,
             "--xds", "%s:%d" % XDS, "--http", "%s:%d" % STATUS), env=_python_env())

@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Sequence
+from pathlib import Path
 
 import grpc
 
@@ -20,10 +20,11 @@ from xds_server.ca.authority import MeshCA, format_duration
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.controlplane.control_plane import ControlPlane
 from xds_server.observability.http import start_http
-from xds_server.admission.stream_limits import DEFAULT_MAX_PROXIES_PER_NODE, DEFAULT_MAX_STREAMS, StreamLimiter
-from xds_server.ca.mesh_secrets import DEFAULT_LIFETIME, DEFAULT_ROTATION_GRACE, SecretManager, spiffe_id, trust_acked
+from xds_server.admission.stream_limits import StreamLimiter
+from xds_server.ca.mesh_secrets import SecretManager, spiffe_id, trust_acked
 from xds_server.observability.status import StatusRegistry
 from xds_server.controlplane.watch import watch
+from xds_server.config import ServeConfig
 
 log = logging.getLogger("meshplane.serve")
 
@@ -39,52 +40,37 @@ GRPC_OPTIONS = [
 ]
 
 
-async def serve(
-    paths: Sequence[str],
-    xds: str,
-    http: str | None,
-    *,
-    ready_message: bool = True,
-    max_proxies_per_node: int = DEFAULT_MAX_PROXIES_PER_NODE,
-    max_streams: int = DEFAULT_MAX_STREAMS,
-    max_new_streams_per_second: float = 0,
-    ca_dir: str | None = None,
-    cert_lifetime: float = DEFAULT_LIFETIME,
-    trust_domain: str | None = None,
-    rotation_grace: float = DEFAULT_ROTATION_GRACE,
-    xds_tls_cert: str | None = None,
-    xds_tls_key: str | None = None,
-    xds_client_ca: str | None = None,
-    xds_token_file: str | None = None,
-    admin_uris: Sequence[str] = (),
-) -> None:
-    credentials, authenticator = _xds_security(xds_tls_cert, xds_tls_key, xds_client_ca, xds_token_file, admin_uris)
+async def serve(config: ServeConfig) -> None:
+    """Run until SIGTERM/SIGINT."""
+    credentials, authenticator = _xds_security(config)
     cache = SnapshotCache()
     secrets = None
-    if ca_dir:
+    if config.ca_dir:
         # the mesh CA: created on first start; its root keys never leave the directory
-        ca = MeshCA.open(ca_dir)
-        secrets = SecretManager(ca, lifetime=cert_lifetime, trust_domain=trust_domain, rotation_grace=rotation_grace)
+        ca = MeshCA.open(config.ca_dir)
+        secrets = SecretManager(
+            ca, lifetime=config.cert_lifetime, trust_domain=config.trust_domain, rotation_grace=config.rotation_grace,
+        )
     # the process-wide metric set: ControlPlane reports compilations to it via metrics.observe_*
     registry = StatusRegistry(metrics=metrics.DEFAULT, cache=cache)
-    control = ControlPlane(paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use)
+    control = ControlPlane(config.paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use)
     limiter = StreamLimiter(
-        registry, max_proxies_per_node=max_proxies_per_node, max_streams=max_streams,
-        max_new_streams_per_second=max_new_streams_per_second, metrics=metrics.DEFAULT,
+        registry, max_proxies_per_node=config.max_proxies_per_node, max_streams=config.max_streams,
+        max_new_streams_per_second=config.max_new_streams_per_second, metrics=metrics.DEFAULT,
     )
     server = grpc.aio.server(options=GRPC_OPTIONS)
     authorize = authenticator.authorize if authenticator.enabled else None
     ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, limiter.wrap(control.resolve), registry, authorize=authorize))
     require_admin = authenticator.require_admin if authenticator.enabled else None
     csds.add_to_server(server, csds.ClientStatusServicer(registry, cache, require_admin=require_admin))
-    host, port = split_host_port(xds, "--xds")
+    host, port = split_host_port(config.xds, "--xds")
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_secure_port(address, credentials) if credentials is not None else server.add_insecure_port(address)
     await server.start()
     http_server = None
     http_desc = "off"
-    if http:
-        http_host, http_port = split_host_port(http, "--http")
+    if config.http:
+        http_host, http_port = split_host_port(config.http, "--http")
         http_server = await start_http(
             http_host, http_port, registry, control.status, metrics=metrics.DEFAULT, cache=cache,
             config_dump_provider=_config_dump(csds.cache_config_dump(registry, cache), control),
@@ -94,7 +80,7 @@ async def serve(
     tasks = [watcher, asyncio.create_task(_forget_unused_periodically(control))]
     if secrets is not None:
         tasks.append(asyncio.create_task(control.run_secrets(lambda: trust_acked(registry, cache))))
-    if ready_message:
+    if config.ready_message:
         log.info("serving xDS (ADS, CSDS) on %s:%d, HTTP status on %s, model %s", host, bound, http_desc, ", ".join(control.paths))
         if not authenticator.enabled:
             log.warning("xDS is unauthenticated: any client that reaches %s:%d gets any node's config "
@@ -105,13 +91,13 @@ async def serve(
                                                 "bearer tokens" if authenticator.tokens else ""])))
         log.info(
             "limits: %s Envoys per node id, %s streams in total",
-            max_proxies_per_node or "unlimited", max_streams or "unlimited",
+            config.max_proxies_per_node or "unlimited", config.max_streams or "unlimited",
         )
         if secrets is not None:
             log.info(
                 "mesh CA %s: bundle %s, active root %s, certificates valid %s (renewed at 2/3), SPIFFE ids %s",
-                secrets.ca.dir, ", ".join(secrets.bundle_ids), secrets.ca.active.id, format_duration(cert_lifetime),
-                spiffe_id(NodeRef("<mesh>", "virtualNode", "<name>"), trust_domain),
+                secrets.ca.dir, ", ".join(secrets.bundle_ids), secrets.ca.active.id, format_duration(config.cert_lifetime),
+                spiffe_id(NodeRef("<mesh>", "virtualNode", "<name>"), config.trust_domain),
             )
 
     stop = asyncio.Event()
@@ -133,10 +119,9 @@ async def serve(
     log.info("stopped")
 
 
-def _xds_security(cert: str | None, key: str | None, client_ca: str | None, token_file: str | None, admin_uris: Sequence[str]):
+def _xds_security(config: ServeConfig):
     """Server credentials for the xDS port and the authenticator that checks each stream."""
-    from pathlib import Path
-
+    cert, key, client_ca = config.xds_tls_cert, config.xds_tls_key, config.xds_client_ca
     credentials = None
     if cert or key or client_ca:
         if not (cert and key):
@@ -145,8 +130,8 @@ def _xds_security(cert: str | None, key: str | None, client_ca: str | None, toke
         credentials = grpc.ssl_server_credentials(
             [(Path(key).read_bytes(), Path(cert).read_bytes())], root_certificates=root, require_client_auth=root is not None,
         )
-    tokens = load_token_file(token_file) if token_file else {}
-    return credentials, Authenticator(tokens=tokens, mtls=bool(client_ca), admin_uris=frozenset(admin_uris))
+    tokens = load_token_file(config.xds_token_file) if config.xds_token_file else {}
+    return credentials, Authenticator(tokens=tokens, mtls=bool(client_ca), admin_uris=frozenset(config.admin_uris))
 
 
 def _config_dump(connected, control: ControlPlane):

@@ -28,11 +28,9 @@ import grpc
 from xds_server.server.sotw import NodeRejected, Resolver
 from xds_server.observability.metrics import Metrics
 from xds_server.observability.status import StatusRegistry
+from xds_server.config import DEFAULT_MAX_PROXIES_PER_NODE, DEFAULT_MAX_STREAMS
 
 LOG = logging.getLogger("meshplane.xds.limits")
-
-DEFAULT_MAX_PROXIES_PER_NODE = 500
-DEFAULT_MAX_STREAMS = 10_000
 
 
 class StreamLimiter:

@@ -38,6 +38,7 @@ from google.protobuf import any_pb2
 from mesh_model.compiler.tls import MESH_CA_IDENTITY, MESH_CA_TRUST, mesh_ca_misuse, mesh_ca_secret_uses, service_discovery_name
 from mesh_model.node_id import NodeRef
 
+from xds_server.config import DEFAULT_CERT_LIFETIME, DEFAULT_ROTATION_GRACE
 from xds_server.ca.authority import Identity, Leaf, MeshCA, format_duration
 from xds_server.cache.snapshot import TYPE_SECRET
 
@@ -52,8 +53,6 @@ log = logging.getLogger("meshplane.secrets")
 IDENTITY_SECRET = MESH_CA_IDENTITY
 TRUST_SECRET = MESH_CA_TRUST
 RENEW_FRACTION = 2 / 3
-DEFAULT_LIFETIME = 24 * 3600.0
-DEFAULT_ROTATION_GRACE = 60.0
 _SECRET_TYPE_PREFIX = "type.googleapis.com/"
 _DNS_NAME = re.compile(r"^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 
@@ -223,7 +222,7 @@ class SecretManager:
         self,
         ca: MeshCA,
         *,
-        lifetime: float = DEFAULT_LIFETIME,
+        lifetime: float = DEFAULT_CERT_LIFETIME,
         trust_domain: str | None = None,
         rotation_grace: float = DEFAULT_ROTATION_GRACE,
         clock: Callable[[], float] | None = None,

@@ -1,0 +1,80 @@
+"""`meshplane serve PATH...`: run the ADS server and watch the model files.
+
+To add a setting: a field of ``xds_server.config.ServeConfig``, its argument in ``register``
+and its line in ``config``. The server itself (and grpc) loads only when the command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from xds_server.cli.options import duration
+from xds_server.config import ServeConfig
+
+D = ServeConfig  # the defaults are the dataclass's
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("serve", help="run the ADS server and watch the model files")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--xds", default=D.xds, metavar="HOST:PORT", help=f"gRPC ADS address (default {D.xds})")
+    p.add_argument("--http", default=D.http, metavar="HOST:PORT",
+                   help=f"HTTP address of /healthz, /status, /metrics, /config_dump (default {D.http})")
+    p.add_argument("--max-proxies-per-node", type=int, default=D.max_proxies_per_node, metavar="N",
+                   help="connected Envoys allowed per node id; more are refused with RESOURCE_EXHAUSTED "
+                        f"(default {D.max_proxies_per_node}; App Mesh allowed 50; 0 = unlimited)")
+    p.add_argument("--max-new-streams-per-second", type=float, default=D.max_new_streams_per_second, metavar="RATE",
+                   help="refuse new ADS streams above this rate with RESOURCE_EXHAUSTED (Envoy retries with backoff); "
+                        "smooths reconnect storms (default 0 = unlimited)")
+    p.add_argument("--max-streams", type=int, default=D.max_streams, metavar="N",
+                   help=f"ADS streams allowed in total (default {D.max_streams}; 0 = unlimited)")
+
+    group = p.add_argument_group("xDS security (a stream then gets only the config of the node it proved)")
+    group.add_argument("--xds-tls-cert", metavar="FILE", help="serve xDS over TLS with this certificate (PEM)")
+    group.add_argument("--xds-tls-key", metavar="FILE", help="private key of --xds-tls-cert (PEM)")
+    group.add_argument("--xds-client-ca", metavar="FILE",
+                       help="require client certificates signed by this CA; the URI SAN spiffe://<mesh>/virtualNode/<name> names the node")
+    group.add_argument("--xds-token-file", metavar="FILE",
+                       help="accept per-node bearer tokens (YAML: tokens: [{node: NODE_ID, sha256: HEX}, {admin: true, sha256: HEX}])")
+    group.add_argument("--admin-uri", action="append", default=[], metavar="URI",
+                       help="a client-certificate URI SAN that may use CSDS (repeatable)")
+
+    group = p.add_argument_group("mesh CA (SDS secrets meshplane:identity and meshplane:trust)")
+    group.add_argument("--ca-dir", metavar="DIR",
+                       help="run the built-in mesh CA with its roots in DIR (created on first start, mode 0700)")
+    group.add_argument("--cert-lifetime", type=duration, default=D.cert_lifetime, metavar="DURATION",
+                       help="lifetime of node certificates, renewed at 2/3 of it (default 24h; e.g. 30s, 10m, 24h)")
+    group.add_argument("--trust-domain", metavar="NAME",
+                       help="SPIFFE ids spiffe://NAME/mesh/<mesh>/virtualNode/<name> "
+                            "(default: spiffe://<mesh>/virtualNode/<name>)")
+    group.add_argument("--ca-rotation-grace", type=duration, default=D.rotation_grace, metavar="DURATION",
+                       help="longest wait for every connected node to ACK a new root before it signs (default 60s)")
+    p.set_defaults(func=run)
+
+
+def config(args: argparse.Namespace) -> ServeConfig:
+    """The parsed arguments as the server's one settings object."""
+    return ServeConfig(
+        paths=tuple(args.paths),
+        xds=args.xds,
+        http=args.http,
+        max_proxies_per_node=args.max_proxies_per_node,
+        max_streams=args.max_streams,
+        max_new_streams_per_second=args.max_new_streams_per_second,
+        ca_dir=args.ca_dir,
+        cert_lifetime=args.cert_lifetime,
+        trust_domain=args.trust_domain,
+        rotation_grace=args.ca_rotation_grace,
+        xds_tls_cert=args.xds_tls_cert,
+        xds_tls_key=args.xds_tls_key,
+        xds_client_ca=args.xds_client_ca,
+        xds_token_file=args.xds_token_file,
+        admin_uris=tuple(args.admin_uri),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from xds_server.serve import serve  # grpc and the server load only when serving
+
+    asyncio.run(serve(config(args)))
+    return 0

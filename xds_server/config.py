@@ -1,0 +1,40 @@
+"""The settings of `meshplane serve`, as one frozen object (``ServeConfig``), and their defaults.
+
+A leaf module: the CLI builds a ``ServeConfig`` from its arguments without loading the
+server, and the modules that enforce a setting take their default from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_XDS_ADDRESS = "0.0.0.0:18000"
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:18001"
+DEFAULT_MAX_PROXIES_PER_NODE = 500     # App Mesh allowed 50
+DEFAULT_MAX_STREAMS = 10_000
+DEFAULT_CERT_LIFETIME = 24 * 3600.0    # node certificates, renewed at 2/3 of it
+DEFAULT_ROTATION_GRACE = 60.0          # longest wait for every node to ACK a new root
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `meshplane serve` needs; 0 means unlimited for the limits."""
+
+    paths: tuple[str, ...]
+    xds: str = DEFAULT_XDS_ADDRESS
+    http: str | None = DEFAULT_HTTP_ADDRESS          # None: no HTTP status endpoint
+    ready_message: bool = True                       # log what is served once listening
+    # admission limits
+    max_proxies_per_node: int = DEFAULT_MAX_PROXIES_PER_NODE
+    max_streams: int = DEFAULT_MAX_STREAMS
+    max_new_streams_per_second: float = 0
+    # mesh CA (off without ca_dir)
+    ca_dir: str | None = None
+    cert_lifetime: float = DEFAULT_CERT_LIFETIME
+    trust_domain: str | None = None
+    rotation_grace: float = DEFAULT_ROTATION_GRACE
+    # xDS security (off without a certificate or a token file)
+    xds_tls_cert: str | None = None
+    xds_tls_key: str | None = None
+    xds_client_ca: str | None = None
+    xds_token_file: str | None = None
+    admin_uris: tuple[str, ...] = ()

@@ -220,3 +220,15 @@ def test_unreachable_at_start_is_an_error(postgres):
     with postgres.outage():
         with pytest.raises(StoreUnavailable, match="cannot be reached"):
             PostgresStore(url, connect_timeout=2)
+
+
+def test_quick_restart_unnoticed_reads_reconnect(stores, postgres):
+    """PostgreSQL restarted between two requests: the next read replaces the dead connection."""
+    a = stores(poll_interval=120)
+    a.commit([Put(res("x"), expected_version=0)])
+    postgres.stop()
+    postgres.start()
+    assert a.get_idempotency("scope", "token") is None  # no cached fallback for this one
+    assert a.get(key("x")).version == 1
+    wait_until(lambda: a.available, 10, message="available after the restart")
+    assert a.commit([Put(res("x", 2), expected_version=1)]) == 2

@@ -191,8 +191,10 @@ class PostgresStore(Store):
             "unavailableSince": self._unavailable_since,
         }
 
-    def _run(self, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(conn)`` on the request connection; psycopg errors become store errors."""
+    def _run(self, fn: Callable[[Any], Any], *, retry: bool = False) -> Any:
+        """Run ``fn(conn)`` on the request connection; psycopg errors become store errors.
+        ``retry`` (reads only): a connection found dead is replaced once before giving up
+        (PostgreSQL restarted since the last use)."""
         import psycopg
 
         if not self._available and self._conn is None:
@@ -202,18 +204,25 @@ class PostgresStore(Store):
             try:
                 return fn(self._connection())
             except psycopg.Error as exc:
+                conn = self._conn
+                if not (retry and conn is not None and (conn.closed or conn.broken)):
+                    raise self._failed(exc) from exc
+            self._close_conn()
+            try:
+                return fn(self._connection())
+            except psycopg.Error as exc:
                 raise self._failed(exc) from exc
 
     # ------------------------------------------------------------------ reads
     def revision(self) -> int:
         try:
-            return self._run(_revision)
+            return self._run(_revision, retry=True)
         except StoreUnavailable:
             return self._cache_revision
 
     def read_all(self) -> Snapshot:
         try:
-            revision, rows = self._run(_read_all)
+            revision, rows = self._run(_read_all, retry=True)
         except StoreUnavailable:
             with self._cache_lock:
                 return Snapshot(self._cache_revision, tuple(self._cache[k] for k in sorted(self._cache)))
@@ -222,7 +231,7 @@ class PostgresStore(Store):
     def get(self, key: ResourceKey) -> StoredResource | None:
         try:
             row = self._run(lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM meshplane_resources WHERE {_KEY_WHERE}", _k(key)).fetchone())
+                f"SELECT {_COLUMNS} FROM meshplane_resources WHERE {_KEY_WHERE}", _k(key)).fetchone(), retry=True)
         except StoreUnavailable:
             with self._cache_lock:
                 return self._cache.get(key)
@@ -230,7 +239,7 @@ class PostgresStore(Store):
 
     def changes_since(self, revision: int) -> Changes:
         try:
-            return self._run(lambda conn: _changes_since(conn, revision))
+            return self._run(lambda conn: _changes_since(conn, revision), retry=True)
         except StoreUnavailable:
             return self._cached_changes_since(revision)
 
@@ -246,7 +255,7 @@ class PostgresStore(Store):
     def get_idempotency(self, scope: str, token: str) -> IdempotencyRecord | None:
         row = self._run(lambda conn: conn.execute(
             "SELECT scope, token, digest, response, created_at FROM meshplane_idempotency "
-            "WHERE scope = %s AND token = %s", (scope, token)).fetchone())
+            "WHERE scope = %s AND token = %s", (scope, token)).fetchone(), retry=True)
         return _record(row) if row else None
 
     # ------------------------------------------------------------------ writes
@@ -273,7 +282,7 @@ class PostgresStore(Store):
     # ------------------------------------------------------------------ the replica's copy
     def _reload(self) -> None:
         """Replace the in-memory copy by a full read."""
-        revision, rows = self._run(_read_all)
+        revision, rows = self._run(_read_all, retry=True)
         with self._cache_lock:
             self._cache = {r.key: r for r in map(_row, rows)}
             self._tombstones = {}
@@ -283,14 +292,14 @@ class PostgresStore(Store):
         """Apply what was committed since the copy's revision; the new revision if it moved."""
         with self._cache_lock:
             have = self._cache_revision
-        current = self._run(_revision)
+        current = self._run(_revision, retry=True)
         if current == have:
             return None
         if current < have:  # the database was replaced or reset: start over
             log.warning("store: revision went back from %d to %d (database replaced?); reloading", have, current)
             self._reload()
             return current
-        changes = self._run(lambda conn: _changes_since(conn, have))
+        changes = self._run(lambda conn: _changes_since(conn, have), retry=True)
         with self._cache_lock:
             if changes.revision <= self._cache_revision:
                 return None

@@ -1,26 +1,22 @@
 """Real Envoy over Delta ADS: `meshplane serve` -> DELTA_GRPC -> an Envoy 1.40 sidecar -> apps.
 
-One front sidecar with ``api_type: DELTA_GRPC`` (bootstrap from
-``dynamic_bootstrap(..., delta=True)``) routes catalog traffic straight to two app servers
-(catalog-v1/v2 resolve to the apps themselves: one Envoy keeps the module fast on 2 cores).
+One front sidecar with ``api_type: DELTA_GRPC`` (``MeshRunner.start_sidecar(..., delta=True)``)
+routes catalog traffic straight to two app servers (catalog-v1/v2 resolve to the apps
+themselves: one Envoy keeps the module fast on 2 cores).
 The control plane is started with fixed ports so it can be restarted in place: that is what
 makes Envoy reconnect with ``initial_resource_versions`` (§1 F31). Assertions are on real
 responses, Envoy's admin API and meshplane's /status and log — nothing is mocked.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
 
-from mesh_model.render import dynamic_bootstrap
-from mesh_model.compiler import Placement
-from mesh_model.node_id import parse_node_id
 from tests.harness.apps import AppServer
-from tests.harness.envoy import EnvoyProcess
-from tests.harness.mesh import MeshRunner, Sidecar
+from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port, wait_until
+from tests.harness.reload import reload_model
 from tests.harness.traffic import count_split, http_get, split_violations
 from tests.model_builders import CATALOG, FRONT, shop_model, write_model
 
@@ -30,31 +26,14 @@ class DeltaEnv:
 
 
 def start_control_plane(env: DeltaEnv) -> None:
-    """Like MeshRunner.start_control_plane, but on the same ports every time (restartable)."""
-    runner = env.runner
-    env.starts = getattr(env, "starts", 0) + 1
-    argv = [
-        sys.executable, "-m", "xds_server.cli", "serve", str(env.model_file.parent),
-        "--xds", "%s:%d" % runner.xds, "--http", "%s:%d" % runner.http,
-    ]
-    runner.serve_proc = env.procs.start(f"meshplane-serve-{env.starts}", argv, log_dir=env.workdir)
-
-    def healthy() -> bool:
-        if not runner.serve_proc.alive():
-            raise RuntimeError(f"meshplane serve exited:\n{runner.serve_proc.tail(40)}")
-        try:
-            return http_get(runner.http_url("/healthz"), timeout=1).status == 200
-        except OSError:
-            return False
-
-    wait_until(healthy, 20, interval=0.05, message="meshplane serve did not become healthy", fatal=(RuntimeError,))
+    """Start ``meshplane serve`` on the same ports every time (restartable where Envoy expects it)."""
+    env.runner.start_control_plane(xds_port=env.xds_port, http_port=env.http_port)
 
 
 @pytest.fixture(scope="module")
 def delta_mesh(module_procs, module_addresses, tmp_path_factory, envoy_binary):
     env = DeltaEnv()
     a = module_addresses
-    env.procs = module_procs
     env.front_ingress, env.front_app, env.front_egress = a(), a(), a()
     env.v1_app, env.v2_app = a(), a()
     env.v1_ingress, env.v2_ingress = env.v1_app, env.v2_app       # no catalog sidecars: straight to the apps
@@ -70,19 +49,10 @@ def delta_mesh(module_procs, module_addresses, tmp_path_factory, envoy_binary):
     env.model_file = env.workdir / "model" / "mesh.yaml"
     env.baseline = write_model(env.model_file, shop_model(env))
     env.runner = MeshRunner(module_procs, env.model_file.parent, env.workdir)
-    env.runner.xds = ("127.0.0.1", free_port())
-    env.runner.http = ("127.0.0.1", free_port())
+    env.xds_port, env.http_port = free_port(), free_port()
     start_control_plane(env)
-
-    placement = Placement(explicit=True, ingress_address=env.front_ingress, app_address=env.front_app,
-                          egress_address=env.front_egress)
-    admin = ("127.0.0.1", free_port())
-    config = env.workdir / "envoy-front-delta.yaml"
-    config.write_text(dynamic_bootstrap(parse_node_id(FRONT), "%s:%d" % env.runner.xds, placement=placement,
-                                        admin="%s:%d" % admin, delta=True))
-    envoy = EnvoyProcess.start(module_procs, config, name="envoy-front-delta", admin=admin)
-    envoy.wait_ready(timeout=30)
-    env.front = Sidecar(FRONT, placement, envoy)
+    env.front = env.runner.start_sidecar(FRONT, ingress=env.front_ingress, app=env.front_app, egress=env.front_egress,
+                                         delta=True)
     env.catalog_url = env.front.egress_url(env.port)
     env.catalog_host = f"{CATALOG}:{env.port}"
     env.recommend_cluster = f"cds_egress_shop_recommend_http_{env.port}"
@@ -100,10 +70,7 @@ def mesh(delta_mesh):
     env = delta_mesh
     yield env
     if env.model_file.read_text() != env.baseline:
-        reloads = env.runner.status()["model"]["reloads"]
-        write_model(env.model_file, shop_model(env))
-        wait_until(lambda: env.runner.status()["model"]["reloads"] > reloads, 10,
-                   message="the baseline model was not reloaded")
+        reload_model(env.runner, env.model_file, shop_model(env), timeout=10)
         env.runner.wait_converged(FRONT, types=("cds", "eds", "lds", "rds"), timeout=15)
 
 

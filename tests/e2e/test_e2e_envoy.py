@@ -20,6 +20,7 @@ import pytest
 from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port, wait_until
+from tests.harness.reload import reload_model
 from tests.harness.traffic import count_split, http_get, split_violations
 from tests.model_builders import CATALOG, FRONT, shop_model, write_model
 
@@ -71,14 +72,7 @@ def mesh(shop):
     for app in shop.apps.values():
         app.reset()
     if shop.model_file.read_text() != shop.baseline:
-        reloads = shop.runner.status()["model"]["reloads"]
-        write_model(shop.model_file, shop_model(shop))
-
-        def baseline_loaded():
-            model = shop.runner.status()["model"]
-            return model["reloads"] > reloads and not model["lastError"]
-
-        wait_until(baseline_loaded, 20, message="the baseline model was not reloaded")
+        reload_model(shop.runner, shop.model_file, shop_model(shop))
         shop.runner.wait_converged(FRONT, types=("cds", "lds", "rds"), timeout=20)
 
 

@@ -65,3 +65,22 @@ def test_one_replica_unchanged_and_duplicates_dropped():
         dynamic_bootstrap(NODE, ["127.0.0.1:1", "nope"])
     with pytest.raises(ValueError, match="at least one"):
         dynamic_bootstrap(NODE, [])
+
+
+def test_cli_repeated_xds(envoy_binary, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "bootstrap.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "xds_server.cli", "bootstrap", "--node", "mesh/shop/virtualNode/front",
+         "--xds", "127.0.0.1:18000", "--xds", "127.0.0.1:18001", "--xds", "meshplane-2.internal:18000",
+         "-o", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    cluster = xds_cluster(out.read_text())
+    assert cluster["type"] == "STRICT_DNS"
+    assert endpoints(cluster) == [("127.0.0.1", 18000), ("127.0.0.1", 18001), ("meshplane-2.internal", 18000)]
+    ok, output = validate_config(out, binary=envoy_binary)
+    assert ok, output

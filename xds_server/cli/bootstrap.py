@@ -1,4 +1,5 @@
-"""`meshplane bootstrap --node NODE_ID --xds HOST:PORT`: the bootstrap of a sidecar fed by meshplane."""
+"""`meshplane bootstrap --node NODE_ID --xds HOST:PORT [--xds HOST:PORT...]`: the bootstrap of a sidecar fed
+by meshplane (by any of several replicas: the xDS cluster lists every one)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,9 @@ from xds_server.cli.options import add_placement_arguments, placement, write_out
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("bootstrap", help="print the bootstrap of an Envoy sidecar that gets its config from meshplane")
     p.add_argument("--node", required=True, metavar="NODE_ID")
-    p.add_argument("--xds", required=True, metavar="HOST:PORT", help="where `meshplane serve` listens")
+    p.add_argument("--xds", required=True, action="append", metavar="HOST:PORT",
+                   help="where `meshplane serve` listens; repeat it for every replica (Envoy moves to another "
+                        "one when its replica goes away)")
     p.add_argument("--admin-address", default="0.0.0.0:9901", metavar="HOST:PORT")
     p.add_argument("--delta", action="store_true", help="use incremental (delta) xDS")
     p.add_argument("--node-cluster", metavar="NAME", help="node.cluster, the name in Envoy's metrics and traces (App Mesh: APPMESH_RESOURCE_CLUSTER; default: the node id)")
@@ -27,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     group.add_argument("--xds-ca", metavar="FILE", help="talk TLS to meshplane, trusting this CA (PEM)")
     group.add_argument("--xds-cert", metavar="FILE", help="client certificate (mTLS); its URI SAN names this node")
     group.add_argument("--xds-key", metavar="FILE", help="private key of --xds-cert")
-    group.add_argument("--xds-server-name", metavar="NAME", help="name meshplane's certificate carries (default: the --xds host)")
+    group.add_argument("--xds-server-name", metavar="NAME", help="name meshplane's certificate carries (default: any of the --xds hosts)")
     group.add_argument("--xds-token-file", metavar="FILE", help="a file holding this node's bearer token (written into the bootstrap; the output file is made 0600)")
     p.set_defaults(func=run)
 

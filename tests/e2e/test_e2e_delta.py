@@ -9,6 +9,7 @@ responses, Envoy's admin API and meshplane's /status and log — nothing is mock
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -38,30 +39,23 @@ def delta_mesh(module_procs, module_addresses, tmp_path_factory, envoy_binary):
     env.v1_app, env.v2_app = a(), a()
     env.v1_ingress, env.v2_ingress = env.v1_app, env.v2_app       # no catalog sidecars: straight to the apps
     env.port = free_port(env.front_ingress)
-    env.apps = {
-        "v1": AppServer("v1", env.v1_app, env.port).start(),
-        "v2": AppServer("v2", env.v2_app, env.port).start(),
-        "rec-a": AppServer("rec-a", a(), env.port).start(),
-        "rec-b": AppServer("rec-b", a(), env.port).start(),
-    }
-    env.rec_a, env.rec_b = env.apps["rec-a"], env.apps["rec-b"]
-    env.workdir = tmp_path_factory.mktemp("delta")
-    env.model_file = env.workdir / "model" / "mesh.yaml"
-    env.baseline = write_model(env.model_file, shop_model(env))
-    env.runner = MeshRunner(module_procs, env.model_file.parent, env.workdir)
-    env.xds_port, env.http_port = free_port(), free_port()
-    start_control_plane(env)
-    env.front = env.runner.start_sidecar(FRONT, ingress=env.front_ingress, app=env.front_app, egress=env.front_egress,
-                                         delta=True)
-    env.catalog_url = env.front.egress_url(env.port)
-    env.catalog_host = f"{CATALOG}:{env.port}"
-    env.recommend_cluster = f"cds_egress_shop_recommend_http_{env.port}"
-    env.runner.wait_converged(FRONT, types=("cds", "eds", "lds", "rds"), timeout=15)
-    try:
+    hosts = {"v1": env.v1_app, "v2": env.v2_app, "rec-a": a(), "rec-b": a()}
+    with contextlib.ExitStack() as running:  # the apps stop however the fixture ends
+        env.apps = {name: running.enter_context(AppServer(name, host, env.port)) for name, host in hosts.items()}
+        env.rec_a, env.rec_b = env.apps["rec-a"], env.apps["rec-b"]
+        env.workdir = tmp_path_factory.mktemp("delta")
+        env.model_file = env.workdir / "model" / "mesh.yaml"
+        env.baseline = write_model(env.model_file, shop_model(env))
+        env.runner = MeshRunner(module_procs, env.model_file.parent, env.workdir)
+        env.xds_port, env.http_port = free_port(), free_port()
+        start_control_plane(env)
+        env.front = env.runner.start_sidecar(FRONT, ingress=env.front_ingress, app=env.front_app, egress=env.front_egress,
+                                             delta=True)
+        env.catalog_url = env.front.egress_url(env.port)
+        env.catalog_host = f"{CATALOG}:{env.port}"
+        env.recommend_cluster = f"cds_egress_shop_recommend_http_{env.port}"
+        env.runner.wait_converged(FRONT, types=("cds", "eds", "lds", "rds"), timeout=15)
         yield env
-    finally:
-        for app in env.apps.values():
-            app.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ meshplane's /status.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -37,30 +38,23 @@ def shop(module_procs, module_addresses, tmp_path_factory, envoy_binary):
     env.v1_ingress, env.v1_app = a(), a()
     env.v2_ingress, env.v2_app = a(), a()
     env.port = free_port(env.front_ingress)
-    rec_a_host, rec_b_host = a(), a()
-    env.apps = {
-        "v1": AppServer("v1", env.v1_app, env.port).start(),
-        "v2": AppServer("v2", env.v2_app, env.port).start(),
-        "rec-a": AppServer("rec-a", rec_a_host, env.port).start(),
-        "rec-b": AppServer("rec-b", rec_b_host, env.port).start(),
-        "front": AppServer("front", env.front_app, env.port, call=(f"http://{env.front_egress}:{env.port}", f"{CATALOG}:{env.port}")).start(),
-    }
-    env.rec_a, env.rec_b = env.apps["rec-a"], env.apps["rec-b"]
-    workdir = tmp_path_factory.mktemp("shop")
-    env.model_file = workdir / "model" / "mesh.yaml"
-    env.baseline = write_model(env.model_file, shop_model(env))
-    env.runner = MeshRunner(module_procs, env.model_file.parent, workdir)
-    env.runner.start_control_plane()
-    env.front = env.runner.start_sidecar(FRONT, ingress=env.front_ingress, app=env.front_app, egress=env.front_egress)
-    env.v1 = env.runner.start_sidecar("mesh/shop/virtualNode/catalog-v1", ingress=env.v1_ingress, app=env.v1_app, egress=a())
-    env.v2 = env.runner.start_sidecar("mesh/shop/virtualNode/catalog-v2", ingress=env.v2_ingress, app=env.v2_app, egress=a())
-    env.catalog_url = env.front.egress_url(env.port)
-    env.catalog_host = f"{CATALOG}:{env.port}"
-    try:
+    hosts = {"v1": env.v1_app, "v2": env.v2_app, "rec-a": a(), "rec-b": a()}
+    with contextlib.ExitStack() as running:  # the apps stop however the fixture ends
+        env.apps = {name: running.enter_context(AppServer(name, host, env.port)) for name, host in hosts.items()}
+        env.apps["front"] = running.enter_context(AppServer(
+            "front", env.front_app, env.port, call=(f"http://{env.front_egress}:{env.port}", f"{CATALOG}:{env.port}")))
+        env.rec_a, env.rec_b = env.apps["rec-a"], env.apps["rec-b"]
+        workdir = tmp_path_factory.mktemp("shop")
+        env.model_file = workdir / "model" / "mesh.yaml"
+        env.baseline = write_model(env.model_file, shop_model(env))
+        env.runner = MeshRunner(module_procs, env.model_file.parent, workdir)
+        env.runner.start_control_plane()
+        env.front = env.runner.start_sidecar(FRONT, ingress=env.front_ingress, app=env.front_app, egress=env.front_egress)
+        env.v1 = env.runner.start_sidecar("mesh/shop/virtualNode/catalog-v1", ingress=env.v1_ingress, app=env.v1_app, egress=a())
+        env.v2 = env.runner.start_sidecar("mesh/shop/virtualNode/catalog-v2", ingress=env.v2_ingress, app=env.v2_app, egress=a())
+        env.catalog_url = env.front.egress_url(env.port)
+        env.catalog_host = f"{CATALOG}:{env.port}"
         yield env
-    finally:
-        for app in env.apps.values():
-            app.stop()
 
 
 @pytest.fixture

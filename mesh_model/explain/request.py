@@ -179,7 +179,9 @@ def parse_words(words: Sequence[str] | str) -> Request:
         i += 1
     if tcp is not None:
         return tcp_request(tcp)
-    if rest and rest[0].upper() in METHODS and len(rest) > 1:
+    if rest and rest[0].upper() in METHODS and "://" not in rest[0]:
+        if len(rest) == 1:
+            raise RequestError(f"{rest[0]} of what? give a URL, e.g. {rest[0]} http://catalog.shop.local:8080/")
         method = method or rest.pop(0)
     if len(rest) != 1:
         raise RequestError(f"expected one URL (or HOST:PORT with --grpc), got {rest or 'none'}")

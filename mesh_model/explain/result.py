@@ -169,7 +169,10 @@ def render_text(ex: Explanation) -> str:
         head = f"hop {i + 1}: " if len(ex.hops) > 1 else ""
         lines.append(f"{head}listener {hop.listener}  ({hop.filter_chain})")
         if hop.tcp:
-            pass
+            if hop.virtual_service:
+                lines.append(f"  VirtualService {hop.virtual_service}" + (f" -> VirtualRouter {hop.virtual_router}" if hop.virtual_router else "") + "  (TCP)")
+            if hop.idle_timeout and hop.timeout is None:
+                lines.append(f"  idle timeout: {hop.idle_timeout}")
         elif hop.route_config:
             vs = ""
             if hop.virtual_service:

@@ -127,3 +127,23 @@ def start_live_mesh(docs: list[dict], node_id: str, group, addresses, workdir: P
         live.stop()
         raise
     return live
+
+
+def model_documents(model) -> list[dict]:
+    """Native documents of a loaded model (e.g. one adapted from Kubernetes or CloudFormation)."""
+    docs = []
+    for mesh in model.meshes.values():
+        resources = ([mesh.resource] + list(mesh.virtual_services.values()) + list(mesh.virtual_routers.values())
+                     + [r for rs in mesh.routes.values() for r in rs.values()] + list(mesh.virtual_nodes.values())
+                     + list(mesh.virtual_gateways.values()) + [r for rs in mesh.gateway_routes.values() for r in rs.values()])
+        for r in resources:
+            doc: dict[str, Any] = {"kind": r.kind, "name": r.name}
+            if r.kind != "Mesh":
+                doc["mesh"] = r.mesh
+            if r.virtualRouter:
+                doc["virtualRouter"] = r.virtualRouter
+            if r.virtualGateway:
+                doc["virtualGateway"] = r.virtualGateway
+            doc["spec"] = r.spec.model_dump(mode="json", exclude_none=True, by_alias=True) if r.spec is not None else {}
+            docs.append(doc)
+    return docs

@@ -84,3 +84,54 @@ def test_cli_repeated_xds(envoy_binary, tmp_path):
     assert endpoints(cluster) == [("127.0.0.1", 18000), ("127.0.0.1", 18001), ("meshplane-2.internal", 18000)]
     ok, output = validate_config(out, binary=envoy_binary)
     assert ok, output
+
+
+def test_envoy_fails_over_to_the_other_replica(procs, addresses, tmp_path, envoy_binary):
+    """Two `meshplane serve` replicas of one model; Envoy's bootstrap lists both. Kill the one it
+    streams from: it moves to the other, which hands it the same versions (no listener or
+    cluster churn), and traffic keeps flowing."""
+    import signal
+
+    from mesh_model.compiler import Placement
+    from tests.harness.apps import AppServer
+    from tests.harness.envoy import EnvoyProcess
+    from tests.harness.mesh import MeshRunner
+    from tests.harness.processes import free_port, wait_until
+    from tests.harness.traffic import http_get
+    from tests.model_builders import mesh, service_with_node, virtual_node, write_model
+
+    app_host = addresses()
+    port = free_port(app_host)
+    model = tmp_path / "model" / "m.yaml"
+    write_model(model, mesh("fo"), service_with_node("fo", "api.fo.local", "api", port=port, host=app_host),
+                virtual_node("fo", "front", backends=["api.fo.local"]))
+    replicas = [MeshRunner(procs, model.parent, tmp_path / f"replica-{i}") for i in range(2)]
+    for r in replicas:
+        r.start_control_plane()
+    node_id = "mesh/fo/virtualNode/front"
+    placement = Placement(explicit=True, ingress_address=addresses(), app_address=addresses(), egress_address=addresses())
+    admin = ("127.0.0.1", free_port())
+    config = tmp_path / "front.yaml"
+    config.write_text(dynamic_bootstrap(parse_node_id(node_id), ["%s:%d" % r.xds for r in replicas],
+                                        placement=placement, admin="%s:%d" % admin))
+    envoy = EnvoyProcess.start(procs, config, name="envoy-front", admin=admin)
+    envoy.wait_ready(timeout=30)
+
+    def connected() -> MeshRunner | None:
+        live = [r for r in replicas if r.serve_proc.alive() and r.status().get("nodes", {}).get(node_id, {}).get("streams")]
+        return live[0] if len(live) == 1 else None
+
+    first = wait_until(connected, 15, message="Envoy connected to one replica")
+    before = first.wait_converged(node_id, types=("cds", "lds", "rds"))
+    churn = r"listener_manager\.listener_(added|modified|removed)|cluster_manager\.cluster_(added|modified|removed)"
+    stats_before = envoy.stats(churn)
+    with AppServer("api", app_host, port):
+        assert http_get(f"http://{placement.egress_address}:{port}/", host_header=f"api.fo.local:{port}").status == 200
+        first.serve_proc.signal(signal.SIGKILL)
+        first.serve_proc.stop()
+        second = [r for r in replicas if r is not first][0]
+        wait_until(lambda: connected() is second, 30, message="Envoy moved to the other replica")
+        after = second.wait_converged(node_id, types=("cds", "lds", "rds"))
+        assert after == before  # byte-identical resources, identical versions
+        assert envoy.stats(churn) == stats_before  # nothing re-created or drained
+        assert http_get(f"http://{placement.egress_address}:{port}/", host_header=f"api.fo.local:{port}").status == 200

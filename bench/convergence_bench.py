@@ -24,7 +24,6 @@ import os
 import random
 import re
 import tempfile
-import threading
 import time
 from pathlib import Path
 

@@ -18,7 +18,7 @@ from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port, wait_until
 from tests.harness.reload import reload_model
-from tests.harness.traffic import count_split, http_get, split_violations
+from tests.harness.traffic import count_split, split_violations
 from tests.model_builders import CATALOG, FRONT, shop_model, write_model
 
 

@@ -3,7 +3,6 @@ and IPv6 (App Mesh's default binds IPv4 only). Real Envoy, static config from `r
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 from mesh_model import load_paths
 from mesh_model.render import dump_yaml, static_bootstrap

@@ -13,7 +13,6 @@ negative cases (plaintext, a certificate from another CA, a client SAN the serve
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 
 import pytest

@@ -3,7 +3,6 @@ under continuous traffic, over SotW and over Delta — zero failed requests (§1
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import pytest

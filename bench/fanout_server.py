@@ -54,14 +54,13 @@ async def _serve_ads(data: dict, args) -> None:
     from xds_server.server import sotw as ads
     from xds_server.cache.snapshot_cache import SnapshotCache
     from xds_server.cache.snapshot import Snapshot
+    from xds_server.observability import metrics
     from xds_server.observability.status import StatusRegistry
+    from xds_server.server.callbacks import CallbackFanout
 
     cache = SnapshotCache()
-    try:
-        from xds_server.observability import metrics
-        registry = StatusRegistry(metrics=metrics.DEFAULT, cache=cache)
-    except (ImportError, TypeError, AttributeError):
-        registry = StatusRegistry()
+    # the stream subscribers of `meshplane serve`: status and metrics
+    stream_events = CallbackFanout(StatusRegistry(cache=cache), metrics.StreamMetrics(metrics.DEFAULT, cache))
     for node_id, resources in data["before"].items():
         cache.set(node_id, Snapshot.from_resources(_packed(resources)))
     after = {node_id: Snapshot.from_resources(_packed(r)) for node_id, r in data["after"].items()}
@@ -73,7 +72,7 @@ async def _serve_ads(data: dict, args) -> None:
         return node.id
 
     server = grpc.aio.server(options=_options())
-    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, resolver, registry))
+    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, resolver, stream_events))
 
     def change() -> dict:
         t0 = time.monotonic()

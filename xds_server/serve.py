@@ -14,6 +14,7 @@ from mesh_model.node_id import NodeRef
 
 from xds_server.server import sotw as ads
 from xds_server.server import csds
+from xds_server.server.callbacks import CallbackFanout
 from xds_server.observability import metrics
 from xds_server.admission.auth import Authenticator, load_token_file
 from xds_server.ca.authority import MeshCA, format_duration
@@ -24,6 +25,7 @@ from xds_server.admission.stream_limits import StreamLimiter
 from xds_server.ca.mesh_secrets import SecretManager, spiffe_id, trust_acked
 from xds_server.observability.status import StatusRegistry
 from xds_server.controlplane.watch import watch
+from xds_server.api import wiring as api_wiring
 from xds_server.config import ServeConfig
 
 log = logging.getLogger("meshplane.serve")
@@ -52,15 +54,17 @@ async def serve(config: ServeConfig) -> None:
             ca, lifetime=config.cert_lifetime, trust_domain=config.trust_domain, rotation_grace=config.rotation_grace,
         )
     # the process-wide metric set: ControlPlane reports compilations to it via metrics.observe_*
-    registry = StatusRegistry(metrics=metrics.DEFAULT, cache=cache)
-    control = ControlPlane(config.paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use)
+    registry = StatusRegistry(cache=cache)
+    stream_events = CallbackFanout(registry, metrics.StreamMetrics(metrics.DEFAULT, cache))
+    source = api_wiring.model_source(config)  # --store: the model comes from the store, else from config.paths
+    control = ControlPlane(config.paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use, source=source)
     limiter = StreamLimiter(
         registry, max_proxies_per_node=config.max_proxies_per_node, max_streams=config.max_streams,
         max_new_streams_per_second=config.max_new_streams_per_second, metrics=metrics.DEFAULT,
     )
     server = grpc.aio.server(options=GRPC_OPTIONS)
     authorize = authenticator.authorize if authenticator.enabled else None
-    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, limiter.wrap(control.resolve), registry, authorize=authorize))
+    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, limiter.wrap(control.resolve), stream_events, authorize=authorize))
     require_admin = authenticator.require_admin if authenticator.enabled else None
     csds.add_to_server(server, csds.ClientStatusServicer(registry, cache, require_admin=require_admin))
     host, port = split_host_port(config.xds, "--xds")
@@ -74,14 +78,16 @@ async def serve(config: ServeConfig) -> None:
         http_server = await start_http(
             http_host, http_port, registry, control.status, metrics=metrics.DEFAULT, cache=cache,
             config_dump_provider=_config_dump(csds.cache_config_dump(registry, cache), control),
+            api=api_wiring.api_service(config, control, source),
         )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
-    watcher = asyncio.create_task(watch(control.paths, control.reload))
+    watcher = asyncio.create_task(source.watch(control.reload) if source is not None else watch(control.paths, control.reload))
     tasks = [watcher, asyncio.create_task(_forget_unused_periodically(control))]
     if secrets is not None:
         tasks.append(asyncio.create_task(control.run_secrets(lambda: trust_acked(registry, cache))))
     if config.ready_message:
-        log.info("serving xDS (ADS, CSDS) on %s:%d, HTTP status on %s, model %s", host, bound, http_desc, ", ".join(control.paths))
+        log.info("serving xDS (ADS, CSDS) on %s:%d, HTTP status and App Mesh API on %s, model %s", host, bound, http_desc,
+                 source.description if source is not None else ", ".join(control.paths))
         if not authenticator.enabled:
             log.warning("xDS is unauthenticated: any client that reaches %s:%d gets any node's config "
                         "(use --xds-token-file or --xds-tls-cert/--xds-tls-key/--xds-client-ca)", host, bound)
@@ -116,6 +122,7 @@ async def serve(config: ServeConfig) -> None:
         await http_server.wait_closed()
     # Envoy never ends its ADS stream, so a graceful stop would always wait the full grace.
     await server.stop(grace=0.5)
+    api_wiring.close(source)
     log.info("stopped")
 
 

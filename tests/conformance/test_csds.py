@@ -22,6 +22,7 @@ from tests.xds_client import AdsClient, make_node
 from xds_server.server.csds import redacted_any, resource_status
 from xds_server.cache.snapshot import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET
 from xds_server.observability.status import StatusRegistry
+from xds_server.server.callbacks import StreamInfo
 
 OTHER = "mesh/m/virtualNode/b"
 
@@ -220,20 +221,22 @@ def test_resource_status_per_resource_when_type_version_moves():
     snap1 = build(endpoints={"a": cla("a", 1), "b": cla("b", 2)})
     snap2 = build(endpoints={"a": cla("a", 1), "b": cla("b", 2), "c": cla("c", 3)})
     snap3 = build(endpoints={"a": cla("a", 9), "b": cla("b", 2), "c": cla("c", 3)})
-    st = registry.open_stream(NODE, NODE, "peer")
+    stream = StreamInfo(1, NODE, NODE, "peer")
+    registry.on_stream_open(stream)
+    st = registry.streams()[0]
     t1 = snap1.get(TYPE_ENDPOINT)
-    st.on_sent(TYPE_ENDPOINT, t1.version)
+    registry.on_response_sent(stream, TYPE_ENDPOINT, t1.version, {})
     st.types[TYPE_ENDPOINT].sent_resources = t1.resource_versions  # what the cache lookup records
     t = st.types[TYPE_ENDPOINT]
     assert resource_status(t, t1, "a") == csds_pb2.STALE
-    st.on_ack(TYPE_ENDPOINT, t1.version)
+    registry.on_ack(stream, TYPE_ENDPOINT, t1.version)
     t2, t3 = snap2.get(TYPE_ENDPOINT), snap3.get(TYPE_ENDPOINT)
     assert resource_status(t, t2, "a") == csds_pb2.SYNCED        # same content as acked
     assert resource_status(t, t2, "c") == csds_pb2.NOT_SENT
     assert resource_status(t, t3, "a") == csds_pb2.NOT_SENT       # changed, push due
     assert resource_status(None, t3, "a") == csds_pb2.NOT_SENT
-    st.on_sent(TYPE_ENDPOINT, t3.version)
+    registry.on_response_sent(stream, TYPE_ENDPOINT, t3.version, {})
     t.sent_resources = t3.resource_versions
-    st.on_nack(TYPE_ENDPOINT, t3.version, "bad")
+    registry.on_nack(stream, TYPE_ENDPOINT, t3.version, "bad")
     assert resource_status(t, t3, "a") == csds_pb2.ERROR
     assert resource_status(t, t1, "a") == csds_pb2.SYNCED         # model reverted to what it acked

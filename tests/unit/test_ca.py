@@ -34,6 +34,7 @@ from xds_server.ca.mesh_secrets import (
 )
 from xds_server.cache.snapshot import TYPE_CLUSTER, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET
 from xds_server.observability.status import StatusRegistry
+from xds_server.server.callbacks import StreamInfo
 from mesh_model.node_id import NodeRef
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from tests.paths import GOLDEN
@@ -335,12 +336,13 @@ def test_trust_acked_follows_streams(tmp_path):
     key = control.resolve(_node("front"))
     registry = StatusRegistry(cache=cache)
     assert trust_acked(registry, cache), "no streams: nothing to wait for"
-    stream = registry.open_stream("mesh/retail/virtualNode/front", key, "peer")
+    stream = StreamInfo(1, "mesh/retail/virtualNode/front", key, "peer")
+    registry.on_stream_open(stream)
     assert trust_acked(registry, cache), "a stream that never asked for SDS does not use the trust"
     version = cache.get(key).get(TYPE_SECRET).version
-    stream.on_sent(TYPE_SECRET, version)
+    registry.on_response_sent(stream, TYPE_SECRET, version, {})
     assert not trust_acked(registry, cache)
-    stream.on_ack(TYPE_SECRET, version)
+    registry.on_ack(stream, TYPE_SECRET, version)
     assert trust_acked(registry, cache)
     # a new bundle: the ACK of the old one no longer counts
     MeshCA.load(tmp_path / "ca").begin_rotation()
@@ -349,8 +351,8 @@ def test_trust_acked_follows_streams(tmp_path):
     result = control.refresh_secrets(acked=lambda: trust_acked(registry, cache))
     assert result.activated is None
     version = cache.get(key).get(TYPE_SECRET).version
-    stream.on_sent(TYPE_SECRET, version)
-    stream.on_ack(TYPE_SECRET, version)
+    registry.on_response_sent(stream, TYPE_SECRET, version, {})
+    registry.on_ack(stream, TYPE_SECRET, version)
     assert control.refresh_secrets(acked=lambda: trust_acked(registry, cache)).activated is not None
 
 
@@ -359,7 +361,7 @@ def test_private_keys_never_reach_status_config_dump_or_csds(tmp_path):
     control, cache = _plane(tmp_path, clock)
     key = control.resolve(_node("front"))
     registry = StatusRegistry(cache=cache)
-    registry.open_stream("mesh/retail/virtualNode/front", key, "peer")
+    registry.on_stream_open(StreamInfo(1, "mesh/retail/virtualNode/front", key, "peer"))
     dump = csds.cache_config_dump(registry, cache)("mesh/retail/virtualNode/front")
     text = json.dumps(dump)
     assert "[redacted]" in text and "PRIVATE KEY" not in text

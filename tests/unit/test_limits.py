@@ -15,6 +15,7 @@ from xds_server.cli import build_parser
 from xds_server.admission.stream_limits import StreamLimiter
 from xds_server.cache.snapshot import TYPE_CLUSTER
 from xds_server.observability.status import StatusRegistry
+from xds_server.server.callbacks import StreamInfo
 
 OTHER = "mesh/m/virtualNode/b"
 
@@ -123,7 +124,7 @@ def test_wrap_async_resolver_and_resolver_rejections():
         wrapped = limiter.wrap(resolve)
         assert await wrapped(make_node("x")) == "key-x"
         pending = wrapped(make_node("x"))            # admitted before its await ...
-        registry.open_stream("x", "key-x", "peer")   # ... someone else took the slot meanwhile
+        registry.on_stream_open(StreamInfo(1, "x", "key-x", "peer"))   # ... someone else took the slot meanwhile
         with pytest.raises(NodeRejected) as e:
             await pending
         assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED

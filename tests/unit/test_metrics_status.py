@@ -28,9 +28,10 @@ from xds_server.server.sotw import AggregatedDiscoveryServicer, add_to_server
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.observability.http import start_http
 from xds_server.admission.stream_limits import StreamLimiter
-from xds_server.observability.metrics import Counter, Gauge, Histogram, Metrics, render
+from xds_server.observability.metrics import Counter, Gauge, Histogram, Metrics, StreamMetrics, render
 from xds_server.cache.snapshot import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_SECRET
 from xds_server.observability.status import StatusRegistry
+from xds_server.server.callbacks import CallbackFanout
 
 KEY_PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
 CERT_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
@@ -112,10 +113,11 @@ async def plane(snapshots: dict | None = None, *, max_per_node: int = 500, max_s
     for key, snap in (snapshots if snapshots is not None else {NODE: build()}).items():
         cache.set(key, snap)
     m = Metrics()
-    registry = StatusRegistry(metrics=m, cache=cache)
+    registry = StatusRegistry(cache=cache)
     limiter = StreamLimiter(registry, max_proxies_per_node=max_per_node, max_streams=max_streams, metrics=m)
     server = grpc.aio.server()
-    add_to_server(server, AggregatedDiscoveryServicer(cache, limiter.wrap(resolver or id_resolver(cache)), registry))
+    stream_events = CallbackFanout(registry, StreamMetrics(m, cache))
+    add_to_server(server, AggregatedDiscoveryServicer(cache, limiter.wrap(resolver or id_resolver(cache)), stream_events))
     csds.add_to_server(server, csds.ClientStatusServicer(registry, cache))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -483,3 +485,20 @@ def test_real_envoy_is_synced_in_metrics_csds_and_config_dump(procs, addresses, 
 
     config = wait_until(all_synced, 10, interval=0.1, message="CSDS never showed the Envoy in sync")
     assert {x.type_url for x in config.generic_xds_configs} >= {TYPE_CLUSTER, TYPE_LISTENER}
+
+
+def test_status_and_metrics_only_subscribe_to_stream_events():
+    """Neither imports the other (not even for type hints); both hear streams through callbacks."""
+    import ast
+    from pathlib import Path
+
+    import xds_server.observability.metrics as metrics_module
+    import xds_server.observability.status as status_module
+    from xds_server.server.callbacks import Callbacks
+
+    for module, other in ((status_module, "metrics"), (metrics_module, "status")):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert f"xds_server.observability.{other}" not in imported, module.__name__
+    assert issubclass(StatusRegistry, Callbacks) and issubclass(StreamMetrics, Callbacks)

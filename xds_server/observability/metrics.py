@@ -1,15 +1,16 @@
 """Prometheus metrics in the text exposition format 0.0.4, without prometheus_client.
 
 Three small metric kinds (counter, gauge, histogram with fixed buckets) and ``Metrics``, the
-meshplane metric set with domain methods. The ADS side is fed by ``StatusRegistry`` events
-(stream open/close, sent/ACK/NACK), so the servicer itself knows nothing about metrics;
-point-in-time gauges (connected proxies, snapshot sizes) are computed at scrape time from
-the registry and the cache by ``render``, so they can never drift.
+meshplane metric set with domain methods. The ADS side is fed by ``StreamMetrics``, a
+subscriber to the stream events (``server.callbacks.Callbacks``: open/close, sent/ACK/NACK),
+so the servicer itself knows nothing about metrics; point-in-time gauges (connected
+proxies, snapshot sizes) are computed at scrape time from the open streams and the cache by
+``render``, so they can never drift.
 
 The control plane reports compilations through the module-level hooks, which write to the
 process-wide ``DEFAULT`` set (the one ``meshplane serve`` exposes on ``/metrics``)::
 
-    from xds_server import metrics
+    from xds_server.observability import metrics
     metrics.observe_compile(seconds, nodes)   # after each (re)compilation of node snapshots
     metrics.observe_reload(ok)                # after each model reload attempt
 
@@ -27,13 +28,15 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING, Iterable, Sequence
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Mapping, Protocol, Sequence
 
 from xds_server.cache.snapshot import PUSH_ORDER, SHORT_NAMES, short_type
+from xds_server.server.callbacks import Callbacks, StreamInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from xds_server.cache.snapshot_cache import SnapshotCache
-    from xds_server.observability.status import StatusRegistry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -238,7 +241,7 @@ class Metrics:
     def observe_reload(self, ok: bool) -> None:
         self.reloads.inc(result="ok" if ok else "error")
 
-    # -- events from StatusRegistry / the limiter
+    # -- events from StreamMetrics / the limiter
     def stream_opened(self) -> None:
         self.streams_opened.inc()
 
@@ -269,16 +272,90 @@ class Metrics:
         return out
 
 
-def live_gauges(registry: "StatusRegistry | None", cache: "SnapshotCache | None") -> list[str]:
-    """Point-in-time gauges read at scrape time from the registry and the cache."""
+@dataclass
+class _Push:
+    """Per stream and type: the last response and whether its ACK is awaited."""
+
+    sent: str | None = None
+    acked: str | None = None
+    pending_since: float | None = None   # time.monotonic() of a push not yet ACKed/NACKed
+    origin: float | None = None          # monotonic start of the pending push's convergence
+
+
+class StreamMetrics(Callbacks):
+    """Subscriber to the stream events: counts them into ``metrics`` and times each push to
+    its ACK. ``cache``: when the pushed version entered the cache (convergence starts there,
+    or at the stream's open if later)."""
+
+    def __init__(self, metrics: Metrics, cache: "SnapshotCache | None" = None) -> None:
+        self.metrics = metrics
+        self.cache = cache
+        self._streams: dict[int, dict[str, _Push]] = {}
+
+    def on_stream_open(self, stream: StreamInfo) -> None:
+        self._streams[stream.id] = {}
+        self.metrics.stream_opened()
+
+    def on_stream_close(self, stream: StreamInfo) -> None:
+        if self._streams.pop(stream.id, None) is not None:
+            self.metrics.stream_closed()
+
+    def on_response_sent(self, stream: StreamInfo, type_url: str, version: str, resources: Mapping[str, str]) -> None:
+        self.metrics.pushed(type_url)
+        types = self._streams.get(stream.id)
+        if types is None:
+            return
+        p = types.setdefault(type_url, _Push())
+        if p.pending_since is not None and version == p.sent:
+            # another response of the version still awaiting its ACK (Delta: additions, then
+            # removals, of one pass): one push as far as latency and ACK counting go
+            return
+        now = time.monotonic()
+        # a re-send of a version this stream already had (e.g. EDS answered again while
+        # clusters warm) converges from now, not from when the cache first held it
+        resend = version in (p.sent, p.acked)
+        p.sent, p.pending_since, p.origin = version, now, now
+        if not resend and self.cache is not None:
+            changed = self.cache.changed_at(stream.key, type_url)
+            if changed is not None and changed[0] == version:
+                p.origin = min(now, max(changed[1], stream.opened))
+
+    def on_ack(self, stream: StreamInfo, type_url: str, version: str) -> None:
+        p = self._streams.get(stream.id, {}).get(type_url)
+        if p is None:
+            return  # nothing of this type was sent on this stream
+        p.acked = version
+        if version != p.sent or p.pending_since is None:
+            return  # not the last response, or a repeated ACK (e.g. Envoy's warming request): counted once
+        now = time.monotonic()
+        push_ack, convergence = now - p.pending_since, now - (p.origin if p.origin is not None else p.pending_since)
+        p.pending_since = None
+        self.metrics.acked(type_url, push_ack, convergence)
+
+    def on_nack(self, stream: StreamInfo, type_url: str, version: str | None, error: str) -> None:
+        p = self._streams.get(stream.id, {}).get(type_url)
+        if p is not None:
+            p.pending_since = None
+        self.metrics.nacked(type_url)
+
+
+class OpenStreams(Protocol):
+    """What the live gauges read about the open streams (``StatusRegistry`` has it)."""
+
+    def count(self, node_id: str | None = None) -> int: ...
+
+    def node_ids(self) -> list[str]: ...
+
+
+def live_gauges(streams: OpenStreams | None, cache: "SnapshotCache | None") -> list[str]:
+    """Point-in-time gauges read at scrape time from the open streams and the cache."""
     out: list[str] = []
-    if registry is not None:
-        streams = registry.streams()
+    if streams is not None:
         g = Gauge("meshplane_xds_connected_proxies", "Open ADS streams (one per connected Envoy).")
-        g.set(len(streams))
+        g.set(streams.count())
         out += g.lines()
         g = Gauge("meshplane_xds_connected_nodes", "Distinct node ids with at least one open ADS stream.")
-        g.set(len({s.node_id for s in streams}))
+        g.set(len(streams.node_ids()))
         out += g.lines()
     if cache is not None:
         sizes = cache.sizes()
@@ -296,8 +373,8 @@ def live_gauges(registry: "StatusRegistry | None", cache: "SnapshotCache | None"
     return out
 
 
-def render(metrics: Metrics | None, registry: "StatusRegistry | None" = None, cache: "SnapshotCache | None" = None) -> str:
-    lines = (metrics.lines() if metrics is not None else []) + live_gauges(registry, cache)
+def render(metrics: Metrics | None, streams: OpenStreams | None = None, cache: "SnapshotCache | None" = None) -> str:
+    lines = (metrics.lines() if metrics is not None else []) + live_gauges(streams, cache)
     return "\n".join(lines) + "\n"
 
 

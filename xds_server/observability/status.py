@@ -4,24 +4,22 @@ This is the operator's answer to "is my Envoy in sync, and if not, why?" (Istio'
 ``istioctl proxy-status``). Many Envoys commonly share one virtual node id (replicas of one
 deployment), so status is kept per stream and summarised per node.
 
-The registry also feeds the Prometheus metrics (``metrics.Metrics``) from the same events
-(stream open/close, sent, ACK, NACK), so the ADS servicer needs no metrics code. Besides
-what ``snapshot()`` shows, each type keeps a few internal fields (push/ACK timing, the
-resource versions that were sent and acked) used by the metrics and by CSDS.
+``StatusRegistry`` subscribes to the ADS stream events (``server.callbacks.Callbacks``).
+Besides what ``snapshot()`` shows, each type keeps the push/NACK times and the resource
+versions that were sent and acked, which CSDS reads.
 """
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Mapping
 
 from xds_server.cache.snapshot import PUSH_ORDER, short_type
+from xds_server.server.callbacks import Callbacks, StreamInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from xds_server.cache.snapshot_cache import SnapshotCache
-    from xds_server.observability.metrics import Metrics
 
 
 def _now() -> str:
@@ -35,11 +33,10 @@ class TypeStatus:
     nacked: dict | None = None  # {"version", "error"} of the outstanding rejection; cleared by a later ACK
     nacks: int = 0
     last_push: str | None = None
-    # internal (not in to_dict): timing and content of the last push, for metrics and CSDS
+    # internal (not in to_dict): timing and content of the last push, for CSDS
     last_push_at: float | None = None          # time.time() of the last push
     nacked_at: float | None = None             # time.time() of the outstanding NACK
-    pending_since: float | None = None         # time.monotonic() of a push not yet ACKed/NACKed
-    origin: float | None = None                # monotonic start of the pending push's convergence
+    awaiting_ack: bool = False                 # ``sent`` is neither ACKed nor NACKed yet
     sent_resources: Mapping[str, str] | None = None   # name -> resource version of the last push (if known)
     acked_resources: Mapping[str, str] | None = None  # same, of the last ACKed push
 
@@ -55,7 +52,7 @@ class TypeStatus:
 
 @dataclass
 class StreamStatus:
-    """One ADS stream; the servicer reports into it, the registry reads it."""
+    """One ADS stream, as the registry records it."""
 
     id: int
     node_id: str
@@ -63,57 +60,9 @@ class StreamStatus:
     peer: str
     opened: str = field(default_factory=_now)
     types: dict[str, TypeStatus] = field(default_factory=dict)
-    opened_mono: float = field(default_factory=time.monotonic, repr=False, compare=False)
-    registry: "StatusRegistry | None" = field(default=None, repr=False, compare=False)
 
-    def _t(self, type_url: str) -> TypeStatus:
+    def type(self, type_url: str) -> TypeStatus:
         return self.types.setdefault(type_url, TypeStatus())
-
-    def on_sent(self, type_url: str, version: str) -> None:
-        t = self._t(type_url)
-        now = time.monotonic()
-        t.last_push = _now()
-        t.last_push_at = time.time()
-        if t.pending_since is not None and version == t.sent:
-            # another response of the version still awaiting its ACK (Delta: additions, then
-            # removals, of one pass): one push as far as latency and ACK counting go
-            if self.registry is not None and self.registry.metrics is not None:
-                self.registry.metrics.pushed(type_url)
-            return
-        # a re-send of a version this stream already had (e.g. EDS answered again while
-        # clusters warm) converges from now, not from when the cache first held it
-        resend = version in (t.sent, t.acked)
-        t.sent = version
-        t.pending_since = now
-        t.origin = now
-        t.sent_resources = None
-        if self.registry is not None:
-            self.registry._sent(self, t, type_url, version, resend)
-
-    def on_ack(self, type_url: str, version: str) -> None:
-        t = self._t(type_url)
-        t.acked = version
-        t.nacked = None  # an ACK of a newer response ends the rejection
-        t.nacked_at = None
-        if version != t.sent:
-            return
-        t.acked_resources = t.sent_resources
-        if t.pending_since is None:
-            return  # a repeated ACK (e.g. Envoy's warming request): counted once
-        now = time.monotonic()
-        push_ack, convergence = now - t.pending_since, now - (t.origin or t.pending_since)
-        t.pending_since = None
-        if self.registry is not None and self.registry.metrics is not None:
-            self.registry.metrics.acked(type_url, push_ack, convergence)
-
-    def on_nack(self, type_url: str, version: str | None, error: str) -> None:
-        t = self._t(type_url)
-        t.nacked = {"version": version, "error": error}
-        t.nacks += 1
-        t.nacked_at = time.time()
-        t.pending_since = None
-        if self.registry is not None and self.registry.metrics is not None:
-            self.registry.metrics.nacked(type_url)
 
     def to_dict(self) -> dict:
         return {
@@ -160,30 +109,23 @@ def _aggregate(streams: list[StreamStatus]) -> dict:
     return out
 
 
-class StatusRegistry:
+class StatusRegistry(Callbacks):
     """Single-threaded (asyncio loop) bookkeeping; snapshot() is JSON-able.
 
-    ``metrics``: where stream and push events are counted (None: not counted).
-    ``cache``: lets the registry record which resource versions each push carried (for
-    CSDS) and when the pushed version entered the cache (convergence latency).
+    ``cache``: lets the registry record which resource versions each push carried (for CSDS).
     """
 
-    def __init__(self, metrics: "Metrics | None" = None, cache: "SnapshotCache | None" = None) -> None:
+    def __init__(self, cache: "SnapshotCache | None" = None) -> None:
         self._streams: dict[int, StreamStatus] = {}
         self._per_node: dict[str, int] = {}
-        self._ids = itertools.count(1)
-        self.metrics = metrics
         self.cache = cache
 
-    def open_stream(self, node_id: str, key: str, peer: str) -> StreamStatus:
-        s = StreamStatus(id=next(self._ids), node_id=node_id, key=key, peer=peer, registry=self)
-        self._streams[s.id] = s
-        self._per_node[node_id] = self._per_node.get(node_id, 0) + 1
-        if self.metrics is not None:
-            self.metrics.stream_opened()
-        return s
+    # -- stream events (Callbacks)
+    def on_stream_open(self, stream: StreamInfo) -> None:
+        self._streams[stream.id] = StreamStatus(id=stream.id, node_id=stream.node_id, key=stream.key, peer=stream.peer)
+        self._per_node[stream.node_id] = self._per_node.get(stream.node_id, 0) + 1
 
-    def close_stream(self, stream: StreamStatus) -> None:
+    def on_stream_close(self, stream: StreamInfo) -> None:
         if self._streams.pop(stream.id, None) is None:
             return
         left = self._per_node.get(stream.node_id, 1) - 1
@@ -191,9 +133,49 @@ class StatusRegistry:
             self._per_node[stream.node_id] = left
         else:
             self._per_node.pop(stream.node_id, None)
-        if self.metrics is not None:
-            self.metrics.stream_closed()
 
+    def on_response_sent(self, stream: StreamInfo, type_url: str, version: str, resources: Mapping[str, str]) -> None:
+        s = self._streams.get(stream.id)
+        if s is None:
+            return
+        t = s.type(type_url)
+        t.last_push = _now()
+        t.last_push_at = time.time()
+        if t.awaiting_ack and version == t.sent:
+            return  # another response of the version awaiting its ACK (Delta: additions, then removals)
+        t.sent = version
+        t.awaiting_ack = True
+        t.sent_resources = None
+        if self.cache is not None:
+            # what the client holds after this push: the cache's resources of that version
+            snapshot = self.cache.get(s.key)
+            tsnap = snapshot.get(type_url) if snapshot is not None else None
+            if tsnap is not None and tsnap.version == version:
+                t.sent_resources = tsnap.resource_versions
+
+    def on_ack(self, stream: StreamInfo, type_url: str, version: str) -> None:
+        s = self._streams.get(stream.id)
+        if s is None:
+            return
+        t = s.type(type_url)
+        t.acked = version
+        t.nacked = None  # an ACK of a newer response ends the rejection
+        t.nacked_at = None
+        if version == t.sent:
+            t.acked_resources = t.sent_resources
+            t.awaiting_ack = False
+
+    def on_nack(self, stream: StreamInfo, type_url: str, version: str | None, error: str) -> None:
+        s = self._streams.get(stream.id)
+        if s is None:
+            return
+        t = s.type(type_url)
+        t.nacked = {"version": version, "error": error}
+        t.nacks += 1
+        t.nacked_at = time.time()
+        t.awaiting_ack = False
+
+    # -- reading
     def count(self, node_id: str | None = None) -> int:
         """Open streams, in total or of one node id (O(1): used on every stream open)."""
         if node_id is None:
@@ -207,18 +189,6 @@ class StatusRegistry:
         if node_id is None:
             return list(self._streams.values())
         return [s for s in self._streams.values() if s.node_id == node_id]
-
-    def _sent(self, stream: StreamStatus, t: TypeStatus, type_url: str, version: str, resend: bool) -> None:
-        if self.cache is not None:
-            snapshot = self.cache.get(stream.key)
-            tsnap = snapshot.get(type_url) if snapshot is not None else None
-            if tsnap is not None and tsnap.version == version:
-                t.sent_resources = tsnap.resource_versions
-            changed = self.cache.changed_at(stream.key, type_url)
-            if not resend and changed is not None and changed[0] == version:
-                t.origin = min(t.origin, max(changed[1], stream.opened_mono))
-        if self.metrics is not None:
-            self.metrics.pushed(type_url)
 
     def keys_in_use(self) -> set[str]:
         """Snapshot keys with at least one stream (the cache may drop the others)."""

@@ -37,7 +37,7 @@ from xds_server.server.delta import DeltaKind, DeltaRequestInvalid, DeltaStreamS
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.cache.snapshot import FULL_STATE_TYPES, PUSH_ORDER, TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE
 from xds_server.cache.snapshot import Snapshot, TypeSnapshot, short_type
-from xds_server.observability.status import StatusRegistry, StreamStatus
+from xds_server.server.callbacks import Callbacks, StreamInfo
 
 LOG = logging.getLogger("meshplane.xds.ads")
 
@@ -306,7 +306,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         self,
         cache: SnapshotCache,
         resolver: Resolver,
-        status: StatusRegistry,
+        callbacks: Callbacks,
         *,
         log: logging.Logger = LOG,
         authorize: Callable[[core_pb2.Node, grpc.aio.ServicerContext], object] | None = None,
@@ -314,7 +314,8 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         self.cache = cache
         self.resolver = resolver
         self.authorize = authorize  # may raise NodeRejected (UNAUTHENTICATED / PERMISSION_DENIED)
-        self.status = status
+        self.callbacks = callbacks  # every stream event goes here (status, metrics)
+        self._stream_ids = itertools.count(1)
         self.log = log
 
     async def StreamAggregatedResources(self, request_iterator, context):
@@ -357,7 +358,8 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"no configuration for node {node.id!r}")
 
         stream = _Stream(delta=delta)
-        st = self.status.open_stream(node.id, key, peer)
+        info = StreamInfo(id=next(self._stream_ids), node_id=node.id, key=key, peer=peer, delta=delta)
+        self.callbacks.on_stream_open(info)
         self.cache.add_listener(key, stream.wake)
         started = time.monotonic()
         self.log.info(
@@ -365,13 +367,13 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             kind, node.id, key, peer, _envoy_version(node),
         )
         handle = self._handle_delta if delta else self._handle
-        reader = asyncio.create_task(self._read(stream, st, node.id, first, request_iterator, handle))
+        reader = asyncio.create_task(self._read(stream, info, first, request_iterator, handle))
         reason = "client closed"
         try:
             if delta:
-                await self._send_loop_delta(stream, st, key, context)
+                await self._send_loop_delta(stream, info, context)
             else:
-                await self._send_loop(stream, st, key, context)
+                await self._send_loop(stream, info, context)
             if stream.error is not None:
                 reason = f"{stream.error.code.name}: {stream.error.message}"
                 await context.abort(stream.error.code, stream.error.message)
@@ -385,29 +387,30 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         finally:
             reader.cancel()
             self.cache.remove_listener(key, stream.wake)
-            self.status.close_stream(st)
+            self.callbacks.on_stream_close(info)
             self.log.info(
                 "%s stream closed node=%s peer=%s after %.1fs: %s",
                 kind, node.id, peer, time.monotonic() - started, reason,
             )
 
-    async def _read(self, stream: _Stream, st: StreamStatus, node_id: str, first, request_iterator, handle) -> None:
+    async def _read(self, stream: _Stream, info: StreamInfo, first, request_iterator, handle) -> None:
         """Reader task: fold requests into state, wake the sender. Never writes."""
         try:
-            handle(stream, st, node_id, first)
+            handle(stream, info, first)
             async for req in request_iterator:
-                handle(stream, st, node_id, req)
+                handle(stream, info, req)
         except StreamError as e:
             stream.error = e
         except asyncio.CancelledError:
             raise
         except Exception as e:  # transport errors: the client is gone
-            self.log.debug("ADS read ended node=%s: %r", node_id, e)
+            self.log.debug("ADS read ended node=%s: %r", info.node_id, e)
         finally:
             stream.ended = True
             stream.wake.set()
 
-    def _handle(self, stream: _Stream, st: StreamStatus, node_id: str, req) -> None:
+    def _handle(self, stream: _Stream, info: StreamInfo, req) -> None:
+        node_id = info.node_id
         check_request(req.type_url, stream.state.types, (req.resource_names,))
         kind = stream.state.on_request(req)
         ts = stream.state.types[req.type_url]
@@ -416,22 +419,23 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             self.log.debug("ADS %s %s stale nonce %s ignored", node_id, t, req.response_nonce)
             return
         if kind == RequestKind.NACK:
-            st.on_nack(req.type_url, ts.sent_version, req.error_detail.message)
+            self.callbacks.on_nack(info, req.type_url, ts.sent_version, req.error_detail.message)
             self.log.warning(
                 "ADS NACK node=%s type=%s rejected version=%s (keeps %s): %s",
                 node_id, t, ts.sent_version, req.version_info or "none", req.error_detail.message,
             )
             return
         if kind == RequestKind.ACK:
-            st.on_ack(req.type_url, req.version_info)
+            self.callbacks.on_ack(info, req.type_url, req.version_info)
         stream.wake.set()
 
-    def _handle_delta(self, stream: _Stream, st: StreamStatus, node_id: str, req) -> None:
+    def _handle_delta(self, stream: _Stream, info: StreamInfo, req) -> None:
         """Fold one DeltaDiscoveryRequest; report ACK/NACK to status; always wake the sender.
 
         Unlike SotW there is no "stale, drop it": the subscription change in a request is
         applied whatever its nonce (§1 F30), so the sender always re-plans.
         """
+        node_id = info.node_id
         check_request(
             req.type_url, stream.state.types,
             (req.resource_names_subscribe, req.resource_names_unsubscribe, req.initial_resource_versions),
@@ -449,13 +453,13 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
                 "delta ADS %s %s resumes holding %d resources", node_id, t, len(req.initial_resource_versions),
             )
         if kind == DeltaKind.NACK:
-            st.on_nack(req.type_url, version, req.error_detail.message)
+            self.callbacks.on_nack(info, req.type_url, version, req.error_detail.message)
             self.log.warning(
                 "delta ADS NACK node=%s type=%s rejected version=%s: %s",
                 node_id, t, version, req.error_detail.message,
             )
         elif kind == DeltaKind.ACK:
-            st.on_ack(req.type_url, version)
+            self.callbacks.on_ack(info, req.type_url, version)
         elif kind == DeltaKind.UNKNOWN_NONCE:
             self.log.debug("delta ADS %s %s unknown nonce %s (subscription applied)", node_id, t, req.response_nonce)
         stream.wake.set()
@@ -472,9 +476,9 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             stream.error = StreamError(grpc.StatusCode.UNAVAILABLE, "configuration for this node was removed")
         return snapshot
 
-    async def _send_loop(self, stream: _Stream, st: StreamStatus, key: str, context) -> None:
+    async def _send_loop(self, stream: _Stream, info: StreamInfo, context) -> None:
         """Sender: on each wake, push every type that needs it, in PUSH_ORDER."""
-        while (snapshot := await self._next_snapshot(stream, key)) is not None:
+        while (snapshot := await self._next_snapshot(stream, info.key)) is not None:
             # one snapshot per pass keeps CDS/EDS/LDS/RDS of a push consistent; re-plan each
             # type just before its write so requests read meanwhile are taken into account
             for phase in (stream.state.order, stream.state.draining_types):  # removals last (§1 E26)
@@ -483,17 +487,17 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
                     if plan is None:
                         continue
                     resp = stream.state.commit(plan)
-                    st.on_sent(type_url, plan.version)
+                    self.callbacks.on_response_sent(info, type_url, plan.version, plan.sent)
                     self.log.debug(
                         "ADS push node=%s type=%s version=%s nonce=%s resources=%d",
-                        st.node_id, short_type(type_url), plan.version, resp.nonce, len(plan.resources),
+                        info.node_id, short_type(type_url), plan.version, resp.nonce, len(plan.resources),
                     )
                     await context.write(resp)
                     if stream.ended:
                         return
 
 
-    async def _send_loop_delta(self, stream: _Stream, st: StreamStatus, key: str, context) -> None:
+    async def _send_loop_delta(self, stream: _Stream, info: StreamInfo, context) -> None:
         """Delta sender: per wake, additions/updates in PUSH_ORDER, then removals in BREAK_ORDER.
 
         The two phases make a change make-before-break across types (§1 E25/E26): a new
@@ -503,17 +507,17 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         write, so requests read meanwhile are taken into account.
         """
         state: DeltaStreamState = stream.state
-        while (snapshot := await self._next_snapshot(stream, key)) is not None:
+        while (snapshot := await self._next_snapshot(stream, info.key)) is not None:
             for removals in (False, True):
                 for type_url in state.order(phase_removals=removals):
                     plan = plan_delta(state.types[type_url], snapshot.get(type_url), removals=removals)
                     if plan is None:
                         continue
                     resp = state.commit(plan)
-                    st.on_sent(type_url, plan.version)
+                    self.callbacks.on_response_sent(info, type_url, plan.version, {name: v for name, v, _ in plan.resources})
                     self.log.debug(
                         "delta ADS push node=%s type=%s version=%s nonce=%s resources=%d removed=%d",
-                        st.node_id, short_type(type_url), plan.version, resp.nonce,
+                        info.node_id, short_type(type_url), plan.version, resp.nonce,
                         len(plan.resources), len(plan.removed),
                     )
                     await context.write(resp)

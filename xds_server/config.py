@@ -38,3 +38,8 @@ class ServeConfig:
     xds_client_ca: str | None = None
     xds_token_file: str | None = None
     admin_uris: tuple[str, ...] = ()
+    # the model in a store instead of files (sqlite:///path.db, postgresql://...); the App Mesh API
+    store: str | None = None
+    region: str = "us-west-2"                        # the region of the API's ARNs
+    api_max_meshes: int = 1000                       # API model limits (LimitExceededException)
+    api_max_resources_per_mesh: int = 20_000

@@ -89,17 +89,11 @@ def start_serve(procs, free_port, tmp_path: Path, *args: str, name: str = "meshp
 
 
 @pytest.fixture
-def api(procs, free_port, tmp_path, inproc_api) -> Api:
-    if not _serve_has_store():  # TEMPORARY until serve --store lands
-        return inproc_api()
+def api(procs, free_port, tmp_path) -> Api:
     store = f"sqlite:///{tmp_path}/meshplane.db"
     server = start_serve(procs, free_port, tmp_path, "--store", store)
     server.store_url = store
     return server
-
-
-def _serve_has_store() -> bool:
-    return "--store" in (REPO_ROOT / "xds_server" / "cli" / "serve.py").read_text() if (REPO_ROOT / "xds_server" / "cli" / "serve.py").exists() else False
 
 
 @pytest.fixture

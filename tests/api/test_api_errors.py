@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mesh_model import ModelError, load_texts
+from tests.api.conftest import start_serve
 from tests.api.specs import build_mesh, node_spec, route_spec, router_spec, service_by_router
 
 
@@ -125,10 +126,10 @@ def test_resource_in_use(api):
     assert state(c)["routers"] == before["routers"] and state(c)["services"] == before["services"]
 
 
-def test_limit_exceeded(inproc_api):
-    from xds_server.api import ApiLimits
-
-    c = inproc_api(limits=ApiLimits(meshes=1, resources_per_mesh=3)).client()
+def test_limit_exceeded(procs, free_port, tmp_path):
+    server = start_serve(procs, free_port, tmp_path, "--store", f"sqlite:///{tmp_path}/limits.db",
+                         "--api-max-meshes", "1", "--api-max-resources-per-mesh", "3")
+    c = server.client()
     c.create_mesh(meshName="m")
     code, message, status = error_of(c.create_mesh, meshName="m2")
     assert (code, status) == ("LimitExceededException", 400) and "limit is 1" in message

@@ -37,3 +37,17 @@ def test_file_mode_reads_and_refuses_writes():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_serve_paths_api_is_read_only(procs, free_port, tmp_path):
+    """A real ``meshplane serve PATH``: the API lists the files' model, a write is ForbiddenException."""
+    from tests.api.conftest import start_serve
+
+    server = start_serve(procs, free_port, tmp_path, str(golden_model("retail")))
+    c = server.client()
+    assert [m["meshName"] for m in c.list_meshes()["meshes"]] == ["retail"]
+    with pytest.raises(ClientError) as info:
+        c.create_virtual_node(meshName="retail", virtualNodeName="x",
+                              spec={"listeners": [{"portMapping": {"port": 80, "protocol": "http"}}]})
+    assert info.value.response["Error"]["Code"] == "ForbiddenException"
+    assert "managed by files" in info.value.response["Error"]["Message"]

@@ -11,19 +11,8 @@ from tests.api.specs import build_mesh, route_spec
 from tests.paths import REPO, golden_model
 
 
-_SHIM = (  # TEMPORARY: until export/apply are registered in the CLI
-    "import sys, argparse\nfrom xds_server.cli import export, apply\n"
-    "from mesh_model import ModelError\n"
-    "p = argparse.ArgumentParser(); sub = p.add_subparsers(); export.add_parser(sub); apply.add_parser(sub)\n"
-    "a = p.parse_args(sys.argv[1:])\n"
-    "try:\n    sys.exit(a.func(a))\nexcept ModelError as e:\n    print(e, file=sys.stderr); sys.exit(1)\n"
-)
-
-
 def meshplane(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    registered = "export" in (REPO / "xds_server" / "cli" / "__init__.py").read_text() or (REPO / "xds_server" / "cli" / "main.py").exists()
-    argv = [sys.executable, "-m", "xds_server.cli"] if registered or args[0] not in ("export", "apply") else [sys.executable, "-c", _SHIM]
-    proc = subprocess.run([*argv, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "xds_server.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:
         raise AssertionError(f"meshplane {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

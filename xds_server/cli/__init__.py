@@ -13,9 +13,9 @@ from typing import Sequence
 from mesh_model import ModelError
 from mesh_model.compiler import CompileError
 
-from xds_server.cli import bootstrap, ca, diff, explain, render, route_test, serve, validate
+from xds_server.cli import apply, bootstrap, ca, diff, explain, export, render, route_test, serve, validate
 
-COMMANDS = (validate, render, bootstrap, serve, ca, explain, route_test, diff)  # in the order of `meshplane --help`
+COMMANDS = (validate, render, bootstrap, serve, ca, explain, route_test, diff, export, apply)  # in the order of `meshplane --help`
 
 
 def build_parser() -> argparse.ArgumentParser:

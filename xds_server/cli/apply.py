@@ -14,7 +14,7 @@ from xds_server.api.file_source import resources_of
 from xds_server.api.resources import native
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
+def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="write model files to a meshplane server through its API, all or nothing")
     p.add_argument("paths", nargs="+", help="model files or folders")
     p.add_argument("--api", required=True, metavar="URL", help="the server's HTTP address, e.g. http://127.0.0.1:9901")

@@ -11,7 +11,7 @@ import yaml
 from xds_server.api.client import ApiCallError, call
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
+def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="print the model of a meshplane server (its App Mesh API) as native YAML")
     p.add_argument("--api", required=True, metavar="URL", help="the server's HTTP address, e.g. http://127.0.0.1:9901")
     p.add_argument("--region", default="us-west-2", help="region for request signing (default us-west-2)")

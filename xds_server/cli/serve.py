@@ -15,8 +15,16 @@ D = ServeConfig  # the defaults are the dataclass's
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("serve", help="run the ADS server and watch the model files")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p = commands.add_parser("serve", help="run the ADS server and watch the model files (or serve a store's model)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="model files or folders (file mode: the API is read-only)")
+    p.add_argument("--store", metavar="URL",
+                   help="keep the model in a store instead of files, changed through the App Mesh API on --http: "
+                        "sqlite:///path/meshplane.db or postgresql://...")
+    p.add_argument("--region", default=D.region, help=f"region in the API's ARNs (default {D.region})")
+    p.add_argument("--api-max-meshes", type=int, default=D.api_max_meshes, metavar="N",
+                   help=f"meshes per account the API creates (LimitExceededException beyond; default {D.api_max_meshes})")
+    p.add_argument("--api-max-resources-per-mesh", type=int, default=D.api_max_resources_per_mesh, metavar="N",
+                   help=f"resources per mesh the API creates (default {D.api_max_resources_per_mesh})")
     p.add_argument("--xds", default=D.xds, metavar="HOST:PORT", help=f"gRPC ADS address (default {D.xds})")
     p.add_argument("--http", default=D.http, metavar="HOST:PORT",
                    help=f"HTTP address of /healthz, /status, /metrics, /config_dump (default {D.http})")
@@ -54,8 +62,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def config(args: argparse.Namespace) -> ServeConfig:
     """The parsed arguments as the server's one settings object."""
+    if bool(args.paths) == bool(args.store):
+        raise ValueError("serve: give model PATH... (file mode) or --store URL, not both and not neither")
     return ServeConfig(
         paths=tuple(args.paths),
+        store=args.store,
+        region=args.region,
+        api_max_meshes=args.api_max_meshes,
+        api_max_resources_per_mesh=args.api_max_resources_per_mesh,
         xds=args.xds,
         http=args.http,
         max_proxies_per_node=args.max_proxies_per_node,

@@ -72,8 +72,11 @@ class ControlPlane:
         *,
         secrets: SecretManager | None = None,
         keys_in_use: Callable[[], set[str]] | None = None,
+        source=None,
     ):
         self.paths = list(paths)
+        # where the model comes from instead of files (``store_source.StoreSource``: ``load()``, ``status()``)
+        self.source = source
         self.cache = cache
         self.secrets = secrets
         # which snapshot keys still have a stream (StatusRegistry.keys_in_use): the others are
@@ -82,7 +85,7 @@ class ControlPlane:
         self.keys_in_use = keys_in_use
         self.bases: dict[str, Snapshot] = {}  # snapshot key -> compiled snapshot, without mesh-CA secrets
         self.parse_cache = ParseCache()  # a reload re-parses only the files that changed
-        self.model = load_paths(self.paths, parse_cache=self.parse_cache)  # an invalid model at start-up is fatal (ModelError)
+        self.model = self._load()  # an invalid model at start-up is fatal (ModelError)
         self._warn_about(self.model)
         self.compile_cache = CompileCache(self.model)
         self.keys: dict[str, NodeKey] = {}
@@ -193,11 +196,16 @@ class ControlPlane:
 
     def _build(self, keys: dict[str, NodeKey]):
         """Load and compile off the event loop (``keys``: the node placements known when it started)."""
-        model = load_paths(self.paths, parse_cache=self.parse_cache)
+        model = self._load()
         started = time.perf_counter()
         snapshots, dependencies, warnings, cache = self.rebuild(model, keys)
         metrics.observe_compile(time.perf_counter() - started, len(snapshots))
         return model, snapshots, dependencies, warnings, cache
+
+    def _load(self) -> MeshModel:
+        if self.source is not None:
+            return self.source.load()
+        return load_paths(self.paths, parse_cache=self.parse_cache)
 
     def forget_unused(self) -> int:
         """Drop the snapshots no stream uses any more (a node that comes back is compiled again)."""
@@ -268,4 +276,6 @@ class ControlPlane:
         }
         if self.secrets is not None:
             status["meshCA"] = self.secrets.status()
+        if self.source is not None:
+            status.update(self.source.status())
         return status

@@ -21,6 +21,7 @@ from xds_server.observability import metrics as metrics_mod
 from xds_server.observability.status import StatusRegistry
 
 if TYPE_CHECKING:  # pragma: no cover
+    from xds_server.api.service import ApiService
     from xds_server.cache.snapshot_cache import SnapshotCache
     from xds_server.observability.metrics import Metrics
 
@@ -41,18 +42,23 @@ async def start_http(
     metrics: "Metrics | None" = None,
     cache: "SnapshotCache | None" = None,
     config_dump_provider: Callable[[str], dict | None] | None = None,
+    api: "ApiService | None" = None,
 ) -> asyncio.Server:
     """Start serving; the caller owns the returned server (``close()`` + ``wait_closed()``).
 
     ``metrics``: event metrics for ``/metrics`` (live gauges come from ``status``/``cache``).
     ``config_dump_provider(node_id)``: the ``/config_dump`` document of a node, or None for
     an unknown node (404); defaults to ``csds.cache_config_dump(status, cache)`` when a cache
-    is given.
+    is given. ``api``: the App Mesh API (``xds_server.api``), served at its own paths
+    (``/v20190125/...``, ``/meshplane/v1/...``) with any method.
     """
     if config_dump_provider is None and cache is not None:
         from xds_server.server.csds import cache_config_dump
 
         config_dump_provider = cache_config_dump(status, cache)
+    if api is not None:
+        from xds_server.api.http_hook import respond as api_respond
+        from xds_server.api.service import is_api_path
 
     def route(path: str, query: str) -> tuple[int, str, bytes]:
         if path == "/healthz":
@@ -88,7 +94,12 @@ async def start_http(
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            code, ctype, body, head_only = await _serve_one(reader, route)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+            if api is not None and is_api_path(_path_of(head)):
+                writer.write(await api_respond(api, head, reader))
+                await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
+                return
+            code, ctype, body, head_only = _serve_one(head, route)
             reason = _REASONS.get(code, "")
             headers = (
                 f"HTTP/1.1 {code} {reason}\r\n"
@@ -126,8 +137,12 @@ def _some(names: list[str], limit: int = 20) -> str:
     return shown + (f" ... and {len(names) - limit} more" if len(names) > limit else "")
 
 
-async def _serve_one(reader: asyncio.StreamReader, route) -> tuple[int, str, bytes, bool]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+def _path_of(head: bytes) -> str:
+    parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+    return parts[1].partition("?")[0] if len(parts) == 3 else ""
+
+
+def _serve_one(head: bytes, route) -> tuple[int, str, bytes, bool]:
     request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = request_line.split()
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):

@@ -12,7 +12,7 @@ Shape (all in one mesh, every name deterministic):
   ``route-0`` changes every node's egress route table (the fan-out benchmark's "one route
   change that affects all of them").
 
-Everything goes through the real loader (:func:`mesh_model.load.loader.load_texts`), so the
+Everything goes through the real loader (:func:`mesh_model.load.load_texts`), so the
 model is validated exactly as ``meshplane serve`` would validate the same files.
 """
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Reading model files: files and folders -> parsed documents -> a validated MeshModel.
+"""Loading the model: files, folders, texts or parsed documents -> a validated ``MeshModel``.
 
-The public entry points are here; the other modules of this package are its inner steps.
+Import ``load_paths``, ``load_texts``, ``load_documents`` and ``ParseCache`` from here
+(``Limits`` from ``input_limits``); the other modules are the pipeline's inner steps.
 """
-from mesh_model.load.loader import ParseCache, load_paths, load_texts
+from mesh_model.load.parse_cache import ParseCache
+from mesh_model.load.pipeline import load_documents, load_paths, load_texts
 
-__all__ = ["ParseCache", "load_paths", "load_texts"]
+__all__ = ["ParseCache", "load_documents", "load_paths", "load_texts"]

@@ -69,3 +69,15 @@ def size_text(n: int) -> str:
         if n >= size and (n % size == 0 or n >= 10 * KiB):
             return f"{n // size} {unit}" if n % size == 0 else f"{n / size:.1f} {unit}"
     return f"{n:,} byte{'s' if n != 1 else ''}"
+
+
+class Budget:
+    """What one load has used so far of its ``Limits`` (shared by reading and parsing)."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.files = 0
+        self.bytes = 0
+        self.documents = 0
+        self.nodes = 0
+        self.stopped = False  # a per-load limit was hit: read nothing more

@@ -491,9 +491,9 @@ def test_mutated_documents_only_ever_give_model_errors(examples):
     """Random damage to real CRDs and templates: every outcome is a model or a ModelError."""
     import yaml
 
-    from mesh_model.load.loader import _StrictLoader
+    from mesh_model.load.yaml_scan import StrictLoader
 
-    sources = [[d for d in yaml.load_all(examples[k].read_text(), Loader=_StrictLoader) if d is not None]
+    sources = [[d for d in yaml.load_all(examples[k].read_text(), Loader=StrictLoader) if d is not None]
                for k in ("01", "06", "07")]
     values = [None, 1, True, "", "${X}", "a/b", [], {}, [1], {"name": 1}, {"Ref": "Nope"}, {"Fn::GetAtt": 5},
               {"Fn::Sub": ["${A}", {"A": {"Fn::If": 1}}]}, "arn:aws:appmesh:r:1:mesh/m/virtualNode/x", {"name": "red"}]

@@ -1,0 +1,189 @@
+"""The load pipeline: files, texts or parsed documents -> a validated, immutable ``MeshModel``.
+
+Native format: one resource per YAML document (``---`` separated), many per file::
+
+    kind: Route            # Mesh | VirtualService | VirtualRouter | Route | VirtualNode
+                           # | VirtualGateway | GatewayRoute | CloudMapService
+    mesh: shop             # not for Mesh / CloudMapService
+    virtualRouter: router  # Route only
+    virtualGateway: gw     # GatewayRoute only
+    namespaceName: ns      # CloudMapService only
+    name: main
+    spec: {...}            # the App Mesh API spec, camelCase
+
+The steps, one module each: ``files`` (read, within limits) -> ``yaml_scan`` (parse, within
+limits) -> ``documents`` (each document -> a ``Resource``) -> ``build`` (checks between
+resources, then the model). ``parse_cache`` lets a reload skip the files that did not change.
+
+Kubernetes App Mesh custom resources (``appmesh.k8s.aws/v1beta2``) and CloudFormation
+templates (``AWS::AppMesh::*``) are read too: ``mesh_model.adapters`` turns them into native
+documents first (other Kubernetes objects in the same files are skipped).
+
+Loading is all-or-nothing: every problem of every file is collected and raised as one
+``ModelError``, so a user fixes everything in one pass and a half-valid model never
+reaches the compiler (or replaces a good one in the file watcher).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from mesh_model import adapters
+from mesh_model.adapters import k8s as k8s_adapter
+from mesh_model.errors import Issue, ModelError
+from mesh_model.load.build import checked_model, clean
+from mesh_model.load.documents import resource_from_document
+from mesh_model.load.files import read_files, text_from_input
+from mesh_model.load.formats import Parsed, k8s_context, resources_from_converted
+from mesh_model.load.input_limits import DEFAULT_LIMITS, Budget, Limits
+from mesh_model.load.parse_cache import FileResult, ParseCache, text_digest
+from mesh_model.load.yaml_scan import documents_from_data, parse_documents
+from mesh_model.spec.model import MeshModel, Resource
+
+
+def load_paths(
+    paths: Sequence[str | os.PathLike], *, limits: Limits = DEFAULT_LIMITS, parse_cache: ParseCache | None = None
+) -> MeshModel:
+    """Load files and folders (recursively: ``*.yaml``, ``*.yml``, ``*.json``, sorted by path).
+
+    Raises ``ModelError`` listing every problem found in any file (and only ever
+    ``ModelError``, whatever the files contain). ``limits`` bounds sizes and counts.
+    ``parse_cache`` (kept by a caller that loads the same files again and again) skips
+    re-parsing files whose content did not change.
+    """
+    issues: list[Issue] = []
+    budget = Budget(limits)
+    try:
+        texts = list(read_files(paths, issues, budget))
+        return _load(texts, issues, budget, parse_cache)
+    except RecursionError:  # last line of defence; the limits should make this unreachable
+        raise _too_deep(issues) from None
+
+
+def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEFAULT_LIMITS) -> MeshModel:
+    """Load ``(file label, text)`` pairs; same rules as :func:`load_paths`.
+
+    A label ending in ``.json`` is parsed as JSON, anything else as YAML. ``bytes`` are
+    decoded like file contents (UTF-8, optional BOM).
+    """
+    issues: list[Issue] = []
+    budget = Budget(limits)
+    try:
+        decoded = []
+        for label, text in texts:
+            label = label if isinstance(label, str) else str(label)
+            checked = text_from_input(label, text, issues, budget)
+            if checked is not None:
+                decoded.append((label, checked))
+            if budget.stopped:
+                break
+        return _load(decoded, issues, budget)
+    except RecursionError:
+        raise _too_deep(issues) from None
+
+
+def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEFAULT_LIMITS) -> MeshModel:
+    """Build and validate a model from already-parsed native documents ``(label, document)``,
+    a document being ``{"kind": ..., "mesh": ..., "name": ..., "spec": {...}}`` as in a file.
+
+    For callers that hold data, not text (an API validating a change): the checks, limits
+    and messages are those of a file holding the same documents, the label playing the
+    file's part (documents sharing a label are numbered 1, 2... in order). Documents are
+    native only: Kubernetes and CloudFormation forms are read from files and texts.
+    """
+    issues: list[Issue] = []
+    budget = Budget(limits)
+    try:
+        resources: list[Resource] = []
+        complete = True
+        numbers: dict[str, int] = {}
+        for label, data in documents:
+            if budget.stopped or len(issues) >= limits.max_issues:
+                complete = False
+                break
+            label = label if isinstance(label, str) else str(label)
+            numbers[label] = numbers.get(label, 0) + 1
+            docs, parsed = documents_from_data(label, [data], issues, budget, first=numbers[label])
+            complete = complete and parsed
+            for doc in docs:
+                resource = resource_from_document(doc, issues)
+                if resource is None:
+                    complete = False
+                else:
+                    resources.append(resource)
+        return checked_model(resources, issues, complete=complete, max_issues=limits.max_issues)
+    except RecursionError:
+        raise _too_deep(issues) from None
+
+
+def _too_deep(issues: list[Issue]) -> ModelError:
+    return ModelError(clean(issues + [Issue("<input>", "", "", "input nested too deeply to process")]))
+
+
+def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, parse_cache: ParseCache | None = None) -> MeshModel:
+    """Parse and validate each file (or reuse its cached result), then cross-check and build."""
+    max_issues = budget.limits.max_issues
+    complete = not issues  # an unreadable file hides resources too
+    resources: list[Resource] = []
+    files = [(label, text, text_digest(text) if parse_cache is not None else b"") for label, text in texts]
+    context, parsed = k8s_context(files, issues, budget, parse_cache)
+    origins: dict[tuple[str, str], tuple[str, adapters.Origin]] = {}
+    for label, text, digest in files:
+        if budget.stopped or len(issues) >= max_issues:
+            complete = False
+            break
+        if parse_cache is not None and adapters.K8S_API_PREFIX in text:
+            digest += context.fingerprint.encode()  # its conversion depends on the other custom resources
+        cached = parse_cache.get(label, digest, budget) if parse_cache is not None else None
+        if cached is not None:
+            budget.documents += cached.documents
+            budget.nodes += cached.nodes
+            result = cached
+        else:
+            result = _load_file(label, text, budget, max_issues - len(issues), context, parsed.pop(label, None))
+            if parse_cache is not None and not budget.stopped:
+                parse_cache.put(label, digest, result)
+        resources.extend(result.resources)
+        origins.update(((label, native), (shown, origin)) for native, shown, origin in result.origins)
+        issues.extend(result.issues)
+        complete = complete and result.complete
+    if parse_cache is not None:
+        parse_cache.keep_only({label for label, _ in texts})
+    return checked_model(resources, issues, complete=complete, max_issues=max_issues, origins=origins)
+
+
+def _load_file(label: str, text: str, budget: Budget, room: int,
+               context: k8s_adapter.Context | None = None, parsed: Parsed | None = None) -> FileResult:
+    """Parse one file (unless ``parsed`` ahead) and validate each of its documents on its own
+    (no cross-file checks). Kubernetes and CloudFormation documents go through their adapter."""
+    issues: list[Issue] = []
+    documents, nodes = budget.documents, budget.nodes
+    resources: list[Resource] = []
+    origins: list[tuple[str, str, adapters.Origin]] = []
+    if parsed is not None:
+        docs, complete = parsed.docs, parsed.complete
+        issues.extend(parsed.issues)
+        documents, nodes = documents - parsed.documents, nodes - parsed.nodes
+    else:
+        docs, complete = parse_documents(label, text, issues, budget)
+    for doc in docs:
+        if len(issues) >= room:
+            complete = False
+            break
+        form = adapters.format_of(doc.data)
+        if form == "k8s-other":
+            continue  # Namespace, Deployment, Service...: part of real manifests, nothing for the mesh
+        if form is not None:
+            converted, converted_origins, converted_complete = resources_from_converted(
+                doc, form, context or k8s_adapter.Context(), issues)
+            resources.extend(converted)
+            origins.extend(converted_origins)
+            complete = complete and converted_complete
+            continue
+        resource = resource_from_document(doc, issues)
+        if resource is not None:
+            resources.append(resource)
+        else:
+            complete = False
+    return FileResult(tuple(resources), tuple(issues), complete, budget.documents - documents, budget.nodes - nodes,
+                      tuple(origins))

@@ -72,8 +72,8 @@ def start_serve(procs, free_port, tmp_path: Path, *args: str, name: str = "meshp
     import urllib.request
 
     xds, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    procs.start(name, [sys.executable, "-m", "xds_server.cli", "serve", *args, "--xds", xds, "--http", http],
-                cwd=str(REPO_ROOT))
+    proc = procs.start(name, [sys.executable, "-m", "xds_server.cli", "serve", *args, "--xds", xds, "--http", http],
+                       cwd=str(REPO_ROOT))
 
     def healthy() -> bool:
         try:
@@ -85,7 +85,7 @@ def start_serve(procs, free_port, tmp_path: Path, *args: str, name: str = "meshp
     wait_until(healthy, timeout=30, message=f"{name} did not become healthy")
     home = tmp_path / f"home-{name}"
     home.mkdir(exist_ok=True)
-    return Api(url=f"http://{http}", home=home, xds=xds, http=http)
+    return Api(url=f"http://{http}", home=home, xds=xds, http=http, extra={"proc": proc})
 
 
 @pytest.fixture

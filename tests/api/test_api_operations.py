@@ -118,3 +118,22 @@ def test_mesh_owner_parameter(api):
         raise AssertionError("another mesh owner must not find the node")
     except c.exceptions.NotFoundException:
         pass
+
+
+def test_store_survives_a_restart_and_status_shows_it(procs, free_port, tmp_path):
+    import json
+    import urllib.request
+
+    from tests.api.conftest import start_serve
+
+    store = f"sqlite:///{tmp_path}/persist.db"
+    first = start_serve(procs, free_port, tmp_path, "--store", store, name="first")
+    c = first.client()
+    build_mesh(c)
+    c.update_route(meshName="m", virtualRouterName="r", routeName="main", spec=route_spec(("blue", 3), ("green", 1)))
+    status = json.loads(urllib.request.urlopen(first.url + "/status", timeout=10).read())
+    assert status["model"]["meshes"] == ["m"] and status["model"]["store"] == store and status["model"]["revision"] >= 9
+    assert first.extra["proc"].stop() == 0  # SIGTERM: a clean stop
+    second = start_serve(procs, free_port, tmp_path, "--store", store, name="second")
+    route = second.client().describe_route(meshName="m", virtualRouterName="r", routeName="main")["route"]
+    assert route["metadata"]["version"] == 2 and route["spec"] == route_spec(("blue", 3), ("green", 1))

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -290,7 +291,8 @@ class ApiService:
         if not problems:
             return
         messages = [describe(i) for i in problems]
-        if deleting:
+        if deleting:  # "not found (did you mean ...)" of what is being deleted: the suggestion is noise here
+            messages = [re.sub(r" \(did you mean [^)]*\)$", "", m) for m in messages]
             raise in_use(f"{_label(key)} is in use, deleting it would leave: " + "; ".join(messages))
         raise bad_request(messages)
 

@@ -1,6 +1,6 @@
 """Fan-out benchmark server (a subprocess of ``bench.fanout_bench``; not for direct use).
 
-``--mode ads``: the real ADS servicer (``xds_server.server.sotw.AggregatedDiscoveryServicer``)
+``--mode ads``: the real ADS servicer (``xds_server.server.servicer.AggregatedDiscoveryServicer``)
 with a real ``SnapshotCache`` and ``StatusRegistry`` (with metrics, wired as ``meshplane
 serve`` wires them), one snapshot key per node id. Snapshots come precompiled from
 ``--data`` (the compile is measured by the compile benchmark, not here).
@@ -51,7 +51,8 @@ def _options():
 
 
 async def _serve_ads(data: dict, args) -> None:
-    from xds_server.server import sotw as ads
+    from xds_server.server import servicer as ads
+    from xds_server.server.errors import StreamError
     from xds_server.cache.snapshot_cache import SnapshotCache
     from xds_server.cache.snapshot import Snapshot
     from xds_server.observability import metrics
@@ -68,7 +69,7 @@ async def _serve_ads(data: dict, args) -> None:
 
     def resolver(node) -> str:
         if cache.get(node.id) is None:
-            raise ads.NodeRejected(grpc.StatusCode.NOT_FOUND, f"unknown node {node.id}")
+            raise StreamError(grpc.StatusCode.NOT_FOUND, f"unknown node {node.id}")
         return node.id
 
     server = grpc.aio.server(options=_options())

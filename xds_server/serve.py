@@ -12,7 +12,7 @@ import grpc
 from mesh_model.render import split_host_port
 from mesh_model.node_id import NodeRef
 
-from xds_server.server import sotw as ads
+from xds_server.server import servicer as ads
 from xds_server.server import csds
 from xds_server.server.callbacks import CallbackFanout
 from xds_server.observability import metrics

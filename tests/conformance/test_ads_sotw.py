@@ -25,15 +25,9 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, duration_pb2
 
 from tests.xds_client import AdsClient, StreamClosed, make_node
-from xds_server.server.sotw import (
-    AggregatedDiscoveryServicer,
-    NodeRejected,
-    RequestKind,
-    StreamState,
-    TypeState,
-    add_to_server,
-    plan_response,
-)
+from xds_server.server.errors import StreamError
+from xds_server.server.servicer import AggregatedDiscoveryServicer, add_to_server
+from xds_server.server.sotw import RequestKind, StreamState, TypeState, plan_response
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.observability.http import start_http
 from xds_server.cache.snapshot import (
@@ -154,7 +148,7 @@ def run(coro, timeout: float = 15.0):
 def id_resolver(cache: SnapshotCache):
     def resolve(node):
         if cache.get(node.id) is None:
-            raise NodeRejected(grpc.StatusCode.NOT_FOUND, f"unknown virtual node {node.id}")
+            raise StreamError(grpc.StatusCode.NOT_FOUND, f"unknown virtual node {node.id}")
         return node.id
     return resolve
 

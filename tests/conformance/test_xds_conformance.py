@@ -36,6 +36,7 @@ from tests.conformance.test_ads_sotw import ads_server, build, cla, cluster, lis
 from tests.xds_client import AdsClient, DeltaAdsClient, StreamClosed, make_node
 from xds_server import serve as serve_mod
 from xds_server.server.delta import DeltaStreamState, DeltaTypeState, plan_delta
+from xds_server.server.errors import StreamError
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.controlplane.control_plane import ControlPlane
 from tests.paths import GOLDEN
@@ -1038,8 +1039,9 @@ def test_F_delta_state_machine_without_grpc():
     eds_versions = dict(snap.get(TYPE_ENDPOINT).resource_versions)
     st2.on_request(req(TYPE_ENDPOINT, ["a", "b"], initial=eds_versions))
     assert [r.name for r in push_on(st2, TYPE_ENDPOINT, snap).resources] == ["a"]
-    with pytest.raises(ValueError):
+    with pytest.raises(StreamError) as err:
         st.on_request(req(""))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 # =========================================================================================

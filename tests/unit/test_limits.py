@@ -10,7 +10,7 @@ import pytest
 from tests.conformance.test_ads_sotw import NODE, build, run
 from tests.unit.test_metrics_status import plane, until
 from tests.xds_client import AdsClient, StreamClosed, make_node
-from xds_server.server.sotw import NodeRejected
+from xds_server.server.errors import StreamError
 from xds_server.cli import build_parser
 from xds_server.admission.stream_limits import StreamLimiter
 from xds_server.cache.snapshot import TYPE_CLUSTER
@@ -118,17 +118,17 @@ def test_wrap_async_resolver_and_resolver_rejections():
         async def resolve(node):
             await asyncio.sleep(0)
             if node.id == "bad":
-                raise NodeRejected(grpc.StatusCode.NOT_FOUND, "unknown")
+                raise StreamError(grpc.StatusCode.NOT_FOUND, "unknown")
             return "key-" + node.id
 
         wrapped = limiter.wrap(resolve)
         assert await wrapped(make_node("x")) == "key-x"
         pending = wrapped(make_node("x"))            # admitted before its await ...
         registry.on_stream_open(StreamInfo(1, "x", "key-x", "peer"))   # ... someone else took the slot meanwhile
-        with pytest.raises(NodeRejected) as e:
+        with pytest.raises(StreamError) as e:
             await pending
         assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        with pytest.raises(NodeRejected) as e:
+        with pytest.raises(StreamError) as e:
             await wrapped(make_node("bad"))
         assert e.value.code == grpc.StatusCode.NOT_FOUND
         assert limiter.wrap(lambda node: "sync")(make_node("y")) == "sync"
@@ -148,12 +148,12 @@ def test_new_stream_rate_limit_token_bucket():
     limiter = StreamLimiter(StatusRegistry(), max_new_streams_per_second=5, clock=lambda: now[0])
     for _ in range(5):
         limiter.admit_new_stream(NODE)               # the burst
-    with pytest.raises(NodeRejected) as err:
+    with pytest.raises(StreamError) as err:
         limiter.admit_new_stream(NODE)
     assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "--max-new-streams-per-second" in err.value.message
     now[0] += 0.2                                     # 0.2 s at 5/s: one more token
     limiter.admit_new_stream(NODE)
-    with pytest.raises(NodeRejected):
+    with pytest.raises(StreamError):
         limiter.admit_new_stream(NODE)
     unlimited = StreamLimiter(StatusRegistry(), clock=lambda: now[0])
     for _ in range(1000):
@@ -164,7 +164,7 @@ def test_new_stream_rate_limit_token_bucket():
 
 def test_new_stream_rate_limit_over_grpc():
     """A burst of connects over the rate: the excess is refused with RESOURCE_EXHAUSTED, the rest served."""
-    from xds_server.server.sotw import AggregatedDiscoveryServicer, add_to_server
+    from xds_server.server.servicer import AggregatedDiscoveryServicer, add_to_server
     from xds_server.cache.snapshot_cache import SnapshotCache
 
     async def t():

@@ -24,7 +24,7 @@ from tests.conformance.test_ads_sotw import NODE, SILENCE, build, cluster, id_re
 from tests.xds_client import AdsClient, make_node
 from xds_server.server import csds
 from xds_server.observability import metrics as metrics_mod
-from xds_server.server.sotw import AggregatedDiscoveryServicer, add_to_server
+from xds_server.server.servicer import AggregatedDiscoveryServicer, add_to_server
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.observability.http import start_http
 from xds_server.admission.stream_limits import StreamLimiter

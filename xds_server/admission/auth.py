@@ -30,7 +30,7 @@ import yaml
 
 from mesh_model.node_id import parse_node_id
 
-from xds_server.server.sotw import NodeRejected
+from xds_server.server.errors import StreamError
 
 log = logging.getLogger("meshplane.auth")
 
@@ -114,12 +114,12 @@ class Authenticator:
         return self.mtls or bool(self.tokens)
 
     def identify(self, context) -> Identity:
-        """The caller's identity; ``NodeRejected(UNAUTHENTICATED)`` when it proved none."""
+        """The caller's identity; ``StreamError(UNAUTHENTICATED)`` when it proved none."""
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and value.startswith("Bearer "):
                 owner = self._token_owner(value[len("Bearer "):].strip())
                 if owner is None:
-                    raise NodeRejected(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
+                    raise StreamError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
                 return Identity(None if owner == ADMIN else owner, owner == ADMIN, f"token:{owner}")
         if self.mtls:
             auth = context.auth_context() or {}
@@ -130,8 +130,8 @@ class Authenticator:
                 node_id = node_id_from_uri(uri)
                 if node_id is not None:
                     return Identity(node_id, False, f"mtls:{uri}")
-            raise NodeRejected(grpc.StatusCode.UNAUTHENTICATED, "the client certificate names no virtual node (URI SAN spiffe://<mesh>/virtualNode/<name>)")
-        raise NodeRejected(grpc.StatusCode.UNAUTHENTICATED, "credentials required: a bearer token or a client certificate")
+            raise StreamError(grpc.StatusCode.UNAUTHENTICATED, "the client certificate names no virtual node (URI SAN spiffe://<mesh>/virtualNode/<name>)")
+        raise StreamError(grpc.StatusCode.UNAUTHENTICATED, "credentials required: a bearer token or a client certificate")
 
     def _token_owner(self, token: str) -> Optional[str]:
         digest = _sha256(token)
@@ -151,7 +151,7 @@ class Authenticator:
             wanted = node.id
         if not identity.may_serve(wanted):
             log.warning("refused %s: asked for node %s (peer %s)", identity.source, node.id, context.peer())
-            raise NodeRejected(grpc.StatusCode.PERMISSION_DENIED, f"{identity.source} may not receive the config of {node.id}")
+            raise StreamError(grpc.StatusCode.PERMISSION_DENIED, f"{identity.source} may not receive the config of {node.id}")
         return identity
 
     def require_admin(self, context) -> None:
@@ -161,4 +161,4 @@ class Authenticator:
         identity = self.identify(context)
         if not identity.admin:
             log.warning("refused CSDS to %s (peer %s)", identity.source, context.peer())
-            raise NodeRejected(grpc.StatusCode.PERMISSION_DENIED, "CSDS needs an admin identity")
+            raise StreamError(grpc.StatusCode.PERMISSION_DENIED, "CSDS needs an admin identity")

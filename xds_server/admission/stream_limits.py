@@ -25,7 +25,8 @@ import time
 
 import grpc
 
-from xds_server.server.sotw import NodeRejected, Resolver
+from xds_server.server.errors import StreamError
+from xds_server.server.servicer import Resolver
 from xds_server.observability.metrics import Metrics
 from xds_server.observability.status import StatusRegistry
 from xds_server.config import DEFAULT_MAX_PROXIES_PER_NODE, DEFAULT_MAX_STREAMS
@@ -69,7 +70,7 @@ class StreamLimiter:
         self._tokens -= 1
 
     def check(self, node_id: str) -> None:
-        """Raise NodeRejected(RESOURCE_EXHAUSTED) if one more stream for ``node_id`` is too many."""
+        """Raise StreamError(RESOURCE_EXHAUSTED) if one more stream for ``node_id`` is too many."""
         if self.max_streams > 0 and self.registry.count() >= self.max_streams:
             self._reject(
                 node_id, "max_streams",
@@ -87,9 +88,9 @@ class StreamLimiter:
         LOG.warning("ADS stream refused: %s", message)
         if self.metrics is not None:
             self.metrics.stream_rejected(grpc.StatusCode.RESOURCE_EXHAUSTED.name, reason)
-        raise NodeRejected(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
-    def _rejected_by_resolver(self, exc: NodeRejected) -> None:
+    def _rejected_by_resolver(self, exc: StreamError) -> None:
         if self.metrics is not None:
             self.metrics.stream_rejected(exc.code.name, "resolver")
 
@@ -101,7 +102,7 @@ class StreamLimiter:
             self.check(node.id)
             try:
                 key = resolver(node)
-            except NodeRejected as exc:
+            except StreamError as exc:
                 self._rejected_by_resolver(exc)
                 raise
             if inspect.isawaitable(key):
@@ -111,7 +112,7 @@ class StreamLimiter:
         async def _after(node, pending):
             try:
                 key = await pending
-            except NodeRejected as exc:
+            except StreamError as exc:
                 self._rejected_by_resolver(exc)
                 raise
             self.check(node.id)  # no await between this and the servicer's open_stream

@@ -29,7 +29,7 @@ from mesh_model.node_id import NodeRef, parse_node_id
 from mesh_model.spec.model import MeshModel
 
 from xds_server.observability import metrics
-from xds_server.server.sotw import NodeRejected
+from xds_server.server.errors import StreamError
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.ca.mesh_secrets import RefreshResult, SecretManager, mesh_ca_warnings, node_identity
 from xds_server.cache.snapshot import TYPE_SECRET, Snapshot, TypeSnapshot
@@ -99,12 +99,12 @@ class ControlPlane:
         try:
             ref = parse_node_id(node.id)
         except ValueError as exc:
-            raise NodeRejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         try:
             metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
             placement = Placement.from_metadata(metadata)
         except (ValueError, TypeError) as exc:
-            raise NodeRejected(grpc.StatusCode.INVALID_ARGUMENT, f"node {node.id}: {exc}") from None
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, f"node {node.id}: {exc}") from None
         node_key = NodeKey(ref, placement)
         if node_key.key not in self.keys or self.cache.get(node_key.key) is None:
             started = time.perf_counter()
@@ -112,7 +112,7 @@ class ControlPlane:
                 snapshot = compile_snapshot(self.model, ref, placement, self.compile_cache)
                 metrics.observe_compile(time.perf_counter() - started, 1)
             except CompileError as exc:
-                raise NodeRejected(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+                raise StreamError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
             self.keys[node_key.key] = node_key
             self.dependencies[node_key.key] = node_dependencies(self.model, ref.mesh, ref.name, ref.kind)
             self._publish(node_key.key, snapshot)

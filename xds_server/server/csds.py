@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import grpc
 from envoy.admin.v3 import config_dump_shared_pb2
@@ -42,7 +42,10 @@ from google.protobuf.message import Message
 
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.cache.snapshot import PUSH_ORDER, TYPE_ENDPOINT, TYPE_ROUTE, Snapshot, TypeSnapshot, short_type
-from xds_server.observability.status import StatusRegistry, StreamStatus, TypeStatus
+from xds_server.server.errors import StreamError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from xds_server.observability.status import StatusRegistry, StreamStatus, TypeStatus
 
 LOG = logging.getLogger("meshplane.xds.csds")
 
@@ -305,17 +308,15 @@ class ClientStatusServicer(csds_pb2_grpc.ClientStatusDiscoveryServiceServicer):
         self.registry = registry
         self.cache = cache
         # With xDS authentication on, CSDS (every node's config, secrets redacted) is for
-        # admin identities only; ``require_admin(context)`` raises NodeRejected otherwise.
+        # admin identities only; ``require_admin(context)`` raises StreamError otherwise.
         self.require_admin = require_admin
 
     async def _check_admin(self, context) -> None:
         if self.require_admin is None:
             return
-        from xds_server.server.sotw import NodeRejected
-
         try:
             self.require_admin(context)
-        except NodeRejected as exc:
+        except StreamError as exc:
             await context.abort(exc.code, exc.message)
 
     def client_status(self, request: csds_pb2.ClientStatusRequest) -> csds_pb2.ClientStatusResponse:

@@ -1,10 +1,10 @@
 """Delta (incremental) ADS: the pure per-stream, per-type state machine.
 
-Like the SotW ``StreamState`` in ads.py, this module does no I/O and knows nothing about
+Like the SotW ``StreamState`` in ``sotw.py``, this module does no I/O and knows nothing about
 gRPC: ``DeltaStreamState.on_request`` folds one DeltaDiscoveryRequest into the state,
 ``plan_delta`` answers "what must this client get now for this type?" from that state and a
 TypeSnapshot, and ``DeltaStreamState.commit`` turns a plan into a response and records it.
-The servicer (``AggregatedDiscoveryServicer.DeltaAggregatedResources`` in ads.py) only moves
+The servicer (``AggregatedDiscoveryServicer.DeltaAggregatedResources`` in ``servicer.py``) only moves
 messages between the wire and this machine.
 
 The server's view of a client, per type (xds-control-planes.md §1 F):
@@ -38,6 +38,7 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
@@ -51,6 +52,7 @@ from xds_server.cache.snapshot import (
     TYPE_SECRET,
     TypeSnapshot,
 )
+from xds_server.server.errors import StreamError
 
 WILDCARD = "*"
 
@@ -62,10 +64,6 @@ assert set(BREAK_ORDER) == set(PUSH_ORDER)
 # Outstanding (un-ACKed) responses remembered per type; a client that never ACKs must not
 # make the server grow without bound. Older nonces then read as unknown (no ACK/NACK effect).
 MAX_OUTSTANDING = 64
-
-
-class DeltaRequestInvalid(ValueError):
-    """A request that breaks the protocol (the transport ends the stream INVALID_ARGUMENT)."""
 
 
 class DeltaKind:
@@ -225,7 +223,7 @@ class DeltaStreamState:
         nonce (§1 F30) — then the nonce settles the ACK/NACK of the response it names.
         """
         if not req.type_url:
-            raise DeltaRequestInvalid("type_url is required for ADS")
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, "type_url is required for ADS")
         ts = self.type(req.type_url)
         ts.apply(req.resource_names_subscribe, req.resource_names_unsubscribe, dict(req.initial_resource_versions))
         if req.type_url == TYPE_ENDPOINT and self._rewarm_later:

@@ -14,6 +14,11 @@ from typing import Awaitable, Callable
 
 from mesh_model import MeshModel, load_texts
 
+try:  # parsed documents straight in (no JSON round trip), where the loader offers it
+    from mesh_model.load import load_documents
+except ImportError:  # pragma: no cover - older loader
+    load_documents = None
+
 from xds_server.api.resources import native
 from xds_server.store.base import Store
 
@@ -36,7 +41,11 @@ class StoreSource:
     def load(self) -> MeshModel:
         snap = self.store.read_all()
         docs = [native(r) for r in snap.resources]
-        model = load_texts([(f"store revision {snap.revision}.json", json.dumps(docs))])
+        label = f"store revision {snap.revision}"
+        if load_documents is not None:
+            model = load_documents([(label, d) for d in docs])
+        else:
+            model = load_texts([(label + ".json", json.dumps(docs))])
         self.revision = snap.revision
         return model
 

@@ -142,3 +142,37 @@ def test_concurrent_writers_no_lost_update(api):
     weights = [t["weight"] for t in route["spec"]["httpRoute"]["action"]["weightedTargets"]]
     assert weights == [1 + wins[0], 1 + wins[1]]  # no update lost
     assert route["metadata"]["version"] == 1 + rounds
+
+
+def test_every_list_operation_pages(api):
+    from tests.api.specs import gateway_route_spec, gateway_spec, service_by_router
+
+    c = api.client()
+    for mesh in ("m", "m2", "m3"):
+        c.create_mesh(meshName=mesh)
+    for i in range(3):
+        c.create_virtual_node(meshName="m", virtualNodeName=f"n{i}", spec=node_spec(f"n{i}.local"))
+        c.create_virtual_router(meshName="m", virtualRouterName=f"r{i}", spec=router_spec())
+        c.create_virtual_gateway(meshName="m", virtualGatewayName=f"g{i}", spec=gateway_spec())
+    for i in range(3):
+        c.create_route(meshName="m", virtualRouterName="r0", routeName=f"x{i}", spec=route_spec(("n0", 1), prefix=f"/{i}"))
+        c.create_virtual_service(meshName="m", virtualServiceName=f"s{i}.local", spec=service_by_router(f"r{i}"))
+    for i in range(3):
+        c.create_gateway_route(meshName="m", virtualGatewayName="g0", gatewayRouteName=f"gr{i}",
+                               spec=gateway_route_spec(f"s{i}.local", f"/{i}"))
+    cases = {
+        "list_meshes": ({}, "meshes", "meshName", ["m", "m2", "m3"]),
+        "list_virtual_nodes": ({"meshName": "m"}, "virtualNodes", "virtualNodeName", ["n0", "n1", "n2"]),
+        "list_virtual_routers": ({"meshName": "m"}, "virtualRouters", "virtualRouterName", ["r0", "r1", "r2"]),
+        "list_virtual_gateways": ({"meshName": "m"}, "virtualGateways", "virtualGatewayName", ["g0", "g1", "g2"]),
+        "list_virtual_services": ({"meshName": "m"}, "virtualServices", "virtualServiceName", ["s0.local", "s1.local", "s2.local"]),
+        "list_routes": ({"meshName": "m", "virtualRouterName": "r0"}, "routes", "routeName", ["x0", "x1", "x2"]),
+        "list_gateway_routes": ({"meshName": "m", "virtualGatewayName": "g0"}, "gatewayRoutes", "gatewayRouteName", ["gr0", "gr1", "gr2"]),
+    }
+    for operation, (kwargs, member, name, expected) in cases.items():
+        first = getattr(c, operation)(limit=2, **kwargs)
+        assert [i[name] for i in first[member]] == expected[:2] and first["nextToken"], operation
+        rest = getattr(c, operation)(limit=2, nextToken=first["nextToken"], **kwargs)
+        assert [i[name] for i in rest[member]] == expected[2:] and "nextToken" not in rest, operation
+        assert [i[name] for p in c.get_paginator(operation).paginate(**kwargs, PaginationConfig={"PageSize": 1})
+                for i in p[member]] == expected, operation

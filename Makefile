@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo demo-containers test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m demo
 
+# The compose mesh in real containers (podman): see compose/README.md
+demo-containers: $(STAMP)
+	sh scripts/ensure-container-deps.sh
+	$(PY) -m demo.containers
+
 test: $(STAMP)
 	sh scripts/ensure-test-deps.sh
+	sh scripts/ensure-container-deps.sh
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -9,10 +9,6 @@ import sys
 
 from mesh_model import load_paths
 
-from xds_server.api.client import ApiCallError, call
-from xds_server.api.file_source import resources_of
-from xds_server.api.resources import native
-
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="write model files to a meshplane server through its API, all or nothing")
@@ -26,6 +22,10 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from xds_server.api.client import ApiCallError, call  # the API package loads only when the command runs
+    from xds_server.api.file_source import resources_of
+    from xds_server.api.resources import native
+
     model = load_paths(args.paths)  # ModelError: every problem, as validate prints them
     documents = [native(r) for r in resources_of(model)]
     try:

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import yaml
 
-from xds_server.api.client import ApiCallError, call
-
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="print the model of a meshplane server (its App Mesh API) as native YAML")
@@ -25,6 +23,8 @@ def to_yaml(documents: list[dict]) -> str:
 
 
 def run(args) -> int:
+    from xds_server.api.client import ApiCallError, call  # the API package loads only when the command runs
+
     try:
         result = call(args.api, "GET", "/meshplane/v1/model", region=args.region)
     except ApiCallError as err:

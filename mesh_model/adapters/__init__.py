@@ -1,4 +1,5 @@
-"""Thin adapters from other App Mesh document formats onto the native model.
+"""Thin adapters from other App Mesh document formats onto the native model; the loader
+calls them (``k8s.convert``, ``cloudformation.convert``), users never need to.
 
 App Mesh users hold their meshes as Kubernetes custom resources (``appmesh.k8s.aws/v1beta2``,
 :mod:`.k8s`) or CloudFormation templates (``AWS::AppMesh::*``, :mod:`.cloudformation`).

@@ -96,7 +96,8 @@ class Context:
         self.facts = tuple(sorted(set(facts)))
         self.objects = {(f.kind, f.namespace, f.name): f for f in self.facts}
         self.meshes = {f.name: f.app_mesh_name for f in self.facts if f.kind == "Mesh"}
-        self.fingerprint = hashlib.sha256(repr(self.facts).encode("utf-8", "surrogatepass")).hexdigest()
+        # a file's conversion depends on every identity here: part of its parse-cache key
+        self.identity_digest = hashlib.sha256(repr(self.facts).encode("utf-8", "surrogatepass")).hexdigest()
         self._gateways: dict[str | None, list[Fact]] = {}
         for f in self.facts:
             if f.kind == "VirtualGateway":

@@ -1,5 +1,8 @@
 """The compiler: (mesh model, node identity, instance placement) -> Envoy resources.
 
+Import ``compile_node``, ``Placement``, ``CompileCache``, ``model_warnings`` and, for
+incremental rebuilds, ``node_dependencies``/``changed_keys`` from here.
+
 Pure and deterministic: no I/O, no clocks, no globals; resources come out keyed by type URL
 and name, in sorted order, so the same model always yields byte-identical protos and
 therefore the same xDS versions across runs, restarts and replicas.
@@ -11,7 +14,7 @@ from typing import Mapping
 from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
-from mesh_model.spec import model as resources
+from mesh_model.spec.model import Mesh, MeshModel
 from mesh_model.node_id import NodeRef
 from mesh_model.compiler import names, type_urls
 from mesh_model.compiler.compile_cache import CompileCache
@@ -42,7 +45,7 @@ def _sorted(items: dict[str, Message]) -> dict[str, Message]:
 
 
 def compile_node(
-    model: resources.MeshModel, node: NodeRef, placement: Placement = Placement(), cache: CompileCache | None = None
+    model: MeshModel, node: NodeRef, placement: Placement = Placement(), cache: CompileCache | None = None
 ) -> NodeResources:
     """Every resource one Envoy instance of ``node`` needs: type URL -> name -> proto.
 
@@ -150,7 +153,7 @@ def _egress_side(model, plan, placement: Placement, cache: CompileCache, out: _R
     return http_ports, tcp
 
 
-def _compile_gateway(model, mesh: resources.Mesh, node: NodeRef, placement: Placement, cache: CompileCache) -> NodeResources:
+def _compile_gateway(model, mesh: Mesh, node: NodeRef, placement: Placement, cache: CompileCache) -> NodeResources:
     """A virtual gateway: its listeners and gateway routes, then an egress side like a sidecar's."""
     gateway = mesh.virtual_gateways.get(node.name)
     if gateway is None:
@@ -169,7 +172,7 @@ def _compile_gateway(model, mesh: resources.Mesh, node: NodeRef, placement: Plac
     return out.by_type()
 
 
-def model_warnings(model: resources.MeshModel) -> list[str]:
+def model_warnings(model: MeshModel) -> list[str]:
     """Valid but probably unintended: what the compiler has to leave out (e.g. two TCP
     backends of one node on the same port). Shown by ``validate`` and logged by ``serve``."""
     warnings = []
@@ -182,7 +185,7 @@ def model_warnings(model: resources.MeshModel) -> list[str]:
     return warnings
 
 
-def _egress_filter(mesh: resources.Mesh) -> str:
+def _egress_filter(mesh: Mesh) -> str:
     spec = mesh.spec
     egress = getattr(spec, "egressFilter", None) if spec is not None else None
     return egress.type if egress is not None else "DROP_ALL"

@@ -2,7 +2,7 @@
 
 App Mesh puts a node's health checks and outlier detection on every *client's* egress
 cluster for that node (each client probes and ejects for itself), and its connection pool
-on the node's own local-app cluster (appmesh.md §2.4, §6.7).
+on the node's own local-app cluster (where it limits what reaches the app).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 
-from mesh_model.spec import model as resources
+from mesh_model.spec.model import Mesh, Resource
 from mesh_model.compiler import names
 from mesh_model.compiler.common import EGRESS_CONNECT_TIMEOUT, MAX_INT32, ads_config_source, default_thresholds, millis, socket_address, to_proto, typed
 from mesh_model.compiler.plan import Target
@@ -75,14 +75,14 @@ def _outlier_detection(od) -> dict[str, Any]:
     }
 
 
-def _listener_of(node: resources.Resource, port: int):
+def _listener_of(node: Resource, port: int):
     for listener in node.spec.listeners or ():
         if listener.portMapping.port == port:
             return listener
     raise KeyError(port)
 
 
-def egress_cluster(mesh: resources.Mesh, target: Target, *, client_tls=None) -> cluster_pb2.Cluster:
+def egress_cluster(mesh: Mesh, target: Target, *, client_tls=None) -> cluster_pb2.Cluster:
     """How a client reaches one listener of a target node (its service discovery, checks, ejection, TLS).
 
     ``client_tls`` is the *calling* node's applicable client policy TLS for this target
@@ -120,13 +120,13 @@ def egress_cluster(mesh: resources.Mesh, target: Target, *, client_tls=None) -> 
     return to_proto(body, cluster_pb2.Cluster)
 
 
-def mesh_ip_preference(mesh: resources.Mesh):
+def mesh_ip_preference(mesh: Mesh):
     sd = getattr(mesh.spec, "serviceDiscovery", None) if mesh.spec is not None else None
     return getattr(sd, "ipPreference", None)
 
 
 def _pool_thresholds(pool) -> dict[str, Any]:
-    """A listener's connectionPool becomes the local-app cluster's circuit breaker (App Mesh §2.4)."""
+    """A listener's connectionPool becomes the local-app cluster's circuit breaker, as in App Mesh."""
     thresholds = default_thresholds()
     if pool is None:
         return thresholds
@@ -142,7 +142,7 @@ def _pool_thresholds(pool) -> dict[str, Any]:
     return thresholds
 
 
-def local_app_cluster(mesh: resources.Mesh, node: resources.Resource, listener, app_address: str) -> cluster_pb2.Cluster:
+def local_app_cluster(mesh: Mesh, node: Resource, listener, app_address: str) -> cluster_pb2.Cluster:
     port, protocol = listener.portMapping.port, listener.portMapping.protocol
     name = names.local_app_cluster(mesh.name, node.name, protocol, port)
     body: dict[str, Any] = {

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import Callable, Hashable, Iterable, TypeVar
 
-from mesh_model.spec import model as resources
+from mesh_model.spec.model import MeshModel
 
 T = TypeVar("T")
 
 
 class CompileCache:
-    def __init__(self, model: resources.MeshModel):
+    def __init__(self, model: MeshModel):
         self.model = model
         self._items: dict[Hashable, tuple[object, frozenset]] = {}
         self.hits = 0
@@ -39,7 +39,7 @@ class CompileCache:
         self._items[key] = (value, frozenset(deps))
         return value
 
-    def successor(self, model: resources.MeshModel, changed: set) -> "CompileCache":
+    def successor(self, model: MeshModel, changed: set) -> "CompileCache":
         """A cache for ``model`` holding every entry whose dependencies ``changed`` does not touch."""
         nxt = CompileCache(model)
         # list(): one C-level copy, safe while another thread (the control plane's event loop
@@ -47,7 +47,7 @@ class CompileCache:
         nxt._items = {key: entry for key, entry in list(self._items.items()) if entry[1] and not (entry[1] & changed)}
         return nxt
 
-    def check(self, model: resources.MeshModel) -> None:
+    def check(self, model: MeshModel) -> None:
         if model is not self.model:
             raise ValueError("a CompileCache serves exactly one model object; make a new one (or a successor) for a new model")
 

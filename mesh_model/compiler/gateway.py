@@ -1,6 +1,6 @@
 """Virtual gateways: App Mesh's ingress gateway (VirtualGateway + GatewayRoute) -> Envoy.
 
-App Mesh's own layout (appmesh.md §2.5), kept so dashboards and behaviour carry over:
+App Mesh's own gateway layout, kept so dashboards and behaviour carry over:
 
 * each gateway listener is ``lds_ingress_<address>_<port>`` with route config
   ``rds_ingress_<protocol>_<port>``; every gateway route there sends the request, rewritten,
@@ -26,7 +26,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
-from mesh_model.spec import model as resources
+from mesh_model.spec.model import Mesh, Resource
 from mesh_model.spec.route_types import serves_gateway_listener
 from mesh_model.compiler import names
 from mesh_model.compiler.clusters import _pool_thresholds, _protocol_options
@@ -78,13 +78,13 @@ def _host_regex(value: str, *, exact: bool) -> str:
     return f"(?i){body}(:[0-9]+)?" if exact else f"(?i).*{body}(:[0-9]+)?"
 
 
-def _target_host(mesh: resources.Mesh, plan: GatewayRoutePlan) -> str:
+def _target_host(mesh: Mesh, plan: GatewayRoutePlan) -> str:
     ports = [sp.port for sp in service_ports(mesh, plan.service)]
     port = plan.service_port if plan.service_port is not None else (ports[0] if ports else None)
     return plan.service if port is None or len(ports) <= 1 else f"{plan.service}:{port}"
 
 
-def _envoy_routes(mesh: resources.Mesh, plan: GatewayRoutePlan, cluster: str) -> list[dict[str, Any]]:
+def _envoy_routes(mesh: Mesh, plan: GatewayRoutePlan, cluster: str) -> list[dict[str, Any]]:
     """One gateway route -> one Envoy route (two for a ``/prefix/``: ``/prefix/`` and ``/prefix``)."""
     match = plan.body.match
     rewrite = getattr(plan.body.action, "rewrite", None)
@@ -142,7 +142,7 @@ def _prefix_rewrite(match, rewrite) -> Optional[str]:
 
 
 def gateway_listeners_routes_clusters(
-    mesh: resources.Mesh, gateway: resources.Resource, placement: Placement
+    mesh: Mesh, gateway: Resource, placement: Placement
 ) -> tuple[list[listener_pb2.Listener], list[route_pb2.RouteConfiguration], list[cluster_pb2.Cluster]]:
     """The gateway's ingress side: listeners, their route configs and the self-redirect clusters."""
     listeners_spec = sorted(gateway.spec.listeners, key=lambda l: l.portMapping.port)

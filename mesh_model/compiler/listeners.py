@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from envoy.config.listener.v3 import listener_pb2
 
-from mesh_model.spec import model as resources
+from mesh_model.spec.model import Mesh, Resource
 from mesh_model.compiler import names
 from mesh_model.compiler.common import DEFAULT_IDLE_MS, ads_config_source, duration, socket_address, to_proto, typed
 from mesh_model.compiler.placement import Placement
@@ -20,7 +20,7 @@ from mesh_model.compiler.tls import TLS_INSPECTOR, listener_filter_chains, needs
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
-def access_logs(node: resources.Resource) -> list[dict[str, Any]]:
+def access_logs(node: Resource) -> list[dict[str, Any]]:
     """App Mesh ``logging.accessLog.file``: Envoy's file logger with the text or JSON format given."""
     logging = node.spec.logging
     if logging is None or logging.accessLog is None or logging.accessLog.file is None:
@@ -62,7 +62,7 @@ def _tcp_proxy(stat_prefix: str, cluster: str, idle) -> dict[str, Any]:
     }
 
 
-def _ingress_filters(mesh: resources.Mesh, node: resources.Resource, listener) -> list[dict[str, Any]]:
+def _ingress_filters(mesh: Mesh, node: Resource, listener) -> list[dict[str, Any]]:
     port, protocol = listener.portMapping.port, listener.portMapping.protocol
     if protocol == "tcp":
         idle = listener.timeout.tcp.idle if listener.timeout is not None and listener.timeout.tcp is not None else None
@@ -77,7 +77,7 @@ def _ingress_filters(mesh: resources.Mesh, node: resources.Resource, listener) -
     ]
 
 
-def listener_families(mesh: resources.Mesh, node: resources.Resource) -> tuple[str, ...]:
+def listener_families(mesh: Mesh, node: Resource) -> tuple[str, ...]:
     """Which IP families a wildcard (transparent) listener binds, from ``ipPreference``.
 
     App Mesh's listeners bind IPv4 only unless the node (or, failing that, the mesh) asks for
@@ -106,7 +106,7 @@ def bind(address: str, port: int, families: tuple[str, ...]) -> dict[str, Any]:
 ORIGINAL_DST = {"name": "envoy.filters.listener.original_dst", "typedConfig": typed("envoy.extensions.filters.listener.original_dst.v3.OriginalDst")}
 
 
-def ingress_listeners(mesh: resources.Mesh, node: resources.Resource, placement: Placement) -> list[listener_pb2.Listener]:
+def ingress_listeners(mesh: Mesh, node: Resource, placement: Placement) -> list[listener_pb2.Listener]:
     """The inbound listener(s); listener TLS (STRICT / PERMISSIVE / DISABLED) shapes the filter chains (``tls.py``)."""
     node_listeners = node.spec.listeners or ()
     if not node_listeners:
@@ -146,7 +146,7 @@ def ingress_listeners(mesh: resources.Mesh, node: resources.Resource, placement:
 
 
 def egress_listeners(
-    node: resources.Resource,
+    node: Resource,
     placement: Placement,
     http_ports: list[int],
     tcp: Mapping[int, TcpBackend] | None = None,

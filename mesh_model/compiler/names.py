@@ -1,4 +1,4 @@
-"""Envoy resource names, exactly as App Mesh wrote them (appmesh.md §2.3).
+"""Envoy resource names, exactly as App Mesh's Envoy configuration named them.
 
 Teams leaving App Mesh keep dashboards and alarms keyed on these names
 (``cluster.cds_egress_<mesh>_<node>_<proto>_<port>.upstream_rq_5xx`` and friends), so they

@@ -2,7 +2,7 @@
 
 These are per-instance facts, not part of the mesh model: they travel in Envoy's
 ``node.metadata["meshplane"]`` (written by ``meshplane bootstrap``), so one virtual node can
-run as many instances with different addresses. Two data paths (DESIGN.md):
+run as many instances with different addresses. Two data paths, chosen per instance:
 
 * transparent (App Mesh's): iptables sends inbound traffic to ``ingress_port`` (15000) and
   outbound to ``egress_port`` (15001); listeners use the original destination port.

@@ -15,7 +15,7 @@ from mesh_model.compiler import names
 from mesh_model.compiler.common import DEFAULT_IDLE_MS, DEFAULT_PER_REQUEST_MS, duration, millis, to_proto, typed
 from mesh_model.compiler.plan import NodePlan, RoutePlan, ServicePort
 
-# App Mesh's retry event names -> Envoy retry_on conditions / status codes (appmesh.md §2.4).
+# App Mesh's retry event names -> Envoy retry_on conditions / status codes, as App Mesh mapped them.
 HTTP_RETRY_STATUS = {
     "server-error": (500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511),
     "gateway-error": (502, 503, 504),

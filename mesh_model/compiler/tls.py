@@ -1,8 +1,9 @@
 """TLS: listener TLS (DownstreamTlsContext) and client policy TLS (UpstreamTlsContext).
 
-App Mesh model -> Envoy (appmesh.md §1.4, §2.4 "Listener TLS", "Client policy TLS",
-"Certificates"; §6 item 8). Choices where App Mesh is silent or AWS-specific are documented
-on the function that makes them; in short:
+App Mesh model -> Envoy, as App Mesh's own Envoy configuration did it (listener TLS on the
+ingress listeners' filter chains, client policy TLS on the callers' egress clusters).
+Choices where App Mesh is silent or AWS-specific are documented on the function that makes
+them; in short:
 
 * Certificates and trust: ``file`` -> file paths (``filename`` data sources, read by Envoy;
   a bad path or a key that does not match the chain makes Envoy NACK). ``sds`` -> an SDS
@@ -11,8 +12,8 @@ on the function that makes them; in short:
   everything on one stream. ``acm`` (no AWS here) -> also an SDS-over-ADS reference: a
   listener certificate is the secret named after ``certificateArn``; an ACM trust is the
   validation-context secret named by ``acm_trust_secret_name`` (the ARNs, sorted, joined by
-  ``,``). Until meshplane's CA serves those secrets, Envoy keeps such a listener or cluster
-  warming (no traffic, no NACK).
+  ``,``). meshplane's CA does not serve ACM secrets, so unless something serves a secret of
+  that name, Envoy keeps such a listener or cluster warming (no traffic, no NACK).
 * The mesh CA (a meshplane extension of App Mesh's ``sds`` source; ``meshplane serve
   --ca-dir``): two reserved secret names, served by meshplane's built-in CA on the ADS stream.
   ``sds: {secretName: meshplane:identity}`` as a listener certificate or a client policy
@@ -35,7 +36,7 @@ on the function that makes them; in short:
   forbids IP addresses in SNI).
 * Without an applicable client policy, a caller still originates TLS (encrypt only, no
   certificate validation, no client certificate) towards a target listener whose TLS mode is
-  STRICT or PERMISSIVE: App Mesh's documented behaviour (UG tls.md), and what keeps a STRICT
+  STRICT or PERMISSIVE: App Mesh's documented behaviour, and what keeps a STRICT
   server reachable while clients are being migrated. DISABLED or no TLS -> plaintext.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 from mesh_model.compiler.common import ads_config_source, typed
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mesh_model.spec import model as resources
+    from mesh_model.spec.model import Resource
     from mesh_model.compiler.plan import NodePlan, Target
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
@@ -206,8 +207,8 @@ def tls_inspector_for_ports(listeners) -> dict[str, Any]:
     """``tls_inspector`` for a listener serving several ports (transparent path), run only on PERMISSIVE ports.
 
     The inspector waits for the client's first bytes; on ports of server-first protocols
-    (MySQL, SMTP) that would stall every connection until the listener-filter timeout (the
-    App Mesh egress problem of appmesh.md §2.4). ``filter_disabled`` keeps it off the
+    (MySQL, SMTP) that would stall every connection until the listener-filter timeout (as
+    App Mesh's egress listener did to such protocols). ``filter_disabled`` keeps it off the
     connections to every other original destination port.
     """
     ports = sorted({l.portMapping.port for l in listeners if listener_tls_mode(l) == "PERMISSIVE"})
@@ -219,7 +220,7 @@ def tls_inspector_for_ports(listeners) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- client policy TLS
 
 
-def _backend_policies(node: "resources.Resource") -> tuple[Any, dict[str, Any]]:
+def _backend_policies(node: "Resource") -> tuple[Any, dict[str, Any]]:
     spec = node.spec
     defaults = None
     if spec.backendDefaults is not None and spec.backendDefaults.clientPolicy is not None:
@@ -262,7 +263,7 @@ def client_policy_for(plan: "NodePlan", target: "Target"):
     return None
 
 
-def service_discovery_name(node: "resources.Resource") -> Optional[str]:
+def service_discovery_name(node: "Resource") -> Optional[str]:
     """The name a server certificate must carry when the client lists no SANs (App Mesh)."""
     sd = node.spec.serviceDiscovery
     if sd is None:
@@ -272,7 +273,7 @@ def service_discovery_name(node: "resources.Resource") -> Optional[str]:
     return f"{sd.awsCloudMap.serviceName}.{sd.awsCloudMap.namespaceName}"
 
 
-def upstream_transport_socket(target_node: "resources.Resource", target_listener, protocol: str, policy=None) -> Optional[dict[str, Any]]:
+def upstream_transport_socket(target_node: "Resource", target_listener, protocol: str, policy=None) -> Optional[dict[str, Any]]:
     """The UpstreamTlsContext of a caller's egress cluster for one target listener, or ``None``.
 
     * an applicable client policy (``client_policy_for``): TLS with SNI, validation of the
@@ -377,7 +378,7 @@ def static_sds(bootstrap: dict[str, Any], secrets: Mapping[str, dict[str, Any]] 
 # ---------------------------------------------------------------------------- mesh CA references
 
 
-def mesh_ca_secret_uses(node: "resources.Resource") -> list[tuple[str, str, str]]:
+def mesh_ca_secret_uses(node: "Resource") -> list[tuple[str, str, str]]:
     """Where a virtual node uses a ``meshplane:`` secret: ``(where, role, name)`` in spec order.
 
     ``role`` is ``certificate`` or ``trust``, the place the name stands in; the mesh CA

@@ -7,8 +7,10 @@ ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
 # Clusters and their endpoints first, then listeners, then the routes that point at clusters:
-# a route never names a cluster Envoy does not have yet (xds-control-planes.md §1 E25).
+# a route never names a cluster Envoy does not have yet (Envoy would answer 503 "no
+# cluster" for requests routed there until the cluster arrived).
 PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 
-# Short names used in status output, CLI output and golden files.
-SHORT_NAMES = {CLUSTER: "clusters", ENDPOINT: "endpoints", LISTENER: "listeners", ROUTE: "routes", SECRET: "secrets"}
+# Plural names: the sections of ``meshplane render --resources`` output and of golden files.
+PLURAL_NAMES = {CLUSTER: "clusters", ENDPOINT: "endpoints", LISTENER: "listeners", ROUTE: "routes", SECRET: "secrets"}
+SHORT_NAMES = PLURAL_NAMES  # old name, until mesh_model/render/bootstrap.py uses PLURAL_NAMES

@@ -133,7 +133,7 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
             complete = False
             break
         if parse_cache is not None and adapters.K8S_API_PREFIX in text:
-            digest += context.fingerprint.encode()  # its conversion depends on the other custom resources
+            digest += context.identity_digest.encode()  # its conversion depends on the other custom resources
         cached = parse_cache.get(label, digest, budget) if parse_cache is not None else None
         if cached is not None:
             budget.documents += cached.documents

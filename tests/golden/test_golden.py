@@ -77,7 +77,7 @@ def test_golden_output_passes_envoy_validate(case_dir, node, placement, tmp_path
     }
     resources = {type_urls.SECRET: {}}
     for type_url, message_type in message_types.items():
-        items = document[type_urls.SHORT_NAMES[type_url]]
+        items = document[type_urls.PLURAL_NAMES[type_url]]
         parsed = [json_format.ParseDict(item, message_type()) for item in items]
         resources[type_url] = {m.name if hasattr(m, "name") and m.name else m.cluster_name: m for m in parsed}
     config = tmp_path / "bootstrap.yaml"

@@ -101,14 +101,33 @@ def test_if_match(api):
 def test_concurrent_writers_no_lost_update(api):
     """Many rounds: two clients read the route, both update it with the version they read; exactly
     one wins each round, the other gets ConflictException; the final weight counts every win."""
-    setup = api.client()
+    race(api.client(), [api.client(), api.client()], rounds=15)
+
+
+def test_concurrent_writers_on_two_servers_sharing_one_sqlite_file(procs, free_port, tmp_path):
+    """The same race with each client on its own ``serve`` process over one SQLite file: the
+    store's checks (not a process-local lock) decide, and each server's model follows the other's writes."""
+    import json
+    import urllib.request
+
+    from tests.api.conftest import start_serve
+    from tests.harness.processes import wait_until
+
+    store = f"sqlite:///{tmp_path}/shared.db"
+    a = start_serve(procs, free_port, tmp_path, "--store", store, name="a")
+    b = start_serve(procs, free_port, tmp_path, "--store", store, name="b")
+    race(a.client(), [a.client(), b.client()], rounds=10)
+    revision = json.loads(urllib.request.urlopen(a.url + "/status", timeout=10).read())["model"]["revision"]
+    wait_until(lambda: json.loads(urllib.request.urlopen(b.url + "/status", timeout=10).read())["model"]["revision"] == revision,
+               timeout=15, message="server b did not reload the other server's writes")
+
+
+def race(setup, clients, rounds: int) -> None:
     setup.create_mesh(meshName="m")
     for n in ("a", "b"):
         setup.create_virtual_node(meshName="m", virtualNodeName=n, spec=node_spec(f"{n}.local"))
     setup.create_virtual_router(meshName="m", virtualRouterName="r", spec=router_spec())
     setup.create_route(meshName="m", virtualRouterName="r", routeName="x", spec=route_spec(("a", 1), ("b", 1)))
-    clients = [api.client(), api.client()]
-    rounds = 15
     wins = [0, 0]
     for _ in range(rounds):
         reads = [c.describe_route(meshName="m", virtualRouterName="r", routeName="x")["route"] for c in clients]

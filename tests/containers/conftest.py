@@ -1,0 +1,52 @@
+"""Fixtures of the container stage: one labelled run per session, meshplane's image built once.
+
+Everything a session creates (containers, networks, the image) carries the run's labels and is
+removed by the run label at the end -- also when the session is interrupted; what a killed
+session left behind is swept when the next one starts (demo.containers.Run.sweep_stale).
+The base and dependency images are caches: built once per recipe, kept.
+Missing tools (podman, mmdebstrap, podman-compose) are an error, never a skip:
+`make test` installs them (scripts/ensure-container-deps.sh).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from demo.containers import ContainerError, Run, build_image, ensure_base_image, leftovers
+
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def container_run():
+    run = Run(project="meshplane-test")
+    try:
+        run.sweep_stale()
+    except ContainerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield run
+    removed = run.cleanup()
+    left = {kind: names for kind, names in leftovers(run.filter).items() if names}
+    assert not left, f"run {run.id} left {left} behind after removing {removed}"
+
+
+@pytest.fixture(scope="session")
+def meshplane_image(container_run: Run) -> str:
+    """envoy/Dockerfile built offline from the local base (see demo/containers)."""
+    started = time.monotonic()
+    try:
+        base = ensure_base_image()
+        TIMINGS["base image"] = time.monotonic() - started
+        image = build_image(container_run, base)
+    except ContainerError as exc:
+        pytest.fail(f"building meshplane's image failed: {exc}", pytrace=False)
+    TIMINGS["image build"] = time.monotonic() - started - TIMINGS["base image"]
+    return image
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.write_line(
+            "container stage: " + ", ".join(f"{what} {seconds:.1f} s" for what, seconds in TIMINGS.items()))

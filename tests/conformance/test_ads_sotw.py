@@ -1,4 +1,4 @@
-"""SotW ADS protocol behaviour (xds-control-planes.md §1), over a real in-process grpc.aio server.
+"""SotW ADS protocol behaviour (the rules of test_xds_conformance.py), over a real in-process grpc.aio server.
 
 Every test drives the server with the scripted client in tests/xds_client.py. Silence windows
 are short (0.2-0.3 s): the server answers in-process in well under that.
@@ -361,7 +361,7 @@ def test_unrequested_type_never_pushed():
                                   routes={"r": route("r", "b")}, listeners={}))
             await c.expect_silence(SILENCE)               # EDS/LDS/RDS changed, never requested
             cache.set(NODE, build(clusters={"a": cluster("a")}, listeners={}))
-            r = await c.recv()  # removed b is kept until the rest of the pass is out (§1 E26) ...
+            r = await c.recv()  # removed b is kept until the rest of the pass is out (E26) ...
             assert r.type_url == TYPE_CLUSTER and cds_names(r) == ["a", "b"]
             r = await c.recv()  # ... then dropped; still only the requested type
             assert r.type_url == TYPE_CLUSTER and cds_names(r) == ["a"]

@@ -1,7 +1,10 @@
-"""xDS conformance: shared/reference/xds-control-planes.md §1 (A-I), one test per behaviour.
+"""xDS conformance: one test per behaviour of the xDS protocol a control plane must honour.
 
-Each test is named after its checklist item (``test_<section><number>_<behaviour>``) and runs
-against a real in-process grpc.aio server with the scripted clients of tests/xds_client.py
+The behaviours are numbered 1-44 in nine groups: A stream basics, B ACK/NACK and nonces,
+C subscriptions, D per-type semantics, E ordering, F Delta xDS, G TTL, H connection
+management, I node identity. Each test is named ``test_<group><number>_<behaviour>``, and
+the server code cites these labels (e.g. "F30"); the test name and docstring say the rule.
+Each runs against a real in-process grpc.aio server with the scripted clients of tests/xds_client.py
 and real protos. A behaviour that applies to both protocols is parametrized ``[sotw]`` /
 ``[delta]`` through ``Driver``, which speaks either protocol with one vocabulary (watch, add,
 remove, ack, nack) and keeps the resulting client view as Envoy would hold it (SotW full-state
@@ -10,7 +13,7 @@ types replace, SotW EDS/RDS merge, Delta applies adds and removals) — so most 
 
 Not implemented, tested as current behaviour (never skipped): G39 TTL/heartbeats; H42: the
 new-stream rate limit exists but is off by default (``--max-new-streams-per-second``, tested in
-tests/test_limits.py), and there is no push throttle. H40 (client backoff) and C14/I44 parts that are
+tests/unit/test_limits.py), and there is no push throttle. H40 (client backoff) and C14/I44 parts that are
 Envoy's side are checked from the server's side only. Silence windows are 0.2 s: in-process
 answers take a few milliseconds.
 """
@@ -168,7 +171,7 @@ class Driver:
         return resp
 
     async def recv_ack_settled(self, type_url: str):
-        """The response a change settles on. SotW CDS removals come as two responses (§1 E26):
+        """The response a change settles on. SotW CDS removals come as two responses (E26):
         the removed clusters kept (version ``...+draining``), then without them."""
         resp = await self.recv_ack(type_url)
         while not self.delta and resp.version_info.endswith("+draining"):

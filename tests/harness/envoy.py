@@ -255,10 +255,6 @@ class EnvoyProcess:
     def admin_get(self, path: str, *, timeout: float = 5) -> Response:
         return http_request("GET", self.admin_url + path, timeout=timeout)
 
-    def admin_post(self, path: str, *, timeout: float = 5) -> Response:
-        """e.g. ``/healthcheck/fail``, ``/drain_listeners``, ``/logging?level=debug``."""
-        return http_request("POST", self.admin_url + path, timeout=timeout)
-
     def _admin_ok(self, path: str) -> Response:
         r = self.admin_get(path)
         if r.status != 200:

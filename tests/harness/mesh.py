@@ -1,7 +1,8 @@
 """A whole mesh on one machine: `meshplane serve`, Envoy sidecars and apps on loopback.
 
-Uses the explicit data path (DESIGN.md): every sidecar gets its own 127.x addresses for
-ingress, app and egress, so any number of sidecars share one host without iptables. Used by
+Uses the explicit data path (node metadata gives each Envoy its listener and app addresses):
+every sidecar gets its own 127.x addresses for ingress, app and egress, so any number of
+sidecars share one host without iptables. Used by
 the real-Envoy end-to-end tests and by ``make demo``; every process goes through one
 ``ProcessGroup`` and is killed by pid when it closes.
 """

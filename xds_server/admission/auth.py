@@ -38,8 +38,8 @@ ADMIN = "admin"
 
 
 @dataclass(frozen=True)
-class Identity:
-    """What a connection proved: a node id (canonical short form) or the admin role."""
+class Caller:
+    """Who an xDS call proved to be: a node id (canonical short form) or the admin role."""
 
     node_id: Optional[str]
     admin: bool
@@ -102,7 +102,7 @@ def load_token_file(path: str | Path) -> dict[str, str]:
 
 
 class Authenticator:
-    """Turns a gRPC call's credentials into an ``Identity`` and checks node ids against it."""
+    """Turns a gRPC call's credentials into a ``Caller`` and checks node ids against it."""
 
     def __init__(self, *, tokens: Mapping[str, str] | None = None, mtls: bool = False, admin_uris: frozenset[str] = frozenset()):
         self.tokens = dict(tokens or {})
@@ -113,23 +113,23 @@ class Authenticator:
     def enabled(self) -> bool:
         return self.mtls or bool(self.tokens)
 
-    def identify(self, context) -> Identity:
+    def identify(self, context) -> Caller:
         """The caller's identity; ``StreamError(UNAUTHENTICATED)`` when it proved none."""
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and value.startswith("Bearer "):
                 owner = self._token_owner(value[len("Bearer "):].strip())
                 if owner is None:
                     raise StreamError(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
-                return Identity(None if owner == ADMIN else owner, owner == ADMIN, f"token:{owner}")
+                return Caller(None if owner == ADMIN else owner, owner == ADMIN, f"token:{owner}")
         if self.mtls:
             auth = context.auth_context() or {}
             for raw in auth.get("peer_uri", []) + auth.get("x509_subject_alternative_name", []):
                 uri = raw.decode() if isinstance(raw, bytes) else str(raw)
                 if uri in self.admin_uris:
-                    return Identity(None, True, f"mtls:{uri}")
+                    return Caller(None, True, f"mtls:{uri}")
                 node_id = node_id_from_uri(uri)
                 if node_id is not None:
-                    return Identity(node_id, False, f"mtls:{uri}")
+                    return Caller(node_id, False, f"mtls:{uri}")
             raise StreamError(grpc.StatusCode.UNAUTHENTICATED, "the client certificate names no virtual node (URI SAN spiffe://<mesh>/virtualNode/<name>)")
         raise StreamError(grpc.StatusCode.UNAUTHENTICATED, "credentials required: a bearer token or a client certificate")
 
@@ -140,10 +140,10 @@ class Authenticator:
                 return owner
         return None
 
-    def authorize(self, node, context) -> Identity:
+    def authorize(self, node, context) -> Caller:
         """Allow a stream for ``node`` only if the caller proved exactly that node."""
         if not self.enabled:
-            return Identity(None, True, "unauthenticated")
+            return Caller(None, True, "unauthenticated")
         identity = self.identify(context)
         try:
             wanted = parse_node_id(node.id).node_id

@@ -252,7 +252,8 @@ def sign_leaf(root_cert: x509.Certificate, root_key, identity: Identity, not_bef
     return cert, key
 
 
-def fingerprint(cert: x509.Certificate) -> str:
+def cert_sha256(cert: x509.Certificate) -> str:
+    """Hex SHA-256 of the DER certificate (what ``openssl x509 -fingerprint -sha256`` shows)."""
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
@@ -459,7 +460,7 @@ class MeshCA:
                 "signs": root.state == ACTIVE,
                 "subject": cert.subject.rfc4514_string(),
                 "serial": format(cert.serial_number, "x"),
-                "sha256": fingerprint(cert),
+                "sha256": cert_sha256(cert),
                 "certificate": str(self.cert_path(root.id)),
                 "keyPresent": self.key_path(root.id).exists(),
             })
@@ -553,18 +554,7 @@ class MeshCA:
         return [self.root(r.id) for r in done]
 
 
-def identity_of(cert_pem: bytes) -> tuple[list[str], list[str], list[str]]:
-    """(URI, DNS, IP) SANs of a PEM certificate (tests and ``ca show``)."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return (
-        sans.get_values_for_type(x509.UniformResourceIdentifier),
-        sans.get_values_for_type(x509.DNSName),
-        [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)],
-    )
-
-
 __all__ = [
     "ACTIVE", "CAError", "Identity", "Leaf", "MeshCA", "PENDING", "RETIRED", "RETIRING", "RootInfo",
-    "format_duration", "identity_of", "parse_duration",
+    "cert_sha256", "format_duration", "parse_duration",
 ]

@@ -3,8 +3,8 @@
 A snapshot is what one node (or group of nodes sharing a key) should hold, per xDS type URL.
 Versions are content hashes over deterministic protobuf bytes, never counters or timestamps:
 a restarted server or another replica computes the same version for the same configuration,
-so a reconnecting Envoy's ``version_info`` can never collide with different content
-(xds-control-planes.md §1 A5, B13).
+so a reconnecting Envoy's ``version_info`` can never collide with different content, and
+the same content always gets the same version.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from mesh_model.compiler.type_urls import SECRET as TYPE_SECRET
 # SotW: every response of these types holds all resources; a missing one means "deleted".
 FULL_STATE_TYPES = frozenset({TYPE_CLUSTER, TYPE_LISTENER})
 
-SHORT_NAMES = {
+# the usual abbreviation of each type URL, in logs, /status and metric labels
+TYPE_ABBREVIATIONS = {
     TYPE_CLUSTER: "cds",
     TYPE_ENDPOINT: "eds",
     TYPE_LISTENER: "lds",
@@ -50,7 +51,7 @@ _TYPE_PREFIX = "type.googleapis.com/"
 
 def short_type(type_url: str) -> str:
     """``cds``/``eds``/... for the five core types, else the message name lowercased."""
-    return SHORT_NAMES.get(type_url) or type_url.rsplit(".", 1)[-1].lower()
+    return TYPE_ABBREVIATIONS.get(type_url) or type_url.rsplit(".", 1)[-1].lower()
 
 
 def _hash16(data: bytes) -> str:
@@ -74,7 +75,7 @@ class TypeSnapshot:
     """All resources of one type for one snapshot key.
 
     ``resources`` is sorted by name; ``resource_versions`` (name -> hash of that resource's
-    bytes) lets a stream tell which resources changed (and serves Delta xDS later).
+    bytes) lets a stream (SotW or Delta) tell which resources changed.
     The packed ``Any`` messages are shared between streams: never mutate them.
     """
 

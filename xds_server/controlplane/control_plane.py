@@ -1,8 +1,9 @@
 """The control plane's state: the last good model and a snapshot per connected node placement.
 
-Compilation happens here and only here; ADS streams just compare what a node acknowledged
-with its snapshot (DESIGN.md). An invalid model never replaces the served one: the errors
-are logged and shown in /status, and every node keeps its last good config.
+Compilation happens here and only here, never on an ADS stream: streams just compare what a
+node acknowledged with its snapshot, so a thousand connected Envoys cost no compile time.
+An invalid model never replaces the served one: the errors are logged and shown in /status,
+and every node keeps its last good config.
 
 With the mesh CA (``secrets``: a ``SecretManager``), every snapshot also carries the node's
 ``meshplane:identity`` and ``meshplane:trust`` SDS secrets. The compiled snapshot of each key

@@ -16,7 +16,7 @@ from typing import Awaitable, Callable, Sequence
 MODEL_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def fingerprint(paths: Sequence[str]) -> tuple:
+def model_files_state(paths: Sequence[str]) -> tuple:
     """A cheap value that changes whenever a model file is added, removed or written."""
     entries = []
     for root in paths:
@@ -41,17 +41,17 @@ async def watch(
 ) -> None:
     """Run forever (until cancelled), calling ``on_change`` after debounced changes."""
     loop = asyncio.get_running_loop()
-    seen = await asyncio.to_thread(fingerprint, paths)
+    seen = await asyncio.to_thread(model_files_state, paths)
     while True:
         await asyncio.sleep(interval)
-        current = await asyncio.to_thread(fingerprint, paths)
+        current = await asyncio.to_thread(model_files_state, paths)
         if current == seen:
             continue
         first_change = last_change = loop.time()
         seen = current
         while loop.time() - last_change < quiet and loop.time() - first_change < max_delay:
             await asyncio.sleep(min(interval, quiet))
-            current = await asyncio.to_thread(fingerprint, paths)
+            current = await asyncio.to_thread(model_files_state, paths)
             if current != seen:
                 seen, last_change = current, loop.time()
         await on_change()

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping, Protocol, Sequence
 
-from xds_server.cache.snapshot import PUSH_ORDER, SHORT_NAMES, short_type
+from xds_server.cache.snapshot import PUSH_ORDER, TYPE_ABBREVIATIONS, short_type
 from xds_server.server.callbacks import Callbacks, StreamInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,7 +43,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 COMPILE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-_KNOWN_TYPES = frozenset(SHORT_NAMES.values())
+_KNOWN_TYPES = frozenset(TYPE_ABBREVIATIONS.values())
 
 
 def type_label(type_url: str) -> str:
@@ -194,7 +194,7 @@ class Histogram(_Family):
 # meshplane's metric set
 # ---------------------------------------------------------------------------------------
 
-_CORE = [{"type": SHORT_NAMES[t]} for t in PUSH_ORDER]
+_CORE = [{"type": TYPE_ABBREVIATIONS[t]} for t in PUSH_ORDER]
 
 
 class Metrics:
@@ -360,7 +360,7 @@ def live_gauges(streams: OpenStreams | None, cache: "SnapshotCache | None") -> l
     if cache is not None:
         sizes = cache.sizes()
         g = Gauge("meshplane_snapshot_bytes", "Serialized size of the cached snapshots, per type, summed over keys.", ("type",))
-        totals: dict[str, int] = {SHORT_NAMES[t]: 0 for t in PUSH_ORDER}
+        totals: dict[str, int] = {TYPE_ABBREVIATIONS[t]: 0 for t in PUSH_ORDER}
         for type_url, size in sizes.items():
             label = type_label(type_url)
             totals[label] = totals.get(label, 0) + size

@@ -394,10 +394,6 @@ def add_to_server(server: grpc.aio.Server, servicer: ClientStatusServicer) -> No
     csds_pb2_grpc.add_ClientStatusDiscoveryServiceServicer_to_server(servicer, server)
 
 
-def config_status_name(value: int) -> str:
-    return csds_pb2.ConfigStatus.Name(value)
-
-
 __all__ = [
     "ClientStatusServicer", "ConfigDumpProvider", "add_to_server", "cache_config_dump", "redact_dict",
     "redact_message", "redacted_any", "resource_status", "resource_to_dict", "snapshot_to_dict", "unpack",

@@ -7,7 +7,8 @@ TypeSnapshot, and ``DeltaStreamState.commit`` turns a plan into a response and r
 The servicer (``AggregatedDiscoveryServicer.DeltaAggregatedResources`` in ``servicer.py``) only moves
 messages between the wire and this machine.
 
-The server's view of a client, per type (xds-control-planes.md §1 F):
+The server's view of a client, per type (the letter-number labels are the behaviours of
+``tests/conformance/test_xds_conformance.py``, one test each):
 
 * ``wildcard`` / ``names``: the subscription. The first request of a type with an empty
   subscribe list is the legacy wildcard (F36); ``"*"`` subscribes/unsubscribes the wildcard
@@ -90,7 +91,7 @@ class DeltaTypeState:
         return self.wildcard or name in self.names
 
     def apply(self, subscribe, unsubscribe, initial_versions) -> None:
-        """Fold one request's subscription fields into the state (§1 C15, F31-F33, F36, F37)."""
+        """Fold one request's subscription fields into the state (C15, F31-F33, F36, F37)."""
         subscribe, unsubscribe = list(subscribe), list(unsubscribe)
         first = not self.requested
         if first:
@@ -167,7 +168,7 @@ def plan_delta(ts: DeltaTypeState, tsnap: TypeSnapshot, *, removals: bool = Fals
     for the type's first request (or a ``"*"`` subscribe) if nothing else is due: Envoy's
     initial fetch waits for a first response, and an empty one is a no-op after a reconnect.
     ``removals=True`` (break phase): wanted resources the client holds that are gone.
-    Never anything for a type the client has not requested (§1 B10).
+    Never anything for a type the client has not requested (B10).
     """
     if not ts.requested:
         return None
@@ -220,7 +221,7 @@ class DeltaStreamState:
         """Fold one request into the state; returns (DeltaKind, version it ACKs/NACKs).
 
         The subscription change is applied first and always — even with a stale or unknown
-        nonce (§1 F30) — then the nonce settles the ACK/NACK of the response it names.
+        nonce (F30) — then the nonce settles the ACK/NACK of the response it names.
         """
         if not req.type_url:
             raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, "type_url is required for ADS")
@@ -232,11 +233,11 @@ class DeltaStreamState:
         return ts.on_response_nonce(req.response_nonce, req.HasField("error_detail"))
 
     def _rewarm_endpoints(self, modified: list[tuple[str, any_pb2.Any]]) -> None:
-        """Every modified EDS cluster gets its ClusterLoadAssignment again (§1 D22).
+        """Every modified EDS cluster gets its ClusterLoadAssignment again (D22).
 
         Envoy re-creates a changed cluster, and the new one warms until a CLA arrives. Over
         Delta, Envoy 1.40 does not re-subscribe (the name stays subscribed by the old
-        cluster, so its interest does not change) — measured in tests/test_e2e_delta.py — so
+        cluster, so its interest does not change) — measured in tests/e2e/test_e2e_delta.py — so
         without this the cluster warms forever and the CDS update is never ACKed. Envoy
         #13009; Istio pushes EDS with CDS in delta for the same reason. The CLA follows in
         the same pass (EDS comes right after CDS in PUSH_ORDER). A new cluster needs nothing

@@ -64,7 +64,8 @@ TYPE_URL_PREFIX = "type.googleapis.com/"
 
 
 def check_request(type_url: str, known_types, name_lists) -> None:
-    """Refuse malformed or oversized requests with a clear stream error (§ hostile input)."""
+    """Refuse malformed or oversized requests with a clear stream error, so one hostile or
+    broken client cannot grow the server without bound."""
     if not type_url:
         raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, "type_url is required for ADS")
     if not type_url.startswith(TYPE_URL_PREFIX) or len(type_url) > 256:
@@ -106,9 +107,9 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
     async def _serve(self, request_iterator, context, *, delta: bool) -> None:
         """One ADS stream of either variant: identify the node, then run reader + sender.
 
-        SotW and Delta share everything but the state machine and the send loop: node and
-        type_url checks on the first request (§1 A1, A2), the resolver, status registration,
-        the cache wake-up, and cleanup.
+        SotW and Delta share everything but the state machine and the send loop: the first
+        request must carry the node (with an id; later ones may omit it) and a type_url, then
+        authorization, the resolver, the stream events, the cache wake-up, and cleanup.
         """
         kind = "delta ADS" if delta else "ADS"
         peer = context.peer()
@@ -212,7 +213,8 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         """Fold one DeltaDiscoveryRequest; report ACK/NACK to status; always wake the sender.
 
         Unlike SotW there is no "stale, drop it": the subscription change in a request is
-        applied whatever its nonce (§1 F30), so the sender always re-plans.
+        applied whatever its nonce (a nonce only says which response an ACK/NACK is about), so
+        the sender always re-plans.
         """
         node_id = info.node_id
         check_request(
@@ -224,7 +226,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         kind, version = stream.state.on_request(req)
         t = short_type(req.type_url)
         if first and req.initial_resource_versions:
-            # a reconnect: only what differs from these versions will be sent (§1 F31)
+            # a reconnect: only what differs from the versions the client says it holds is sent
             self.log.info(
                 "delta ADS %s %s resumes holding %d resources", node_id, t, len(req.initial_resource_versions),
             )
@@ -257,7 +259,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         while (snapshot := await self._next_snapshot(stream, info.key)) is not None:
             # one snapshot per pass keeps CDS/EDS/LDS/RDS of a push consistent; re-plan each
             # type just before its write so requests read meanwhile are taken into account
-            for phase in (stream.state.order, stream.state.draining_types):  # removals last (§1 E26)
+            for phase in (stream.state.order, stream.state.draining_types):  # removals last: CDS drops a cluster only after the routes moved off it
                 for type_url in phase():
                     plan = plan_response(stream.state.types[type_url], snapshot.get(type_url))
                     if plan is None:
@@ -276,7 +278,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
     async def _send_loop_delta(self, stream: _Stream, info: StreamInfo, context) -> None:
         """Delta sender: per wake, additions/updates in PUSH_ORDER, then removals in BREAK_ORDER.
 
-        The two phases make a change make-before-break across types (§1 E25/E26): a new
+        The two phases make a change make-before-break across types: a new
         cluster and its endpoints arrive before the route that uses it, and a cluster the
         client holds is removed only after the route update that stopped using it. One
         snapshot per pass keeps the phases consistent; each plan is made just before its

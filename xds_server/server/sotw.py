@@ -21,9 +21,10 @@ from xds_server.cache.snapshot import FULL_STATE_TYPES, PUSH_ORDER, TYPE_CLUSTER
 from xds_server.cache.snapshot import TypeSnapshot
 from xds_server.server.errors import StreamError
 
-# After a CDS (LDS) response Envoy re-creates clusters (listeners) that wait for a fresh
-# EDS (RDS) answer, and it asks with the *same* version/nonce — which looks like an ACK
-# (§1 D22/D23). Istio's AlwaysRespond: the next request of the dependent type is answered.
+# After a CDS (LDS) response Envoy re-creates the changed clusters (listeners), which warm
+# until a fresh EDS (RDS) answer arrives, and it asks for them with the *same* version/nonce,
+# which looks like an ACK. Istio's AlwaysRespond: the next request of the dependent type is
+# answered even if nothing changed.
 WARMING_DEPENDENTS = {TYPE_CLUSTER: TYPE_ENDPOINT, TYPE_LISTENER: TYPE_ROUTE}
 
 
@@ -53,7 +54,8 @@ class TypeState:
         return self.wildcard or name in self.names
 
     def update_subscription(self, resource_names) -> None:
-        """Apply a request's ``resource_names`` (§1 C15/C16: legacy wildcard, unsubscribe)."""
+        """Apply a request's ``resource_names``: an empty list before any name is the legacy
+        wildcard, ``"*"`` the explicit one; a name left out is unsubscribed; new names are sent."""
         requested = set(resource_names)
         if not requested and not self.ever_named:
             wildcard, names = True, frozenset()      # legacy wildcard
@@ -91,7 +93,7 @@ class Plan:
 def plan_response(ts: TypeState, tsnap: TypeSnapshot) -> Plan | None:
     """Decide whether (and what) this client gets now for one type. Pure.
 
-    Rules: never for an unrequested or fully unsubscribed type (§1 B10); silent while the
+    Rules: never for an unrequested or fully unsubscribed type; silent while the
     NACKed version is still current (B8); CDS/LDS carry every wanted resource, EDS/RDS/SDS
     the requested names that exist (D19-D21); send when forced (initial, new names,
     warming dependency) or when a wanted resource changed, appeared, or (full-state types
@@ -114,7 +116,7 @@ def plan_response(ts: TypeState, tsnap: TypeSnapshot) -> Plan | None:
     if ts.type_url == TYPE_CLUSTER and not ts.draining:
         dropped = sorted(n for n in ts.sent if n not in tsnap.resources and ts.wants(n) and n in ts.sent_resources)
         if dropped:
-            # Make-before-break for removals (§1 E26): a route may still point at a removed
+            # Make-before-break for removals: a route may still point at a removed
             # cluster until the RDS of this same pass arrives. Keep the removed clusters in
             # this CDS response; the pass ends with a second CDS response without them.
             kept = sorted(set(names) | set(dropped))
@@ -156,13 +158,13 @@ class StreamState:
         ts = self.type(req.type_url)
         nonce = req.response_nonce
         # A nonce only means something if we sent one for this type on this stream; otherwise
-        # (e.g. a nonce from a previous connection) the request is an initial one (§1 H41).
+        # (e.g. a nonce from a previous connection) the request is an initial one.
         if nonce and ts.sent_nonce is not None and nonce != ts.sent_nonce:
-            return RequestKind.STALE                  # §1 B9: superseded, drop entirely
+            return RequestKind.STALE                  # superseded by a later response: drop entirely
         ts.requested = True
         ts.update_subscription(req.resource_names)
         if req.HasField("error_detail"):
-            ts.parked_version = ts.sent_version       # never resend what was rejected (§1 B8)
+            ts.parked_version = ts.sent_version       # never resend what was rejected
             ts.always_respond = False
             return RequestKind.NACK
         if not nonce or ts.sent_nonce is None:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 from xds_server.observability import metrics as metrics_mod
 from xds_server.observability.status import StatusRegistry
+from xds_server.server.csds import cache_config_dump
 
 if TYPE_CHECKING:  # pragma: no cover
     from xds_server.api.service import ApiService
@@ -53,8 +54,6 @@ async def start_http(
     (``/v20190125/...``, ``/meshplane/v1/...``) with any method.
     """
     if config_dump_provider is None and cache is not None:
-        from xds_server.server.csds import cache_config_dump
-
         config_dump_provider = cache_config_dump(status, cache)
     if api is not None:
         from xds_server.api.http_hook import respond as api_respond

@@ -481,6 +481,17 @@ class ComposeMesh:
     def down(self) -> None:
         self.compose("down", "-t", "2", timeout=120, check=False)
 
+    def remove(self) -> None:
+        """Remove this mesh's containers and network by label (the run's and the compose
+        project's together), leaving the run's image for whatever else the run does."""
+        both = ["--filter", self.run.filter, "--filter", f"label=io.podman.compose.project={self.project}"]
+        ids = podman_out("ps", "-a", *both, "--format", "{{.ID}}").split()
+        if ids:
+            podman("rm", "-f", "-t", "0", *ids, check=False, timeout=120)
+        nets = podman_out("network", "ls", *both, "--format", "{{.Name}}").split()
+        if nets:
+            podman("network", "rm", "-f", *nets, check=False)
+
     # --- talking to it
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.front_port}{path}"

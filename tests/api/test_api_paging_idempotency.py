@@ -117,9 +117,13 @@ def test_concurrent_writers_on_two_servers_sharing_one_sqlite_file(procs, free_p
     a = start_serve(procs, free_port, tmp_path, "--store", store, name="a")
     b = start_serve(procs, free_port, tmp_path, "--store", store, name="b")
     race(a.client(), [a.client(), b.client()], rounds=10)
-    revision = json.loads(urllib.request.urlopen(a.url + "/status", timeout=10).read())["model"]["revision"]
-    wait_until(lambda: json.loads(urllib.request.urlopen(b.url + "/status", timeout=10).read())["model"]["revision"] == revision,
-               timeout=15, message="server b did not reload the other server's writes")
+    from xds_server.store import open_store
+
+    with open_store(store) as direct:
+        revision = direct.revision()
+    for server in (a, b):
+        wait_until(lambda: json.loads(urllib.request.urlopen(server.url + "/status", timeout=10).read())["model"]["revision"] == revision,
+                   timeout=15, message=f"{server.url} did not reload to store revision {revision}")
 
 
 def race(setup, clients, rounds: int) -> None:

@@ -42,11 +42,13 @@ def test_apply_golden_models_dry_run_prune(api, tmp_path):
     assert sorted(n["virtualNodeName"] for n in c.list_virtual_nodes(meshName="retail")["virtualNodes"]) == sorted(expected.virtual_nodes)
     again = meshplane("apply", str(retail), "--api", api.url)
     assert again.stdout == "" and "no changes" in again.stderr
-    # Kubernetes custom resources go through the same path
-    k8s = golden_model("k8s-howto-http2")
-    meshplane("apply", str(k8s), "--api", api.url)
-    k8s_meshes = set(load_paths([k8s]).meshes)
+    # Kubernetes custom resources and CloudFormation templates go through the same path
+    k8s, cfn = golden_model("k8s-howto-http2"), golden_model("cfn-grpc-gateway")
+    meshplane("apply", str(k8s), str(cfn), "--api", api.url)
+    k8s_meshes = set(load_paths([k8s]).meshes) | set(load_paths([cfn]).meshes)
     assert {m["meshName"] for m in c.list_meshes()["meshes"]} == {"retail"} | k8s_meshes
+    gateways = load_paths([cfn]).meshes["howto-grpc-mesh"].virtual_gateways
+    assert sorted(g["virtualGatewayName"] for g in c.list_virtual_gateways(meshName="howto-grpc-mesh")["virtualGateways"]) == sorted(gateways)
     # an edit: one route changes, its version grows; --prune removes the k8s meshes
     exported = tmp_path / "exported.yaml"
     meshplane("export", "--api", api.url, "-o", str(exported))

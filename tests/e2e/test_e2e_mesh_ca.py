@@ -275,7 +275,9 @@ def test_rotation_under_continuous_traffic(pki):
         status, cert = wait_until(lambda: (r := direct_tls_get(pki, only_new, client_cert))[0] == 200 and r, 10,
                                   interval=0.2, message="echo presents a leaf of the new root")
         assert uri_sans(cert) == [ECHO_ID]
-        assert ca_show(pki)[old_root]["state"] == "retiring"
+        # the old root is not dropped the moment the new one signs: it stays trusted while
+        # leaves it signed live (on a loaded machine it may have finished retiring already)
+        assert ca_show(pki)[old_root]["state"] in ("retiring", "retired")
         wait_until(lambda: ca_show(pki)[old_root]["state"] == "retired", 3 * LIFETIME, interval=0.3, message="old root retired")
         wait_until(lambda: len(observe()) == 1, 10, interval=0.1, message="Envoy trusts only the new root")
         time.sleep(1)  # traffic keeps flowing on the new root alone

@@ -46,12 +46,12 @@ def big_mesh(nodes: int = 2000, routes: int = 500) -> str:
 
 
 def test_large_model_loads_within_default_limits():
-    started = time.perf_counter()
+    """A big but legitimate model stays under every default limit (its load time is a
+    benchmark's business: bench/compile_bench.py, not a timed test)."""
     model = load_texts([("big.yaml", big_mesh())])
     mesh = model.meshes["big"]
     assert (len(mesh.virtual_nodes), len(mesh.virtual_services), len(mesh.virtual_routers)) == (2000, 2000, 2000)
     assert len(mesh.routes["router-0"]) == 500
-    assert time.perf_counter() - started < 10
 
 
 def test_defaults_are_documented_values():

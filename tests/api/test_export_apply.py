@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from mesh_model import load_paths
 from tests.api.specs import build_mesh, route_spec

@@ -3,13 +3,9 @@ with ``--store``, the model comes from the store (``StoreSource``) and the API w
 in file mode, the API reads the control plane's model and refuses writes."""
 from __future__ import annotations
 
-import logging
-
 from xds_server.api.auth import Anonymous, Authenticator
 from xds_server.api.file_source import FILE_MODE_MESSAGE, ModelSource
 from xds_server.api.service import ApiLimits, ApiService
-
-log = logging.getLogger("meshplane.api")
 
 
 def model_source(config):

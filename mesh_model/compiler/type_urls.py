@@ -13,4 +13,3 @@ PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 
 # Plural names: the sections of ``meshplane render --resources`` output and of golden files.
 PLURAL_NAMES = {CLUSTER: "clusters", ENDPOINT: "endpoints", LISTENER: "listeners", ROUTE: "routes", SECRET: "secrets"}
-SHORT_NAMES = PLURAL_NAMES  # old name, until mesh_model/render/bootstrap.py uses PLURAL_NAMES

@@ -27,7 +27,7 @@ class ResourceChange:
         return KIND_WORDS.get(self.type_url, self.type_url.rsplit(".", 1)[-1])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": type_urls.SHORT_NAMES.get(self.type_url, self.type_url), "name": self.name, "change": self.change,
+        return {"type": type_urls.PLURAL_NAMES.get(self.type_url, self.type_url), "name": self.name, "change": self.change,
                 "fields": [{"path": p, "old": o, "new": n} for p, o, n in self.fields]}
 
 

@@ -131,7 +131,7 @@ def to_dict(message) -> dict[str, Any]:
 
 def resources_document(resources: NodeResources) -> dict[str, list[dict[str, Any]]]:
     """The ``render --resources`` form: short type name -> list of resources, in push order."""
-    return {type_urls.SHORT_NAMES[t]: [to_dict(m) for m in resources[t].values()] for t in type_urls.PUSH_ORDER}
+    return {type_urls.PLURAL_NAMES[t]: [to_dict(m) for m in resources[t].values()] for t in type_urls.PUSH_ORDER}
 
 
 def _inline_routes(node: Any, routes: Mapping[str, dict]) -> Any:

@@ -33,7 +33,7 @@ def resources_from_document(document: Mapping[str, Any]) -> dict[str, dict[str, 
     out: dict[str, dict[str, Any]] = {}
     for type_url, message_type in _message_types().items():
         items = {}
-        for item in document.get(type_urls.SHORT_NAMES[type_url]) or []:
+        for item in document.get(type_urls.PLURAL_NAMES[type_url]) or []:
             message = json_format.ParseDict(item, message_type())
             items[getattr(message, "name", "") or getattr(message, "cluster_name", "")] = message
         out[type_url] = items

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import re
 import subprocess
 import sys
 import textwrap
@@ -20,83 +19,14 @@ from mesh_model.compiler import compile_node
 from mesh_model.load import ParseCache
 from mesh_model.node_id import parse_node_id
 
-from tests.paths import REPO as ROOT, shared_examples_dir
+from tests.paths import REPO as ROOT
+from tests.public_examples import YELB, prepared_examples, substituted
 
-EXAMPLES = shared_examples_dir()
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-
-# what the walkthroughs' deploy.sh would export before envsubst
-VARIABLES = {
-    "APP_NAMESPACE": "howto-k8s-http2",
-    "MESH_NAME": "howto-k8s-http2",
-    "CLOUDMAP_NAMESPACE": "howto-k8s-http2.pvt.aws.local",
-    "FRONT_APP_CA_CERT": "ca_1_cert.pem",
-    "FRONT_APP_K8S_SECRET": "front-tls",
-    "AWS_ACCOUNT_ID": "123456789012",
-    "AWS_DEFAULT_REGION": "us-west-2",
-    "APP": "colorapp",
-}
-
-# example 05 is one template of the eks-getting-started walkthrough; its mesh and nodes come
-# from the walkthrough's other templates (abridged here)
-YELB = """
-apiVersion: appmesh.k8s.aws/v1beta2
-kind: Mesh
-metadata: {name: yelb}
-spec:
-  namespaceSelector: {matchLabels: {mesh: yelb}}
----
-apiVersion: appmesh.k8s.aws/v1beta2
-kind: VirtualNode
-metadata: {name: yelb-appserver, namespace: yelb}
-spec:
-  awsName: yelb-appserver-virtual-node
-  podSelector: {matchLabels: {app: yelb-appserver}}
-  listeners: [{portMapping: {port: 4567, protocol: http}}]
-  serviceDiscovery: {dns: {hostname: yelb-appserver.yelb.svc.cluster.local}}
----
-apiVersion: appmesh.k8s.aws/v1beta2
-kind: VirtualNode
-metadata: {name: yelb-appserver-v2, namespace: yelb}
-spec:
-  podSelector: {matchLabels: {app: yelb-appserver-v2}}
-  listeners: [{portMapping: {port: 4567, protocol: http}}]
-  serviceDiscovery: {dns: {hostname: yelb-appserver-v2.yelb.svc.cluster.local}}
----
-apiVersion: appmesh.k8s.aws/v1beta2
-kind: VirtualService
-metadata: {name: yelb-appserver, namespace: yelb}
-spec:
-  awsName: yelb-appserver.yelb.svc.cluster.local
-  provider: {virtualRouter: {virtualRouterRef: {name: yelb-appserver}}}
----
-apiVersion: appmesh.k8s.aws/v1beta2
-kind: VirtualNode
-metadata: {name: yelb-ui, namespace: yelb}
-spec:
-  listeners: [{portMapping: {port: 80, protocol: http}}]
-  serviceDiscovery: {dns: {hostname: yelb-ui.yelb.svc.cluster.local}}
-  backends: [{virtualService: {virtualServiceRef: {name: yelb-appserver}}}]
-"""
-
-
-def substituted(name: str) -> str:
-    text = (EXAMPLES / name).read_text()
-    if name.startswith("07"):  # CloudFormation: the stack parameter gets a default instead
-        return text.replace("    Description: Project name to link stacks\n",
-                            "    Description: Project name to link stacks\n    Default: howto-grpc\n")
-    return re.sub(r"\$\{(\w+)\}", lambda m: VARIABLES.get(m.group(1), f"test-{m.group(1).lower()}"), text)
-
 
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("examples")
-    out = {}
-    for path in sorted(EXAMPLES.glob("0*.yaml")):
-        (folder / path.name).write_text(substituted(path.name))
-        out[path.name[:2]] = folder / path.name
-    (folder / "yelb-mesh.yaml").write_text(YELB)
-    return out
+    return prepared_examples(tmp_path_factory.mktemp("examples"))
 
 
 def names(model, mesh: str) -> dict[str, list[str]]:

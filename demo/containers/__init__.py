@@ -34,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -102,16 +103,30 @@ def podman_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cmd(args: list[str], *, check: bool = True, timeout: float = 300, env: dict | None = None,
-            cwd: Path | None = None, quiet: bool = False) -> subprocess.CompletedProcess:
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a command in a process group of its own; on timeout or interruption (Ctrl-C) the
+    whole group is killed, so that no podman started by podman-compose goes on creating
+    containers after the run's cleanup has looked for them."""
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                              env=env if env is not None else podman_env(), stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                                env=env if env is not None else podman_env(), stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     except FileNotFoundError as exc:
         raise ContainerError(f"{args[0]} not found: run `sh scripts/ensure-container-deps.sh` (make test does)") from exc
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise ContainerError(f"`{' '.join(args[:6])} ...` did not finish within {timeout:.0f} s") from None
+        raise
+    result = subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
     if check and proc.returncode != 0:
-        out = (proc.stdout + proc.stderr).strip()
+        out = (stdout + stderr).strip()
         raise ContainerError(f"`{' '.join(args[:6])}{' ...' if len(args) > 6 else ''}` exited {proc.returncode}:\n{out[-4000:]}")
-    return proc
+    return result
 
 
 def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -190,7 +205,12 @@ class Run:
     def cleanup(self) -> dict[str, int]:
         """Remove every container, pod, network, volume and image carrying this run's label."""
         self.closed = True
-        return remove_labelled(self.filter)
+        removed = remove_labelled(self.filter)
+        if any(leftovers(self.filter).values()):  # something was still being created: once more
+            time.sleep(1)
+            for kind, n in remove_labelled(self.filter).items():
+                removed[kind] = removed.get(kind, 0) + n
+        return removed
 
     def sweep_stale(self) -> None:
         """Remove what earlier runs of this project left behind when their process died."""

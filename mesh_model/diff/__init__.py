@@ -5,6 +5,8 @@ the resources added, removed and changed (field by field, in Envoy terms) and a 
 summary in App Mesh words (``route catalog-router/main: catalog-v2 10% -> 50%``).
 """
 from mesh_model.diff.fields import field_diff
-from mesh_model.diff.nodes import NodeDiff, ResourceChange, diff_models, diff_node, diff_resources, node_ids, render_text
+from mesh_model.diff.nodes import (
+    NodeDiff, ResourceChange, diff_models, diff_node, diff_packed, diff_resources, node_ids, render_text, summary_lines,
+)
 
-__all__ = ["NodeDiff", "ResourceChange", "diff_models", "diff_node", "diff_resources", "field_diff", "node_ids", "render_text"]
+__all__ = ["NodeDiff", "ResourceChange", "diff_models", "diff_node", "diff_packed", "diff_resources", "field_diff", "node_ids", "render_text", "summary_lines"]

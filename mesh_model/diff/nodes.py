@@ -268,3 +268,51 @@ def render_text(diffs: list[NodeDiff]) -> str:
         return "no changes\n"
     summary = "".join(d.summary_line() + "\n" for d in diffs)
     return summary + "\n" + "\n".join(d.text() for d in diffs)
+
+
+def _unpack(packed: Any) -> Any:
+    """A resource as a message: packed ``Any`` values are unpacked (by their type URL)."""
+    from google.protobuf import any_pb2, symbol_database
+
+    if not isinstance(packed, any_pb2.Any):
+        return packed
+    message = symbol_database.Default().GetSymbol(packed.TypeName())()
+    packed.Unpack(message)
+    return message
+
+
+def diff_packed(node_id: str, old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]], *,
+                old_model=None, new_model=None, mesh: Optional[str] = None) -> NodeDiff:
+    """``diff_node`` for two snapshots of packed resources (``type_url -> name -> Any``), cheaply.
+
+    Only resources whose bytes differ are unpacked and compared; identical ones are skipped, so a
+    change to one route of a node with hundreds of clusters costs one route's diff. Used by the
+    server to log what a reload did to each node.
+    """
+    def value(resource: Any) -> Any:
+        return getattr(resource, "value", resource)
+
+    old_changed: dict[str, dict[str, Any]] = {}
+    new_changed: dict[str, dict[str, Any]] = {}
+    for type_url in set(old) | set(new):
+        before, after = old.get(type_url) or {}, new.get(type_url) or {}
+        for name in set(before) | set(after):
+            b, a = before.get(name), after.get(name)
+            if b is not None and a is not None and value(b) == value(a):
+                continue
+            if b is not None:
+                old_changed.setdefault(type_url, {})[name] = _unpack(b)
+            if a is not None:
+                new_changed.setdefault(type_url, {})[name] = _unpack(a)
+    return diff_node(node_id, old_changed, new_changed, old_model=old_model, new_model=new_model, mesh=mesh)
+
+
+def summary_lines(diffs: Iterable[NodeDiff], limit: Optional[int] = None) -> list[str]:
+    """The one-line summary of each node (as ``meshplane diff --summary`` prints them), at most
+    ``limit`` of them, then ``... and N more node(s)``."""
+    diffs = [d for d in diffs if d.changed]
+    shown = diffs if limit is None else diffs[:limit]
+    lines = [d.summary_line() for d in shown]
+    if len(diffs) > len(shown):
+        lines.append(f"... and {len(diffs) - len(shown)} more node(s)")
+    return lines

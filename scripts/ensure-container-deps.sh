@@ -40,7 +40,8 @@ need iptables iptables
 [ -x /usr/lib/podman/netavark ] || need /usr/lib/podman/netavark netavark
 [ -x /usr/lib/podman/aardvark-dns ] || need /usr/lib/podman/aardvark-dns aardvark-dns
 
-tools=${MESHPLANE_CONTAINER_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/meshplane/container-tools}
+home=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
+tools=${MESHPLANE_CONTAINER_TOOLS:-${XDG_CACHE_HOME:-$home/.cache}/meshplane/container-tools}
 tool_pins="podman-compose==1.6.0 check-jsonschema==0.39.0"
 
 install_tools() {

@@ -71,12 +71,17 @@ def render_node(model, node_id: str, placement=None) -> tuple[str, dict]:
     return dump_yaml(resources_document(resources)), resources
 
 
-def snapshot_name(node_id: str, placement=None) -> str:
+DEFAULT_NAME = "{mesh}--{node}--{mode}.yaml"
+
+
+def snapshot_name(node_id: str, placement=None, template: str = DEFAULT_NAME) -> str:
+    """A snapshot's file name: ``template`` with ``{mesh}``, ``{node}`` (the node's name),
+    ``{kind}`` (virtualNode, virtualGateway) and ``{mode}`` (explicit, transparent) filled in."""
     from mesh_model.node_id import parse_node_id
 
     node = parse_node_id(node_id)
     mode = "explicit" if placement_of(placement).explicit else "transparent"
-    return f"{node.mesh}--{node.name}--{mode}.yaml"
+    return template.format(mesh=node.mesh, node=node.name, kind=node.kind, mode=mode)
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 Each case has ``model/`` (native meshplane YAML), ``case.yaml`` (which nodes, with which
 placement) and ``expected/<node>--<mode>.yaml`` holding exactly what
-``meshplane render --resources`` prints for it. Regenerate after an intended change with
+``meshplane render --resources`` prints for it. They are snapshots of meshplane's own pytest
+plugin (``meshplane_snapshot``, ``mesh_model.testing``): the same comparison, and a mismatch
+shows ``meshplane diff``'s output. Regenerate after an intended change with
 
-    MESHPLANE_UPDATE_GOLDEN=1 make test        (or pytest tests/test_golden.py)
+    MESHPLANE_UPDATE_GOLDEN=1 make test        (or pytest tests/golden --meshplane-update)
 
 and review the diff like code. Every expected output is also run through
 ``envoy --mode validate`` as a static bootstrap, so a golden file can never bless a config
@@ -12,21 +14,21 @@ that Envoy would reject.
 """
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mesh_model import load_paths
-from mesh_model.render import dump_yaml, resources_document, static_bootstrap
-from mesh_model.compiler import Placement, compile_node
+from mesh_model.render import dump_yaml, static_bootstrap
+from mesh_model.compiler import Placement
 from mesh_model.node_id import parse_node_id
+from mesh_model.testing.snapshots import resources_from_document, snapshot_name
 from tests.harness.envoy import validate_config
 from tests.paths import GOLDEN, REPO
 
 UPDATE = os.environ.get("MESHPLANE_UPDATE_GOLDEN") == "1"
+GOLDEN_NAME = "{node}--{mode}.yaml"  # expected/<node>--<mode>.yaml: one mesh per case
 
 
 def _cases():
@@ -40,46 +42,30 @@ def _cases():
 
 
 def _expected_path(case_dir: Path, node, placement: Placement) -> Path:
-    mode = "explicit" if placement.explicit else "transparent"
-    return case_dir / "expected" / f"{node.name}--{mode}.yaml"
+    return case_dir / "expected" / snapshot_name(node.node_id, placement, GOLDEN_NAME)
+
+
+@pytest.fixture
+def golden_snapshot(meshplane_snapshot):
+    """The plugin's snapshot fixture; ``MESHPLANE_UPDATE_GOLDEN=1`` acts as ``--meshplane-update``."""
+    meshplane_snapshot.update = meshplane_snapshot.update or UPDATE
+    return meshplane_snapshot
 
 
 @pytest.mark.parametrize("case_dir,node,placement", list(_cases()))
-def test_golden_resources(case_dir, node, placement):
-    model = load_paths([case_dir / "model"])
-    resources = compile_node(model, node, placement)
-    actual = dump_yaml(resources_document(resources))
-    expected_path = _expected_path(case_dir, node, placement)
-    if UPDATE:
-        expected_path.parent.mkdir(exist_ok=True)
-        expected_path.write_text(actual)
-    assert expected_path.exists(), f"no golden file {expected_path}; run with MESHPLANE_UPDATE_GOLDEN=1"
-    expected = expected_path.read_text()
-    if actual != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), str(expected_path), "compiled"))
-        pytest.fail(f"compiled resources differ from {expected_path}:\n{diff}")
+def test_golden_resources(golden_snapshot, case_dir, node, placement):
+    golden_snapshot.check(case_dir / "model", node.node_id, _expected_path(case_dir, node, placement), placement=placement)
 
 
 @pytest.mark.parametrize("case_dir,node,placement", list(_cases()))
 def test_golden_output_passes_envoy_validate(case_dir, node, placement, tmp_path, monkeypatch):
     """The checked-in golden file itself (not a fresh compile) must be a config Envoy accepts."""
     monkeypatch.chdir(REPO)  # certificate paths in golden models are relative to the repo root
-    document = yaml.safe_load(_expected_path(case_dir, node, placement).read_text())
-    from google.protobuf import json_format
     from mesh_model.compiler import type_urls
-    from mesh_model.compiler.common import cluster_pb2, endpoint_pb2, listener_pb2, route_pb2
 
-    message_types = {
-        type_urls.CLUSTER: cluster_pb2.Cluster,
-        type_urls.ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
-        type_urls.LISTENER: listener_pb2.Listener,
-        type_urls.ROUTE: route_pb2.RouteConfiguration,
-    }
-    resources = {type_urls.SECRET: {}}
-    for type_url, message_type in message_types.items():
-        items = document[type_urls.PLURAL_NAMES[type_url]]
-        parsed = [json_format.ParseDict(item, message_type()) for item in items]
-        resources[type_url] = {m.name if hasattr(m, "name") and m.name else m.cluster_name: m for m in parsed}
+    document = yaml.safe_load(_expected_path(case_dir, node, placement).read_text())
+    resources = resources_from_document(document)  # as the snapshot plugin reads a snapshot back
+    resources[type_urls.SECRET] = {}  # SDS secrets are not part of a static bootstrap here
     config = tmp_path / "bootstrap.yaml"
     config.write_text(dump_yaml(static_bootstrap(node, resources)))
     ok, output = validate_config(config)

@@ -306,13 +306,3 @@ def diff_packed(node_id: str, old: Mapping[str, Mapping[str, Any]], new: Mapping
                 new_changed.setdefault(type_url, {})[name] = _unpack(a)
     return diff_node(node_id, old_changed, new_changed, old_model=old_model, new_model=new_model, mesh=mesh)
 
-
-def summary_lines(diffs: Iterable[NodeDiff], limit: Optional[int] = None) -> list[str]:
-    """The one-line summary of each node (as ``meshplane diff --summary`` prints them), at most
-    ``limit`` of them, then ``... and N more node(s)``."""
-    diffs = [d for d in diffs if d.changed]
-    shown = diffs if limit is None else diffs[:limit]
-    lines = [d.summary_line() for d in shown]
-    if len(diffs) > len(shown):
-        lines.append(f"... and {len(diffs) - len(shown)} more node(s)")
-    return lines

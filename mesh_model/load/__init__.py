@@ -1,9 +1,9 @@
 """Loading the model: files, folders, texts or parsed documents -> a validated ``MeshModel``.
 
-Import ``load_paths``, ``load_texts``, ``load_documents`` and ``ParseCache`` from here
+Import ``load_paths``, ``load_texts``, ``load_documents``, ``ParseCache`` and ``DocumentCache`` from here
 (``Limits`` from ``input_limits``); the other modules are the pipeline's inner steps.
 """
-from mesh_model.load.parse_cache import ParseCache
+from mesh_model.load.parse_cache import DocumentCache, ParseCache
 from mesh_model.load.pipeline import load_documents, load_paths, load_texts
 
-__all__ = ["ParseCache", "load_documents", "load_paths", "load_texts"]
+__all__ = ["DocumentCache", "ParseCache", "load_documents", "load_paths", "load_texts"]

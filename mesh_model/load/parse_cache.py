@@ -1,12 +1,15 @@
 """Reuse of per-file parse results across loads of the same files (a control plane reloads
-the whole model on every change).
+the whole model on every change), and of per-document results across ``load_documents``
+calls (an API validates the whole would-be model on every write).
 
 Results are keyed by the file's label and a digest of its content, computed once per load
-(``text_digest``).
+(``text_digest``), or by a document's label and content digest (``document_digest``).
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,3 +75,69 @@ class ParseCache:
         for label in list(self._facts):
             if label not in labels:
                 del self._facts[label]
+
+
+def document_digest(data: Any) -> bytes | None:
+    """A content hash of one parsed document (None when it is not plain JSON-like data: such a
+    document is then simply validated again). ``1``, ``1.0`` and ``true`` hash differently."""
+    try:
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
+
+
+@dataclass(frozen=True)
+class DocumentResult:
+    """A document that validated on its own without a single issue: its ``Resource``."""
+
+    resource: Resource
+    nodes: int
+
+
+class DocumentCache:
+    """Per-document results of ``load_documents``, keyed by the label and the document's content.
+
+    An API validating every write loads the whole would-be model each time, though a write
+    changes one or a few documents; with this, only the documents whose content changed are
+    checked again (envelope, identity, spec), and the others' validated ``Resource`` objects
+    are reused as they are. Only documents that yielded a resource and no issue are kept, so
+    every message (which names a document by its position) is produced afresh, and checks
+    between resources always run on the whole model: the result is that of an uncached load.
+
+    Memory stays proportional to the models loaded: entries not used by the latest load are
+    dropped once they outnumber the latest load's documents. Safe to share between threads.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, bytes], DocumentResult] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, label: str, digest: bytes | None, budget: Budget) -> DocumentResult | None:
+        """The cached result, if any and if reusing it keeps the load within its per-load limits
+        (the document and its values count as if walked again)."""
+        if digest is None:
+            return None
+        entry = self._entries.get((label, digest))
+        limits = budget.limits
+        if entry is None or budget.documents + 1 > limits.max_documents or budget.nodes + entry.nodes > limits.max_nodes:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry
+
+    def put(self, label: str, digest: bytes | None, result: DocumentResult) -> None:
+        if digest is not None:
+            with self._lock:
+                self._entries[(label, digest)] = result
+
+    def keep_only(self, used: set[tuple[str, bytes]]) -> None:
+        """After a load: forget what it did not use once the unused entries outnumber the used."""
+        with self._lock:
+            if len(self._entries) > 2 * len(used) + 64:
+                self._entries = {key: value for key, value in self._entries.items() if key in used}

@@ -36,7 +36,8 @@ from mesh_model.load.documents import resource_from_document
 from mesh_model.load.files import read_files, text_from_input
 from mesh_model.load.formats import Parsed, k8s_context, resources_from_converted
 from mesh_model.load.input_limits import DEFAULT_LIMITS, Budget, Limits
-from mesh_model.load.parse_cache import FileResult, ParseCache, text_digest
+from mesh_model.load.parse_cache import (DocumentCache, DocumentResult, FileResult, ParseCache, document_digest,
+                                         text_digest)
 from mesh_model.load.yaml_scan import documents_from_data, parse_documents
 from mesh_model.spec.model import MeshModel, Resource
 
@@ -82,7 +83,8 @@ def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEF
         raise _too_deep(issues) from None
 
 
-def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEFAULT_LIMITS) -> MeshModel:
+def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEFAULT_LIMITS,
+                   cache: DocumentCache | None = None) -> MeshModel:
     """Build and validate a model from already-parsed native documents ``(label, document)``,
     a document being ``{"kind": ..., "mesh": ..., "name": ..., "spec": {...}}`` as in a file.
 
@@ -90,9 +92,14 @@ def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEF
     and messages are those of a file holding the same documents, the label playing the
     file's part (documents sharing a label are numbered 1, 2... in order). Documents are
     native only: Kubernetes and CloudFormation forms are read from files and texts.
+
+    ``cache`` (kept by a caller that loads nearly the same documents again and again) reuses
+    the validated ``Resource`` of every document whose label and content it has seen valid
+    before, so the cost follows what changed; the result (model or issues) is the same.
     """
     issues: list[Issue] = []
     budget = Budget(limits)
+    used: set[tuple[str, bytes]] = set()
     try:
         resources: list[Resource] = []
         complete = True
@@ -103,6 +110,16 @@ def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEF
                 break
             label = label if isinstance(label, str) else str(label)
             numbers[label] = numbers.get(label, 0) + 1
+            digest = document_digest(data) if cache is not None and data is not None else None
+            if digest is not None:
+                cached = cache.get(label, digest, budget)
+                if cached is not None:
+                    budget.documents += 1
+                    budget.nodes += cached.nodes
+                    resources.append(cached.resource)
+                    used.add((label, digest))
+                    continue
+            before_issues, before_nodes = len(issues), budget.nodes
             docs, parsed = documents_from_data(label, [data], issues, budget, first=numbers[label])
             complete = complete and parsed
             for doc in docs:
@@ -111,9 +128,15 @@ def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEF
                     complete = False
                 else:
                     resources.append(resource)
+                    if digest is not None and parsed and len(issues) == before_issues and not budget.stopped:
+                        cache.put(label, digest, DocumentResult(resource, budget.nodes - before_nodes))
+                        used.add((label, digest))
         return checked_model(resources, issues, complete=complete, max_issues=limits.max_issues)
     except RecursionError:
         raise _too_deep(issues) from None
+    finally:
+        if cache is not None:
+            cache.keep_only(used)
 
 
 def _too_deep(issues: list[Issue]) -> ModelError:

@@ -1,6 +1,11 @@
 """Validate a would-be model with meshplane's own loader (the checks and messages of
 ``meshplane validate``): every resource of the meshes a write touches, plus every Cloud Map
-stand-in service, rendered as native documents and loaded together."""
+stand-in service, rendered as native documents and loaded together.
+
+A write changes one or a few documents of the model it validates, so the documents are loaded
+with one process-wide ``DocumentCache``: those unchanged since an earlier write are not
+validated again (their ``Resource`` is reused), the checks between resources run on the whole
+would-be model as before, and the issues are those of an uncached load."""
 from __future__ import annotations
 
 import json
@@ -12,11 +17,17 @@ try:  # parsed documents straight in (no JSON round trip), where the loader offe
     from mesh_model.load import load_documents
 except ImportError:  # pragma: no cover - older loader
     load_documents = None
+try:
+    from mesh_model.load import DocumentCache
+except ImportError:  # pragma: no cover - older loader
+    DocumentCache = None
 
 from xds_server.api.resources import native
 from xds_server.store.base import StoredResource
 
 LABEL = "request"
+# content-keyed, so one cache serves every ApiService of the process; bounded by the models loaded
+CACHE = DocumentCache() if DocumentCache is not None else None
 
 
 def issues_of(resources: Iterable[StoredResource], meshes: set[str] | None = None) -> list[Issue]:
@@ -27,7 +38,10 @@ def issues_of(resources: Iterable[StoredResource], meshes: set[str] | None = Non
         return []
     try:
         if load_documents is not None:
-            load_documents([(LABEL, d) for d in docs])
+            if CACHE is not None:
+                load_documents([(LABEL, d) for d in docs], cache=CACHE)
+            else:
+                load_documents([(LABEL, d) for d in docs])
         else:
             load_texts([(LABEL + ".json", json.dumps(docs))])
     except ModelError as exc:

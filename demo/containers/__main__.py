@@ -10,6 +10,7 @@ container, network and image it created, by its run label (also on Ctrl-C / SIGT
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import tempfile
@@ -90,6 +91,7 @@ def main() -> int:
         say("      removed " + ", ".join(f"{n} {kind}" for kind, n in removed.items() if n)
             + ("; nothing left" if not left else f"; LEFT: {left}"))
         ok &= not left
+        shutil.rmtree(workdir, ignore_errors=True)
     say(f"done in {time.monotonic() - started:.0f} s: " + ("the split followed the model" if ok else "with problems (see above)"))
     return 0 if ok else 1
 

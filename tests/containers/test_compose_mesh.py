@@ -6,6 +6,7 @@ model's weights; a weight edit reaches the sidecars."""
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,12 +30,14 @@ def mesh(container_run, meshplane_image):
     except ContainerError as exc:
         logs = mesh.logs()
         mesh.remove()
+        shutil.rmtree(workdir, ignore_errors=True)
         pytest.fail(f"the compose mesh did not come up: {exc}\n{logs}", pytrace=False)
     TIMINGS["compose up"] = time.monotonic() - started
     yield mesh
     started = time.monotonic()
     mesh.remove()
     TIMINGS["compose removal"] = time.monotonic() - started
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def egress_ingress_2xx(stats: str) -> tuple[int, int]:

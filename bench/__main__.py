@@ -6,7 +6,7 @@
     python -m bench --quick              # toy sizes: checks the benchmark code runs, not the targets
 
 Benchmarks: compile, fanout (also gives memory), memory (= fanout), convergence,
-serialization. Results also go to bench/results/latest.md and latest.json (git-ignored).
+serialization, api (App Mesh API: write -> Envoy latency, update_route throughput). Results also go to bench/results/latest.md and latest.json (git-ignored).
 Exit status: 0 when every benchmark ran (MISS is a result, not a failure), 1 on an ERROR.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import traceback
 
 from bench.common import Result, notes_section, table, write_results
 
-ORDER = ("compile", "fanout", "convergence", "serialization")
+ORDER = ("compile", "fanout", "convergence", "serialization", "api")
 ALIASES = {"memory": "fanout"}
 
 
@@ -37,6 +37,9 @@ def _run_one(name: str, args) -> list[Result]:
     if name == "serialization":
         from bench import serialization_bench
         return serialization_bench.run(vhosts=args.vhosts, log=log)
+    if name == "api":
+        from bench import api_bench
+        return api_bench.run(edits=args.edits, nodes=args.api_nodes, writes=args.api_writes, log=log)
     raise ValueError(name)
 
 
@@ -51,13 +54,17 @@ def main(argv=None) -> int:
     parser.add_argument("--channels", type=int, default=None, help="fanout: gRPC channels (default streams/50, at most 20)")
     parser.add_argument("--rounds", type=int, default=3, help="fanout: rounds of ADS + floor, medians reported (default 3)")
     parser.add_argument("--edits", type=int, default=20, help="convergence: file edits (default 20)")
+    parser.add_argument("--api-nodes", type=int, default=500,
+                        help="api: meshgen nodes in the store (4 resources each: 500 -> 2,001 resources)")
+    parser.add_argument("--api-writes", type=int, default=60, help="api: update_route calls per throughput run (default 60)")
     parser.add_argument("--vhosts", type=int, default=200, help="serialization: virtual hosts (default 200)")
     parser.add_argument("--profile", action="store_true", help="compile: also print a cProfile of the compiler")
-    parser.add_argument("--quick", action="store_true", help="toy sizes (20 nodes/streams, 3 edits, 20 vhosts)")
+    parser.add_argument("--quick", action="store_true", help="toy sizes (20 nodes/streams, 3 edits, 20 vhosts, api: 10 nodes, 5 writes)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/latest.*")
     args = parser.parse_args(argv)
     if args.quick:
         args.nodes, args.streams, args.edits, args.vhosts, args.rounds = 20, 20, 3, 20, 1
+        args.api_nodes, args.api_writes = 10, 5
     names = []
     for name in args.names or ORDER:
         name = ALIASES.get(name, name)

@@ -9,6 +9,7 @@ would-be model as before, and the issues are those of an uncached load."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Iterable
 
 from mesh_model import Issue, ModelError, load_texts
@@ -26,8 +27,10 @@ from xds_server.api.resources import native
 from xds_server.store.base import StoredResource
 
 LABEL = "request"
-# content-keyed, so one cache serves every ApiService of the process; bounded by the models loaded
-CACHE = DocumentCache() if DocumentCache is not None else None
+# content-keyed, so one cache serves every ApiService of the process; bounded by the models loaded.
+# MESHPLANE_API_VALIDATION_CACHE=0 turns it off (the benchmarks' "before", bench/api_bench.py).
+CACHE = (DocumentCache() if DocumentCache is not None and os.environ.get("MESHPLANE_API_VALIDATION_CACHE", "1") != "0"
+         else None)
 
 
 def issues_of(resources: Iterable[StoredResource], meshes: set[str] | None = None) -> list[Issue]:

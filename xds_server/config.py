@@ -43,3 +43,4 @@ class ServeConfig:
     region: str = "us-west-2"                        # the region of the API's ARNs
     api_max_meshes: int = 1000                       # API model limits (LimitExceededException)
     api_max_resources_per_mesh: int = 20_000
+    api_credentials: str | None = None               # SigV4 keys (YAML); None: unsigned, loopback peers only

@@ -45,6 +45,7 @@ GRPC_OPTIONS = [
 async def serve(config: ServeConfig) -> None:
     """Run until SIGTERM/SIGINT."""
     credentials, authenticator = _xds_security(config)
+    api_auth = api_wiring.authenticator(config) if config.http else None  # fails early on a bad credentials file
     cache = SnapshotCache()
     secrets = None
     if config.ca_dir:
@@ -78,7 +79,7 @@ async def serve(config: ServeConfig) -> None:
         http_server = await start_http(
             http_host, http_port, registry, control.status, metrics=metrics.DEFAULT, cache=cache,
             config_dump_provider=_config_dump(csds.cache_config_dump(registry, cache), control),
-            api=api_wiring.api_service(config, control, source),
+            api=api_wiring.api_service(config, control, source, authenticator=api_auth),
         )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
     watcher = asyncio.create_task(source.watch(control.reload) if source is not None else watch(control.paths, control.reload))

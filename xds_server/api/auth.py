@@ -1,13 +1,20 @@
 """Who is calling, and may they do this: the authenticator hook of the API.
 
 ``Authenticator.authenticate(request)`` returns the ``Caller`` (account id, and the meshes it may
-read and write; ``None`` = all) or raises ``ApiError`` (e.g. a SigV4 verifier's 403);
+read and write: names or fnmatch patterns such as ``team-*``; ``None`` = all) or raises
+``ApiError`` (e.g. a SigV4 verifier's 403);
 ``Authenticator.authorize(caller, operation, mesh, write)`` raises ``ForbiddenException`` when
 the caller may not touch that mesh. The default, ``Anonymous``, is an anonymous caller of
-account ``111122223333`` allowed everything (``serve`` without credentials).
+account ``111122223333`` allowed everything (in-process use and tests).
+
+An authenticator whose ``accounts`` attribute is true also has the API enforce the account
+rules of ``xds_server.api.access`` (mesh ownership, cross-account sharing; see
+``sharing_auth``). ``serve`` uses ``sigv4_auth.SigV4Authenticator`` (``--api-credentials``) or
+``local_auth.LoopbackOnly`` (without it); both do.
 """
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from typing import Mapping, Protocol
 
@@ -23,6 +30,7 @@ class Request:
     query: str
     headers: Mapping[str, str]
     body: bytes
+    peer: str | None = None  # the client's IP address (None: unknown, e.g. in-process)
 
 
 @dataclass(frozen=True)
@@ -31,12 +39,28 @@ class Caller:
     readable: frozenset[str] | None = None  # meshes it may read; None = every mesh
     writable: frozenset[str] | None = None  # meshes it may write; None = every mesh
     name: str = "anonymous"
+    access_key_id: str = ""
 
     def may(self, mesh: str, write: bool) -> bool:
         allowed = self.writable if write else self.readable
-        if not write and self.writable is not None and mesh in self.writable:
+        if not write and _matches(self.writable, mesh):
             return True
-        return allowed is None or mesh in allowed
+        return _matches(allowed, mesh)
+
+    # the caller interface of ``xds_server.api.access``
+    @property
+    def account_id(self) -> str:
+        return self.account
+
+    def can_read(self, mesh: str) -> bool:
+        return self.may(mesh, False)
+
+    def can_write(self, mesh: str) -> bool:
+        return self.may(mesh, True)
+
+
+def _matches(patterns: frozenset[str] | None, mesh: str) -> bool:
+    return patterns is None or mesh in patterns or any(fnmatch.fnmatchcase(mesh, p) for p in patterns)
 
 
 class Authenticator(Protocol):
@@ -47,6 +71,8 @@ class Authenticator(Protocol):
 
 class Anonymous:
     """No credentials: everyone is ``account``, allowed everything."""
+
+    accounts = False  # the hook alone decides (no ownership/sharing rules)
 
     def __init__(self, account: str = DEFAULT_ACCOUNT):
         self.account = account

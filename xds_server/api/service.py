@@ -49,7 +49,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
-from xds_server.api import batch
+from xds_server.api import batch, sharing_auth
 from xds_server.api.auth import Anonymous, Authenticator, Caller, Request
 from xds_server.api.errors import ApiError, bad_request, conflict, error_response, forbidden, in_use, not_found
 from xds_server.api.operations import Operation, match
@@ -105,12 +105,14 @@ class ApiService:
         self._index: dict[ResourceKey, StoredResource] = {}
 
     # ------------------------------------------------------------------ entry point
-    def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict, bytes]:
+    def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
+               peer: str | None = None) -> tuple[int, dict, bytes]:
+        """``peer``: the client's IP address (the loopback-only authenticator needs it)."""
         request_id = str(uuid.uuid4())
         try:
             if len(body) > MAX_BODY_BYTES:
                 raise bad_request(f"the request body is larger than {MAX_BODY_BYTES} bytes")
-            caller = self.auth.authenticate(Request(method, path, query, headers, body))
+            caller = self.auth.authenticate(Request(method, path, query, headers, body, peer))
             if path.startswith(MESHPLANE_PREFIX):
                 result = batch.handle(self, caller, method, path[len(MESHPLANE_PREFIX):], query, headers, body)
                 return 200, {"Content-Type": "application/json", "x-amzn-RequestId": request_id}, _json(result)
@@ -140,11 +142,13 @@ class ApiService:
         if op.verb == "Describe":
             key = key_of(op.kind, params)
             self.auth.authorize(caller, op.name, key.mesh, False)
+            self._check_read(caller, key.mesh, params)
             res = self._get(key, params)
             return {KINDS[op.kind].member: data(res, self.region)}
         if op.verb == "ListTagsForResource":
             key = parse_arn(params["resourceArn"])
             self.auth.authorize(caller, op.name, key.mesh, False)
+            self._check_read(caller, key.mesh, params)
             res = self._get(key, {})
             tags = [{"key": k, "value": v} for k, v in res.tags]
             page, token = paginate(tags, lambda t: t["key"], params.get("limit"), params.get("nextToken"))
@@ -185,10 +189,13 @@ class ApiService:
         info = KINDS[op.kind]
         _, index = self.index()
         if op.kind == "Mesh":
-            items = [r for r in index.values() if r.key.kind == "Mesh" and caller.may(r.key.mesh, False)]
+            items = [r for r in index.values() if r.key.kind == "Mesh" and caller.may(r.key.mesh, False)
+                     and (not self._accounts or sharing_auth.visible(caller, r))]
         else:
             mesh = params["meshName"]
             self.auth.authorize(caller, op.name, mesh, False)
+            if self._accounts:
+                sharing_auth.check_read(caller, mesh, index, params.get("meshOwner"))
             self._get(ResourceKey("Mesh", mesh, "", mesh), params, index)
             parent = params.get(info.parent_param, "") if info.parent_param else ""
             if info.parent_kind:
@@ -196,6 +203,15 @@ class ApiService:
             items = [r for r in index.values() if r.key.kind == op.kind and r.key.mesh == mesh and r.key.parent == parent]
         page, token = paginate(items, lambda r: r.key.name, params.get("limit"), params.get("nextToken"))
         return {info.list_member: [ref(r, self.region) for r in page], **({"nextToken": token} if token else {})}
+
+    @property
+    def _accounts(self) -> bool:
+        """Whether the account rules (ownership, sharing: ``sharing_auth``) apply."""
+        return bool(getattr(self.auth, "accounts", False))
+
+    def _check_read(self, caller: Caller, mesh: str, params: dict) -> None:
+        if self._accounts:
+            sharing_auth.check_read(caller, mesh, self.index()[1], params.get("meshOwner"))
 
     # ------------------------------------------------------------------ writes
     def _write(self, caller: Caller, op: Operation, params: dict, headers: Mapping[str, str]) -> dict:
@@ -232,6 +248,8 @@ class ApiService:
         now = self.clock()
         current = index.get(key)
         owner = params.get("meshOwner")
+        if self._accounts:
+            sharing_auth.check_write(caller, op.verb, key, current, index, owner)
         if op.verb == "Create":
             if current is not None:
                 raise conflict(f"{_label(key)} already exists")
@@ -242,6 +260,7 @@ class ApiService:
             if owner and owner != mesh_owner:
                 raise not_found(f"{_label(parent_key_mesh(key))} not found (mesh owner {owner})")
             tags = _tags(params.get("tags") or [])
+            sharing_auth.check_tags(key.kind, mesh_owner, tags)
             new = StoredResource(key, params.get("spec") or {}, 1, {
                 "uid": str(uuid.uuid4()), "createdAt": now, "lastUpdatedAt": now,
                 "meshOwner": mesh_owner, "resourceOwner": caller.account,
@@ -272,6 +291,7 @@ class ApiService:
         if op.verb == "TagResource":
             tags = dict(current.tags)
             tags.update(_tags(params["tags"]))
+            sharing_auth.check_tags(key.kind, current.metadata.get("meshOwner", caller.account), _tags(params["tags"]))
             if len(tags) > MAX_TAGS:
                 raise ApiError("TooManyTagsException", f"{_label(key)} would have {len(tags)} tags; at most {MAX_TAGS} are allowed")
         elif op.verb == "UntagResource":

@@ -3,6 +3,8 @@ with ``--store``, the model comes from the store (``StoreSource``) and the API w
 in file mode, the API reads the control plane's model and refuses writes."""
 from __future__ import annotations
 
+import logging
+
 from xds_server.api.auth import Anonymous, Authenticator
 from xds_server.api.file_source import FILE_MODE_MESSAGE, ModelSource
 from xds_server.api.service import ApiLimits, ApiService
@@ -16,6 +18,30 @@ def model_source(config):
     from xds_server.store import open_store
 
     return StoreSource(open_store(config.store))
+
+
+log = logging.getLogger("meshplane.api")
+
+NO_CREDENTIALS_WARNING = ("App Mesh API without --api-credentials: unsigned requests are accepted from loopback "
+                          "(127.0.0.1, ::1) only, as account 111122223333 with every right; configure "
+                          "--api-credentials FILE to serve other hosts with SigV4-signed requests")
+
+
+def authenticator(config) -> Authenticator:
+    """``--api-credentials FILE`` -> SigV4 (``sigv4_auth``); without it: loopback only
+    (``local_auth``), with one warning line. Raises ``ValueError`` for an unusable file."""
+    path = getattr(config, "api_credentials", None)
+    if path:
+        from xds_server.api.sigv4_auth import SigV4Authenticator
+
+        auth = SigV4Authenticator.from_file(path)
+        log.info("App Mesh API: SigV4 signatures required, %d access key(s) from %s",
+                 len(auth.verifier.credentials), path)
+        return auth
+    from xds_server.api.local_auth import LoopbackOnly
+
+    log.warning(NO_CREDENTIALS_WARNING)
+    return LoopbackOnly()
 
 
 def api_service(config, control, source, authenticator: Authenticator | None = None) -> ApiService:

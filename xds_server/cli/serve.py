@@ -25,6 +25,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help=f"meshes per account the API creates (LimitExceededException beyond; default {D.api_max_meshes})")
     p.add_argument("--api-max-resources-per-mesh", type=int, default=D.api_max_resources_per_mesh, metavar="N",
                    help=f"resources per mesh the API creates (default {D.api_max_resources_per_mesh})")
+    p.add_argument("--api-credentials", metavar="FILE",
+                   help="require AWS SigV4-signed API requests with these access keys (YAML: access key id -> "
+                        "secretAccessKey, accountId, meshes: {read, write}); without it the API accepts unsigned "
+                        "requests from loopback only")
     p.add_argument("--xds", default=D.xds, metavar="HOST:PORT", help=f"gRPC ADS address (default {D.xds})")
     p.add_argument("--http", default=D.http, metavar="HOST:PORT",
                    help=f"HTTP address of /healthz, /status, /metrics, /config_dump (default {D.http})")
@@ -70,6 +74,7 @@ def config(args: argparse.Namespace) -> ServeConfig:
         region=args.region,
         api_max_meshes=args.api_max_meshes,
         api_max_resources_per_mesh=args.api_max_resources_per_mesh,
+        api_credentials=args.api_credentials,
         xds=args.xds,
         http=args.http,
         max_proxies_per_node=args.max_proxies_per_node,

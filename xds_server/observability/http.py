@@ -1,6 +1,9 @@
 """Tiny HTTP/1.1 status endpoint on ``asyncio.start_server`` (no web framework dependency).
 
-``GET /healthz`` -> 200 ``ok``; ``GET /status`` -> JSON ``{"model": extra(), "nodes": ...}``;
+``GET /healthz`` -> 200 ``ok`` while the process serves (with an API over a store, a second line
+with the store state, also when the store is unreachable); ``GET /readyz`` -> 200 only when the
+API can take writes (store reachable), else 503 saying why (store down; file mode: the model is
+managed by files); ``GET /status`` -> JSON ``{"model": extra(), "store": {...}, "nodes": ...}``;
 ``GET /metrics`` -> Prometheus text format 0.0.4 (``metrics.render``);
 ``GET /config_dump?node=NODE_ID[&type=cds,eds]`` -> JSON of what the server would send that
 node (``config_dump_provider``; by default the cached snapshots of a connected node, 404 for
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import parse_qs
 
@@ -31,7 +35,8 @@ LOG = logging.getLogger("meshplane.xds.http")
 READ_TIMEOUT = 5.0
 MAX_HEADER_BYTES = 16 * 1024
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 async def start_http(
@@ -59,11 +64,40 @@ async def start_http(
         from xds_server.api.http_hook import respond as api_respond
         from xds_server.api.service import is_api_path
 
+    def store_state() -> dict | None:
+        """The API store's ``status()`` (``{"store": "files", ...}`` in file mode; None: no API)."""
+        if api is None:
+            return None
+        if getattr(api, "read_only", None):
+            return {"store": "files", "available": False, "error": api.read_only}
+        state = getattr(api.store, "status", None)
+        if state is None:
+            return {"store": type(api.store).__name__, "available": True}
+        try:
+            return state()
+        except Exception as exc:  # noqa: BLE001 - health must answer whatever the store does
+            return {"store": type(api.store).__name__, "available": False, "error": f"{type(exc).__name__}: {exc}"}
+
     def route(path: str, query: str) -> tuple[int, str, bytes]:
         if path == "/healthz":
-            return 200, "text/plain; charset=utf-8", b"ok\n"
+            state = store_state()
+            if state is None or state.get("store") == "files":
+                return 200, "text/plain; charset=utf-8", b"ok\n"
+            return 200, "text/plain; charset=utf-8", _text("ok\n" + _store_line(state))
+        if path == "/readyz":
+            state = store_state()
+            if state is None:
+                return 503, "text/plain; charset=utf-8", b"not ready: this server has no App Mesh API\n"
+            if state.get("store") == "files":
+                return 503, "text/plain; charset=utf-8", _text(f"not ready for writes: {state['error']}")
+            if not state.get("available"):
+                return 503, "text/plain; charset=utf-8", _text("not ready for writes: " + _store_line(state))
+            return 200, "text/plain; charset=utf-8", _text("ready\n" + _store_line(state))
         if path == "/status":
             body = {"model": extra() if extra is not None else {}, **status.snapshot()}
+            state = store_state()
+            if state is not None:
+                body["store"] = state
             return 200, "application/json", _json(body)
         if path == "/metrics":
             return 200, metrics_mod.CONTENT_TYPE, metrics_mod.render(metrics, status, cache).encode()
@@ -95,7 +129,8 @@ async def start_http(
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
             if api is not None and is_api_path(_path_of(head)):
-                writer.write(await api_respond(api, head, reader))
+                peer = writer.get_extra_info("peername")
+                writer.write(await api_respond(_FromPeer(api, peer[0] if peer else None), head, reader))
                 await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
                 return
             code, ctype, body, head_only = _serve_one(head, route)
@@ -119,6 +154,25 @@ async def start_http(
                 pass
 
     return await asyncio.start_server(handle, host, port, limit=MAX_HEADER_BYTES)
+
+
+class _FromPeer:
+    """The API service as ``http_hook.respond`` calls it, with the client's address added."""
+
+    def __init__(self, api: "ApiService", peer: str | None):
+        self.api, self.peer = api, peer
+
+    def handle(self, method, path, query, headers, body):
+        return self.api.handle(method, path, query, headers, body, peer=self.peer)
+
+
+def _store_line(state: dict) -> str:
+    name = state.get("store", "store")
+    if state.get("available"):
+        return f"store {name}: available, revision {state.get('revision')}"
+    since = state.get("unavailableSince")
+    when = f" since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(since))}" if since else ""
+    return f"store {name}: UNAVAILABLE{when} ({state.get('error') or 'unreachable'}); writes are refused"
 
 
 def _json(doc) -> bytes:

@@ -51,6 +51,11 @@ Notification
     unsubscribe function. ``wait_for(revision, timeout)`` (implemented here on top of
     ``subscribe`` + ``revision()``) blocks until the store revision is > ``revision``.
 
+Availability
+    ``available`` (writes can be taken) and ``status()`` (``store``, ``url``, ``available``,
+    ``revision``, ``error``) for ``/healthz``, ``/readyz`` and ``/status``; an embedded store
+    (SQLite) is always available, PostgreSQL reports losing and regaining its server.
+
 Errors: every store problem is a ``StoreError``; ``StoreUnavailable`` when the database cannot
 be reached (the server keeps serving its last model and refuses writes).
 """
@@ -202,6 +207,21 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections and listener threads."""
+
+    # -- availability (``/healthz``, ``/readyz``, ``/status``); a shared store overrides these
+    @property
+    def available(self) -> bool:
+        """Whether writes can be taken right now (an embedded store always can)."""
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """``{"store", "url", "available", "revision", "error"}`` for the status endpoints."""
+        try:
+            revision, error = self.revision(), None
+        except StoreError as exc:
+            revision, error = None, str(exc)
+        return {"store": self.url.split(":", 1)[0] if self.url else type(self).__name__,
+                "url": self.url, "available": self.available and error is None, "revision": revision, "error": error}
 
     # -- helpers built on the abstract methods
     def wait_for(self, revision: int, timeout: float | None = None) -> int:

@@ -2,7 +2,8 @@
 and the AWS CLI pointed at it.
 
 ``api`` runs a real ``meshplane serve --store sqlite:///...`` process (ports from ``free_port``,
-stopped by ``procs``). ``inproc_api`` serves the same ``ApiService`` in a thread (fast unit-ish
+stopped by ``procs``); a test marked ``@ON_BOTH_STORES`` runs twice, once with
+``--store postgresql://...`` (a fresh database of the session's ``postgres`` fixture). ``inproc_api`` serves the same ``ApiService`` in a thread (fast unit-ish
 tests of the core, and custom authenticators/limits).
 """
 from __future__ import annotations
@@ -24,11 +25,15 @@ VENV_BIN = Path(sys.executable).parent
 REGION = "us-west-2"
 
 
-def client(url: str, *, validate: bool = True):
+STORES = ("sqlite", "postgresql")
+ON_BOTH_STORES = pytest.mark.parametrize("api_store", STORES, indirect=True)
+
+
+def client(url: str, *, validate: bool = True, key: str = "x", secret: str = "y"):
     """A boto3 App Mesh client for ``url``; ``validate=False`` lets botocore send what it would
     refuse itself (so the server's own checks are seen)."""
     return boto3.client(
-        "appmesh", endpoint_url=url, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y",
+        "appmesh", endpoint_url=url, region_name=REGION, aws_access_key_id=key, aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1, "mode": "standard"}, parameter_validation=validate),
     )
 
@@ -89,8 +94,20 @@ def start_serve(procs, free_port, tmp_path: Path, *args: str, name: str = "meshp
 
 
 @pytest.fixture
-def api(procs, free_port, tmp_path) -> Api:
-    store = f"sqlite:///{tmp_path}/meshplane.db"
+def api_store(request) -> str:
+    """The store kind of ``api``: ``sqlite`` unless parametrized (``ON_BOTH_STORES``)."""
+    return getattr(request, "param", "sqlite")
+
+
+def store_url(request, tmp_path: Path, kind: str) -> str:
+    if kind == "postgresql":
+        return request.getfixturevalue("postgres").new_database()
+    return f"sqlite:///{tmp_path}/meshplane.db"
+
+
+@pytest.fixture
+def api(procs, free_port, tmp_path, api_store, request) -> Api:
+    store = store_url(request, tmp_path, api_store)
     server = start_serve(procs, free_port, tmp_path, "--store", store)
     server.store_url = store
     return server

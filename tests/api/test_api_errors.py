@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mesh_model import ModelError, load_texts
-from tests.api.conftest import start_serve
+from tests.api.conftest import ON_BOTH_STORES, start_serve
 from tests.api.specs import build_mesh, node_spec, route_spec, router_spec, service_by_router
 
 
@@ -35,6 +35,7 @@ def state(c) -> dict:
     return out
 
 
+@ON_BOTH_STORES
 def test_wire_format_of_an_error(api):
     req = urllib.request.Request(api.url + "/v20190125/meshes/nope", method="GET")
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -44,6 +45,7 @@ def test_wire_format_of_an_error(api):
     assert json.loads(info.value.read()) == {"message": "Mesh nope not found"}
 
 
+@ON_BOTH_STORES
 def test_bad_request_lists_every_problem_like_validate(api):
     c = api.client()
     build_mesh(c)
@@ -80,6 +82,7 @@ def test_bad_request_lists_every_problem_like_validate(api):
     assert state(c) == before and "bad" not in [n["virtualNodeName"] for n in c.list_virtual_nodes(meshName="m")["virtualNodes"]]
 
 
+@ON_BOTH_STORES
 def test_not_found(api):
     c = api.client()
     build_mesh(c)
@@ -99,6 +102,7 @@ def test_not_found(api):
     assert error_of(c.list_tags_for_resource, resourceArn="arn:aws:s3:::bucket")[0] == "BadRequestException"
 
 
+@ON_BOTH_STORES
 def test_conflict_exists_already(api):
     c = api.client()
     build_mesh(c)
@@ -108,6 +112,7 @@ def test_conflict_exists_already(api):
     assert c.describe_virtual_node(meshName="m", virtualNodeName="blue")["virtualNode"]["spec"] == node_spec("blue.local")
 
 
+@ON_BOTH_STORES
 def test_resource_in_use(api):
     c = api.client()
     build_mesh(c)
@@ -139,6 +144,7 @@ def test_limit_exceeded(procs, free_port, tmp_path):
     assert len(c.list_virtual_nodes(meshName="m")["virtualNodes"]) == 2
 
 
+@ON_BOTH_STORES
 def test_too_many_tags(api):
     c = api.client()
     c.create_mesh(meshName="m")
@@ -169,6 +175,7 @@ def test_forbidden_by_the_authenticator_hook(inproc_api):
     assert c.describe_mesh(meshName="a")["mesh"]["metadata"]["meshOwner"] == "444455556666"
 
 
+@ON_BOTH_STORES
 def test_request_shape_problems(api):
     req = urllib.request.Request(api.url + "/v20190125/meshes", data=b"{not json", method="PUT")
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -182,6 +189,7 @@ def test_request_shape_problems(api):
     assert "tags[0].value: expected a string" in message
 
 
+@ON_BOTH_STORES
 def test_service_router_delete_keeps_model_valid(api):
     c = api.client()
     build_mesh(c)

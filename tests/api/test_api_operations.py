@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+from tests.api.conftest import ON_BOTH_STORES
 from tests.api.specs import (
     build_mesh, gateway_route_spec, gateway_spec, node_spec, route_spec, router_spec, service_by_router,
 )
@@ -20,6 +21,7 @@ def check_metadata(md: dict, arn: str, version: int) -> None:
     assert isinstance(md["createdAt"], datetime.datetime) and md["lastUpdatedAt"] >= md["createdAt"]
 
 
+@ON_BOTH_STORES
 def test_all_operations_lifecycle(api):
     c = api.client()
     # -- Create* (7)
@@ -108,6 +110,7 @@ def test_all_operations_lifecycle(api):
     assert c.list_meshes()["meshes"] == []
 
 
+@ON_BOTH_STORES
 def test_mesh_owner_parameter(api):
     c = api.client()
     build_mesh(c)

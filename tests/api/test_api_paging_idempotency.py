@@ -7,6 +7,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.api.conftest import ON_BOTH_STORES
 from tests.api.specs import node_spec, route_spec, router_spec
 
 
@@ -20,6 +21,7 @@ def if_match(client, operation: str, version: int):
     return lambda: client.meta.events.unregister(event, add)
 
 
+@ON_BOTH_STORES
 def test_pagination(api):
     c = api.client()
     c.create_mesh(meshName="m")
@@ -52,6 +54,7 @@ def test_pagination(api):
     assert [t["key"] for t in first["tags"] + rest["tags"]] == [f"k{i}" for i in range(7)]
 
 
+@ON_BOTH_STORES
 def test_client_token_idempotency(api):
     c = api.client()
     first = c.create_mesh(meshName="m", clientToken="token-1")["mesh"]
@@ -75,6 +78,7 @@ def test_client_token_idempotency(api):
     assert info.value.response["Error"]["Code"] == "ConflictException"
 
 
+@ON_BOTH_STORES
 def test_if_match(api):
     c = api.client()
     c.create_mesh(meshName="m")
@@ -98,6 +102,7 @@ def test_if_match(api):
     off()
 
 
+@ON_BOTH_STORES
 def test_concurrent_writers_no_lost_update(api):
     """Many rounds: two clients read the route, both update it with the version they read; exactly
     one wins each round, the other gets ConflictException; the final weight counts every win."""
@@ -167,6 +172,7 @@ def race(setup, clients, rounds: int) -> None:
     assert route["metadata"]["version"] == 1 + rounds
 
 
+@ON_BOTH_STORES
 def test_every_list_operation_pages(api):
     from tests.api.specs import gateway_route_spec, gateway_spec, service_by_router
 

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--edits", type=int, default=20, help="convergence: file edits (default 20)")
     parser.add_argument("--api-nodes", type=int, default=500,
                         help="api: meshgen nodes in the store (4 resources each: 500 -> 2,001 resources)")
-    parser.add_argument("--api-writes", type=int, default=60, help="api: update_route calls per throughput run (default 60)")
+    parser.add_argument("--api-writes", type=int, default=25, help="api: update_route calls per throughput run (default 25)")
     parser.add_argument("--vhosts", type=int, default=200, help="serialization: virtual hosts (default 200)")
     parser.add_argument("--profile", action="store_true", help="compile: also print a cProfile of the compiler")
     parser.add_argument("--quick", action="store_true", help="toy sizes (20 nodes/streams, 3 edits, 20 vhosts, api: 10 nodes, 5 writes)")

@@ -159,3 +159,37 @@ def test_without_credentials_loopback_only_and_a_warning(api):
         assert service.handle("GET", "/v20190125/meshes", "", {}, b"", peer="::ffff:127.0.0.1")[0] == 200
     finally:
         store.close()
+
+
+def test_export_and_apply_only_reach_member_meshes(signed):
+    import json
+
+    c = signed.extra["clients"]
+    c["owner"].create_mesh(meshName="shop", tags=[{"key": "meshplane:sharedWith", "value": PARTNER}])
+    c["owner"].create_virtual_node(meshName="shop", virtualNodeName="a", spec=node_spec())
+    stranger, partner = c["stranger"], c["partner"]
+
+    def call(cl, method, path, payload=None):
+        """A signed request to meshplane's whole-model endpoints, made by botocore's signer."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        body = json.dumps(payload).encode() if payload is not None else b""
+        request = AWSRequest(method=method, url=signed.url + path, data=body, headers={"Content-Type": "application/json"})
+        SigV4Auth(cl._request_signer._credentials, "appmesh", "us-west-2").add_auth(request)
+        prepared = request.prepare()
+        req = urllib.request.Request(prepared.url, data=body or None, method=method, headers=dict(prepared.headers))
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, model = call(stranger, "GET", "/meshplane/v1/model")
+    assert status == 200 and model["documents"] == []
+    status, model = call(partner, "GET", "/meshplane/v1/model")
+    assert status == 200 and len(model["documents"]) == 2
+    doc = {"kind": "VirtualNode", "mesh": "shop", "name": "evil", "spec": node_spec()}
+    status, answer = call(stranger, "POST", "/meshplane/v1/apply", {"documents": [doc]})
+    assert status == 403, answer
+    assert [n["virtualNodeName"] for n in c["owner"].list_virtual_nodes(meshName="shop")["virtualNodes"]] == ["a"]

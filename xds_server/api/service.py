@@ -114,6 +114,8 @@ class ApiService:
                 raise bad_request(f"the request body is larger than {MAX_BODY_BYTES} bytes")
             caller = self.auth.authenticate(Request(method, path, query, headers, body, peer))
             if path.startswith(MESHPLANE_PREFIX):
+                if self._accounts:
+                    caller = sharing_auth.MembersOnly(caller, self.index()[1])
                 result = batch.handle(self, caller, method, path[len(MESHPLANE_PREFIX):], query, headers, body)
                 return 200, {"Content-Type": "application/json", "x-amzn-RequestId": request_id}, _json(result)
             found = match(method, path)

@@ -13,6 +13,7 @@ DEFAULT_MAX_PROXIES_PER_NODE = 500     # App Mesh allowed 50
 DEFAULT_MAX_STREAMS = 10_000
 DEFAULT_CERT_LIFETIME = 24 * 3600.0    # node certificates, renewed at 2/3 of it
 DEFAULT_ROTATION_GRACE = 60.0          # longest wait for every node to ACK a new root
+DEFAULT_CLOUDMAP_INTERVAL = 5.0        # seconds between DiscoverInstances rounds (--cloudmap)
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,7 @@ class ServeConfig:
     api_max_meshes: int = 1000                       # API model limits (LimitExceededException)
     api_max_resources_per_mesh: int = 20_000
     api_credentials: str | None = None               # SigV4 keys (YAML); None: unsigned, loopback peers only
+    # live AWS Cloud Map (off without cloudmap): DiscoverInstances for the services nodes use
+    cloudmap: bool = False
+    cloudmap_endpoint_url: str | None = None         # None: the usual AWS endpoint of the region
+    cloudmap_interval: float = DEFAULT_CLOUDMAP_INTERVAL

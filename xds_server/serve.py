@@ -25,6 +25,7 @@ from xds_server.admission.stream_limits import StreamLimiter
 from xds_server.ca.mesh_secrets import SecretManager, spiffe_id, trust_acked
 from xds_server.observability.status import StatusRegistry
 from xds_server.controlplane.watch import watch
+from xds_server.controlplane import cloudmap as cloudmap_module
 from xds_server.api import wiring as api_wiring
 from xds_server.config import ServeConfig
 
@@ -58,7 +59,12 @@ async def serve(config: ServeConfig) -> None:
     registry = StatusRegistry(cache=cache)
     stream_events = CallbackFanout(registry, metrics.StreamMetrics(metrics.DEFAULT, cache))
     source = api_wiring.model_source(config)  # --store: the model comes from the store, else from config.paths
-    control = ControlPlane(config.paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use, source=source)
+    cloudmap = _cloudmap(config)  # --cloudmap: live instances over the model's CloudMapService part
+    control = ControlPlane(config.paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use, source=source,
+                           overlay=cloudmap.overlay if cloudmap is not None else None)
+    if cloudmap is not None:  # the first answers before any Envoy connects
+        if await asyncio.to_thread(cloudmap.poll_once):
+            await control.reload()
     limiter = StreamLimiter(
         registry, max_proxies_per_node=config.max_proxies_per_node, max_streams=config.max_streams,
         max_new_streams_per_second=config.max_new_streams_per_second, metrics=metrics.DEFAULT,
@@ -77,13 +83,15 @@ async def serve(config: ServeConfig) -> None:
     if config.http:
         http_host, http_port = split_host_port(config.http, "--http")
         http_server = await start_http(
-            http_host, http_port, registry, control.status, metrics=metrics.DEFAULT, cache=cache,
+            http_host, http_port, registry, _status(control, cloudmap), metrics=metrics.DEFAULT, cache=cache,
             config_dump_provider=_config_dump(csds.cache_config_dump(registry, cache), control),
             api=api_wiring.api_service(config, control, source, authenticator=api_auth),
         )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
     watcher = asyncio.create_task(source.watch(control.reload) if source is not None else watch(control.paths, control.reload))
     tasks = [watcher, asyncio.create_task(_forget_unused_periodically(control))]
+    if cloudmap is not None:
+        tasks.append(asyncio.create_task(cloudmap.run(control.reload)))
     if secrets is not None:
         tasks.append(asyncio.create_task(control.run_secrets(lambda: trust_acked(registry, cache))))
     if config.ready_message:
@@ -100,6 +108,9 @@ async def serve(config: ServeConfig) -> None:
             "limits: %s Envoys per node id, %s streams in total",
             config.max_proxies_per_node or "unlimited", config.max_streams or "unlimited",
         )
+        if cloudmap is not None:
+            log.info("Cloud Map: DiscoverInstances (%s) every %gs at %s for %d service(s)", cloudmap_module.HEALTH_STATUS,
+                     config.cloudmap_interval, config.cloudmap_endpoint_url or "the region's endpoint", len(cloudmap.targets()))
         if secrets is not None:
             log.info(
                 "mesh CA %s: bundle %s, active root %s, certificates valid %s (renewed at 2/3), SPIFFE ids %s",
@@ -125,6 +136,21 @@ async def serve(config: ServeConfig) -> None:
     await server.stop(grace=0.5)
     api_wiring.close(source)
     log.info("stopped")
+
+
+def _cloudmap(config: ServeConfig):
+    """``--cloudmap``: the poller of live Cloud Map instances (None when off)."""
+    if not config.cloudmap:
+        return None
+    client = cloudmap_module.make_client(config.cloudmap_endpoint_url)
+    return cloudmap_module.CloudMapPoller(client, interval=config.cloudmap_interval, endpoint_url=config.cloudmap_endpoint_url)
+
+
+def _status(control: ControlPlane, cloudmap):
+    """``/status``: the control plane's, plus ``cloudmap`` (per service: last success, instances, last error)."""
+    if cloudmap is None:
+        return control.status
+    return lambda: {**control.status(), "cloudmap": cloudmap.status()}
 
 
 def _xds_security(config: ServeConfig):

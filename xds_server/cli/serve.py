@@ -61,6 +61,15 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "(default: spiffe://<mesh>/virtualNode/<name>)")
     group.add_argument("--ca-rotation-grace", type=duration, default=D.rotation_grace, metavar="DURATION",
                        help="longest wait for every connected node to ACK a new root before it signs (default 60s)")
+
+    group = p.add_argument_group("live AWS Cloud Map (nodes with serviceDiscovery.awsCloudMap)")
+    group.add_argument("--cloudmap", action="store_true",
+                       help="poll AWS Cloud Map's DiscoverInstances (HEALTHY instances, the node's attributes as "
+                            "QueryParameters) for every service the nodes use and no CloudMapService document covers; "
+                            "region and credentials the usual AWS way (AWS_REGION, AWS_PROFILE, roles)")
+    group.add_argument("--cloudmap-endpoint-url", metavar="URL", help="another Cloud Map endpoint (e.g. a VPC endpoint, a test server)")
+    group.add_argument("--cloudmap-interval", type=duration, default=D.cloudmap_interval, metavar="DURATION",
+                       help="time between polls (default 5s; e.g. 1s, 30s)")
     p.set_defaults(func=run)
 
 
@@ -89,6 +98,9 @@ def config(args: argparse.Namespace) -> ServeConfig:
         xds_client_ca=args.xds_client_ca,
         xds_token_file=args.xds_token_file,
         admin_uris=tuple(args.admin_uri),
+        cloudmap=args.cloudmap,
+        cloudmap_endpoint_url=args.cloudmap_endpoint_url,
+        cloudmap_interval=args.cloudmap_interval,
     )
 
 

@@ -78,8 +78,13 @@ class ControlPlane:
         secrets: SecretManager | None = None,
         keys_in_use: Callable[[], set[str]] | None = None,
         source=None,
+        overlay: Callable[[MeshModel], MeshModel] | None = None,
     ):
         self.paths = list(paths)
+        # what every loaded model passes through before it is compiled (``cloudmap.CloudMapPoller.overlay``:
+        # live Cloud Map instances as CloudMapService resources)
+        self.overlay = overlay
+        self._reload_lock = asyncio.Lock()  # reloads (file watcher, store, Cloud Map) run one at a time
         # where the model comes from instead of files (``store_source.StoreSource``: ``load()``, ``status()``)
         self.source = source
         self.cache = cache
@@ -238,8 +243,10 @@ class ControlPlane:
 
     def _load(self) -> MeshModel:
         if self.source is not None:
-            return self.source.load()
-        return load_paths(self.paths, parse_cache=self.parse_cache)
+            model = self.source.load()
+        else:
+            model = load_paths(self.paths, parse_cache=self.parse_cache)
+        return model if self.overlay is None else self.overlay(model)
 
     def forget_unused(self) -> int:
         """Drop the snapshots no stream uses any more (a node that comes back is compiled again)."""
@@ -260,6 +267,10 @@ class ControlPlane:
 
     async def reload(self) -> bool:
         """Re-read the model files; push changed snapshots. Returns False (and serves the old model) on errors."""
+        async with self._reload_lock:  # two at once could publish an older model last
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         started = time.perf_counter()
         self.forget_unused()
         keys = dict(self.keys)

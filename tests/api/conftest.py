@@ -50,11 +50,12 @@ class Api:
     def client(self, *, validate: bool = True):
         return client(self.url, validate=validate)
 
-    def aws(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run ``aws appmesh ARGS --endpoint-url URL --output json`` with a throwaway HOME."""
+    def aws(self, *args: str, check: bool = True, key: str = "x", secret: str = "y") -> subprocess.CompletedProcess:
+        """Run ``aws appmesh ARGS --endpoint-url URL --output json`` with a throwaway HOME
+        (signed with ``key``/``secret``)."""
         env = {
             "HOME": str(self.home), "PATH": os.environ.get("PATH", ""),
-            "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": REGION,
             "AWS_CONFIG_FILE": str(self.home / "config"), "AWS_SHARED_CREDENTIALS_FILE": str(self.home / "credentials"),
             "AWS_PAGER": "", "AWS_MAX_ATTEMPTS": "1",
         }

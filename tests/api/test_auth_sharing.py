@@ -193,3 +193,16 @@ def test_export_and_apply_only_reach_member_meshes(signed):
     status, answer = call(stranger, "POST", "/meshplane/v1/apply", {"documents": [doc]})
     assert status == 403, answer
     assert [n["virtualNodeName"] for n in c["owner"].list_virtual_nodes(meshName="shop")["virtualNodes"]] == ["a"]
+
+
+def test_aws_cli_signs_like_with_aws(signed):
+    import json
+
+    signed.extra["clients"]["owner"].create_mesh(meshName="shop", tags=[{"key": "meshplane:sharedWith", "value": PARTNER}])
+    proc = signed.aws("create-virtual-node", "--mesh-name", "shop", "--virtual-node-name", "cli",
+                      "--spec", json.dumps(node_spec()),
+                      key="AKPARTNER", secret="partner-secret")
+    node = json.loads(proc.stdout)["virtualNode"]
+    assert (node["metadata"]["meshOwner"], node["metadata"]["resourceOwner"]) == (OWNER, PARTNER)
+    refused = signed.aws("list-meshes", key="AKOWNER", secret="not-the-secret", check=False)
+    assert refused.returncode != 0 and "InvalidSignatureException" in refused.stderr, refused.stderr

@@ -83,9 +83,10 @@ async def serve(config: ServeConfig) -> None:
     if config.http:
         http_host, http_port = split_host_port(config.http, "--http")
         http_server = await start_http(
-            http_host, http_port, registry, _status(control, cloudmap), metrics=metrics.DEFAULT, cache=cache,
+            http_host, http_port, registry, control.status, metrics=metrics.DEFAULT, cache=cache,
             config_dump_provider=_config_dump(csds.cache_config_dump(registry, cache), control),
             api=api_wiring.api_service(config, control, source, authenticator=api_auth),
+            sections={"cloudmap": cloudmap.status} if cloudmap is not None else None,
         )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
     watcher = asyncio.create_task(source.watch(control.reload) if source is not None else watch(control.paths, control.reload))
@@ -144,13 +145,6 @@ def _cloudmap(config: ServeConfig):
         return None
     client = cloudmap_module.make_client(config.cloudmap_endpoint_url)
     return cloudmap_module.CloudMapPoller(client, interval=config.cloudmap_interval, endpoint_url=config.cloudmap_endpoint_url)
-
-
-def _status(control: ControlPlane, cloudmap):
-    """``/status``: the control plane's, plus ``cloudmap`` (per service: last success, instances, last error)."""
-    if cloudmap is None:
-        return control.status
-    return lambda: {**control.status(), "cloudmap": cloudmap.status()}
 
 
 def _xds_security(config: ServeConfig):

@@ -107,14 +107,17 @@ class ServiceState:
 
 def make_client(endpoint_url: str | None = None):
     """A ``servicediscovery`` client: region and credentials the usual AWS way (environment,
-    shared config and credentials files, container and instance roles)."""
+    shared config and credentials files, container and instance roles). botocore's (a
+    dependency already); boto3's client is the same one."""
     import botocore.session
     from botocore.config import Config
 
     session = botocore.session.get_session()
     if not session.get_config_variable("region"):
         raise ValueError("--cloudmap needs an AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or region in ~/.aws/config)")
-    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+    # DiscoverInstances goes to ``data-servicediscovery...``: a given endpoint URL is used as it is
+    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"},
+                    inject_host_prefix=endpoint_url is None)
     return session.create_client("servicediscovery", endpoint_url=endpoint_url, config=config)
 
 

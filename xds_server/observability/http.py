@@ -49,6 +49,7 @@ async def start_http(
     cache: "SnapshotCache | None" = None,
     config_dump_provider: Callable[[str], dict | None] | None = None,
     api: "ApiService | None" = None,
+    sections: "dict[str, Callable[[], dict]] | None" = None,
 ) -> asyncio.Server:
     """Start serving; the caller owns the returned server (``close()`` + ``wait_closed()``).
 
@@ -56,7 +57,8 @@ async def start_http(
     ``config_dump_provider(node_id)``: the ``/config_dump`` document of a node, or None for
     an unknown node (404); defaults to ``csds.cache_config_dump(status, cache)`` when a cache
     is given. ``api``: the App Mesh API (``xds_server.api``), served at its own paths
-    (``/v20190125/...``, ``/meshplane/v1/...``) with any method.
+    (``/v20190125/...``, ``/meshplane/v1/...``) with any method. ``sections``: more top-level
+    keys of ``/status`` (``cloudmap``: live Cloud Map per service).
     """
     if config_dump_provider is None and cache is not None:
         config_dump_provider = cache_config_dump(status, cache)
@@ -98,6 +100,8 @@ async def start_http(
             state = store_state()
             if state is not None:
                 body["store"] = state
+            for name, section in (sections or {}).items():
+                body[name] = section()
             return 200, "application/json", _json(body)
         if path == "/metrics":
             return 200, metrics_mod.CONTENT_TYPE, metrics_mod.render(metrics, status, cache).encode()

@@ -24,7 +24,7 @@ from mesh_model.compiler.dependencies import changed_keys, node_keys
 from mesh_model.compiler.endpoints import load_assignment, needs_eds
 from mesh_model.compiler.gateway import gateway_listeners_routes_clusters, header_routed_virtual_host
 from mesh_model.compiler.listeners import egress_listeners, ingress_listeners, listener_families
-from mesh_model.compiler.passthrough import allow_all_cluster, allow_all_virtual_host
+from mesh_model.compiler.passthrough import ALLOW_ALL, allow_all_virtual_host, egress_filter, passthrough_clusters
 from mesh_model.compiler.placement import Placement
 from mesh_model.compiler.plan import node_dependencies, plan_gateway, plan_node
 from mesh_model.compiler.routes import egress_route_config, ingress_route_config, virtual_host
@@ -73,13 +73,15 @@ def compile_node(
             out.routes[route.name] = route
 
     extra_vhosts = []
-    if not placement.explicit and _egress_filter(mesh) == "ALLOW_ALL":
-        passthrough = allow_all_cluster(mesh.name)
-        out.clusters[passthrough.name] = passthrough
-        extra_vhosts.append(to_proto(allow_all_virtual_host(mesh.name), route_components_pb2.VirtualHost))
+    filter_type = egress_filter(mesh)
+    if not placement.explicit:
+        out.clusters.update((c.name, c) for c in passthrough_clusters(mesh))
+        if filter_type == ALLOW_ALL:
+            extra_vhosts.append(to_proto(allow_all_virtual_host(mesh.name), route_components_pb2.VirtualHost))
     http_ports, tcp = _egress_side(model, plan, placement, cache, out, extra_vhosts, per_port=placement.explicit)
     families = listener_families(mesh, plan.node)
-    for listener in ingress_listeners(mesh, plan.node, placement) + egress_listeners(plan.node, placement, http_ports, tcp, families=families):
+    egress = egress_listeners(plan.node, placement, http_ports, tcp, families=families, mesh=mesh.name, egress_filter=filter_type)
+    for listener in ingress_listeners(mesh, plan.node, placement) + egress:
         out.listeners[listener.name] = listener
     return out.by_type()
 
@@ -184,8 +186,3 @@ def model_warnings(model: MeshModel) -> list[str]:
             warnings.extend(f"VirtualNode {mesh.name}/{name}: {conflict}" for conflict in conflicts)
     return warnings
 
-
-def _egress_filter(mesh: Mesh) -> str:
-    spec = mesh.spec
-    egress = getattr(spec, "egressFilter", None) if spec is not None else None
-    return egress.type if egress is not None else "DROP_ALL"

@@ -11,9 +11,10 @@ from typing import Any, Mapping
 from envoy.config.listener.v3 import listener_pb2
 
 from mesh_model.spec.model import Mesh, Resource
-from mesh_model.compiler import names
+from mesh_model.compiler import names, passthrough
 from mesh_model.compiler.common import DEFAULT_IDLE_MS, ads_config_source, duration, socket_address, to_proto, typed
 from mesh_model.compiler.placement import Placement
+from mesh_model.compiler import tracing
 from mesh_model.compiler.tcp import TcpBackend, tcp_proxy
 from mesh_model.compiler.tls import TLS_INSPECTOR, listener_filter_chains, needs_tls_inspector, tls_inspector_for_ports
 
@@ -49,6 +50,7 @@ def http_connection_manager(stat_prefix: str, route_config: str, logs: list, *, 
         body["upgradeConfigs"] = [{"upgradeType": "websocket"}]
     if logs:
         body["accessLog"] = logs
+    body.update(tracing.hcm_tracing())  # the instance's tracer (node.metadata.meshplane.tracing), if any
     return {"name": "envoy.filters.network.http_connection_manager", "typedConfig": typed(HCM, body)}
 
 
@@ -153,13 +155,19 @@ def egress_listeners(
     *,
     transparent: bool | None = None,
     families: tuple[str, ...] = ("v4",),
+    mesh: str | None = None,
+    egress_filter: str = passthrough.DROP_ALL,
 ) -> list[listener_pb2.Listener]:
     """The catch-all egress listener (15001), plus one per backend port on the explicit path.
 
     TCP backends (``tcp``: port -> backend) get a tcp_proxy: on the transparent path as a
-    filter chain of the 15001 listener matching the original destination port (ahead of the
-    HTTP chain, which has no match and so takes everything else); on the explicit path as a
-    listener of their own on that port.
+    filter chain of the 15001 listener matching the original destination port (ahead of every
+    other chain); on the explicit path as a listener of their own on that port.
+
+    On the transparent path (with ``mesh`` given) the listener also inspects TLS (and, under
+    ``ALLOW_ALL``, HTTP) and adds App Mesh's passthrough chains after the port chains: AWS
+    endpoints by SNI under any egress filter, everything else under ``ALLOW_ALL`` only; the
+    HTTP chain takes plaintext (``passthrough.py`` describes App Mesh's listener and the order).
     """
     tcp = tcp or {}
     transparent = not placement.explicit if transparent is None else transparent
@@ -172,9 +180,14 @@ def egress_listeners(
     }
     if transparent:
         main["listenerFilters"] = [ORIGINAL_DST]
-        main["filterChains"] = [
-            {"filterChainMatch": {"destinationPort": port}, "filters": [tcp_proxy(tcp[port])]} for port in sorted(tcp)
-        ] + main["filterChains"]
+        port_chains = [{"filterChainMatch": {"destinationPort": port}, "filters": [tcp_proxy(tcp[port])]} for port in sorted(tcp)]
+        if mesh is None:
+            main["filterChains"] = port_chains + main["filterChains"]
+        else:
+            main["listenerFilters"] += passthrough.egress_inspectors(egress_filter, sorted(tcp))
+            main["continueOnListenerFiltersTimeout"] = True  # a server-first protocol continues as plaintext
+            http_filters = main["filterChains"][0]["filters"]
+            main["filterChains"] = port_chains + passthrough.egress_chains(mesh, egress_filter, http_filters)
     result = [main]
     if not transparent:
         for port in sorted(set(tcp) - {placement.egress_port}):

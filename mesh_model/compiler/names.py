@@ -22,6 +22,16 @@ def egress_cluster(mesh: str, target_node: str, protocol: str, port: int) -> str
     return f"cds_egress_{mesh}_{target_node}_{protocol}_{port}"
 
 
+def allow_all_cluster(mesh: str) -> str:
+    """Mesh egress filter ALLOW_ALL: anything else, to its original destination."""
+    return f"cds_egress_{mesh}_mesh-allow-all"
+
+
+def amazonaws_cluster(mesh: str) -> str:
+    """TLS to ``*.amazonaws.com`` (any egress filter), to its original destination."""
+    return f"cds_egress_{mesh}_amazonaws"
+
+
 def ingress_route_config(protocol: str, port: int) -> str:
     return f"rds_ingress_{protocol}_{port}"
 

@@ -9,12 +9,18 @@ run as many instances with different addresses. Two data paths, chosen per insta
 * explicit: Envoy listens on ``ingress_address:<listener port>`` for each virtual-node
   listener, forwards to ``app_address:<listener port>``, and listens on
   ``egress_address:<backend port>`` for every backend port (and ``egress_port``).
+
+An instance may also have a tracer (``tracing``: ``node.metadata.meshplane.tracing``, see
+``tracing.py``); its HTTP connection managers then carry a ``tracing`` block.
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
+
+from mesh_model.compiler import tracing
 
 METADATA_KEY = "meshplane"
 
@@ -27,6 +33,7 @@ class Placement:
     egress_address: str = "0.0.0.0"
     ingress_port: int = 15000
     egress_port: int = 15001
+    tracing: str = ""  # canonical JSON of the tracer (tracing.canonical), "" for none
 
     def __post_init__(self) -> None:
         for field in ("ingress_address", "app_address", "egress_address"):
@@ -38,16 +45,19 @@ class Placement:
         if self.explicit and self.ingress_address == self.egress_address:
             raise ValueError("the explicit data path needs distinct ingress and egress addresses "
                              f"(both are {self.ingress_address}): a backend port could collide with a listener port")
+        if self.tracing:
+            object.__setattr__(self, "tracing", tracing.canonical(json.loads(self.tracing)))  # ValueError names the field
 
     @property
     def key(self) -> str:
         """A canonical string: equal placements share one snapshot."""
         mode = "explicit" if self.explicit else "transparent"
-        return f"{mode},{self.ingress_address}:{self.ingress_port},{self.app_address},{self.egress_address}:{self.egress_port}"
+        key = f"{mode},{self.ingress_address}:{self.ingress_port},{self.app_address},{self.egress_address}:{self.egress_port}"
+        return f"{key},tracing={self.tracing}" if self.tracing else key
 
     def to_metadata(self) -> dict[str, Any]:
         data = asdict(self)
-        return {
+        metadata = {
             "mode": "explicit" if data.pop("explicit") else "transparent",
             "ingressAddress": data["ingress_address"],
             "appAddress": data["app_address"],
@@ -55,6 +65,9 @@ class Placement:
             "ingressPort": data["ingress_port"],
             "egressPort": data["egress_port"],
         }
+        if self.tracing:
+            metadata["tracing"] = json.loads(self.tracing)
+        return metadata
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> "Placement":
@@ -73,4 +86,5 @@ class Placement:
             egress_address=str(section.get("egressAddress", defaults.egress_address)),
             ingress_port=int(section.get("ingressPort", defaults.ingress_port)),
             egress_port=int(section.get("egressPort", defaults.egress_port)),
+            tracing=tracing.canonical(section.get("tracing")),
         )

@@ -7,8 +7,10 @@
 * ``Spec`` keys are PascalCase: each key becomes the API's camelCase (``PortMapping`` ->
   ``portMapping``, all-capitals ``DNS``/``ACM``/``HTTP2`` -> ``dns``/``acm``/``http2``,
   ``AWSCloudMap`` -> ``awsCloudMap``). Values are never changed.
-* Intrinsic functions are evaluated inside the template: ``Ref`` to a parameter with a
-  ``Default``; ``Fn::GetAtt`` of another App Mesh resource's name attributes
+* Intrinsic functions are evaluated inside the template: ``Ref`` to a parameter given in
+  ``parameters`` (``--parameter-overrides KEY=VALUE``, as ``aws cloudformation deploy``
+  takes them; ``Number`` parameters become numbers, ``CommaDelimitedList``/``List<...>``
+  lists) or else to its ``Default``; ``Fn::GetAtt`` of another App Mesh resource's name attributes
   (``Mesh.MeshName``, ``Node.VirtualNodeName``...); ``Fn::Sub`` (with both) and
   ``Fn::Join``. Anything else (pseudo parameters, ARNs, parameters without a default,
   ``Fn::If``...) is an error naming the logical id and property path.
@@ -16,7 +18,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 from mesh_model.adapters import Converted, Origin, Result, join, placeholder_message, placeholders
 
@@ -72,9 +74,33 @@ def camel(key: Any) -> Any:
     return key[:run - 1].lower() + key[run - 1:]  # AWSCloudMap -> awsCloudMap
 
 
-def convert(data: dict) -> Result:
-    """One template -> native documents (never raises on bad input)."""
-    return _Template(data).run()
+def convert(data: dict, parameters: Mapping[str, str] | None = None) -> Result:
+    """One template -> native documents (never raises on bad input). ``parameters``: stack
+    parameter values by name (names the template does not declare are not used here: the
+    loader reports a name no loaded template declares)."""
+    return _Template(data, parameters or {}).run()
+
+
+def declared_parameters(data: Any) -> set[str]:
+    """The names under ``Parameters`` of a template."""
+    parameters = data.get("Parameters") if isinstance(data, dict) else None
+    return {str(k) for k in parameters} if isinstance(parameters, dict) else set()
+
+
+def parameter_value(parameter: Any, value: str) -> Any:
+    """An override's text as ``Ref`` gives it in the template, by the parameter's ``Type``."""
+    kind = parameter.get("Type") if isinstance(parameter, dict) else None
+    if kind == "Number":
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return value
+    if isinstance(kind, str) and (kind == "CommaDelimitedList" or kind.startswith("List<")):
+        return [item.strip() for item in value.split(",")]
+    return value
 
 
 class _Unresolved(Exception):
@@ -84,8 +110,9 @@ class _Unresolved(Exception):
 
 
 class _Template:
-    def __init__(self, data: dict):
+    def __init__(self, data: dict, overrides: Mapping[str, str]):
         self.data = data
+        self.overrides = overrides
         self.result = Result()
         resources = data.get("Resources")
         self.resources = resources if isinstance(resources, dict) else {}
@@ -220,7 +247,7 @@ class _Template:
                 raise _Unresolved(path, "expected a list of strings to join")
             return argument[0].join(str(v) for v in values)
         raise _Unresolved(path, f"intrinsic function {name} is not evaluated by meshplane "
-                                "(supported: Ref to a parameter with a Default, Fn::GetAtt of App Mesh names, Fn::Sub, Fn::Join)")
+                                "(supported: Ref to a parameter (--parameter-overrides or its Default), Fn::GetAtt of App Mesh names, Fn::Sub, Fn::Join)")
 
     def ref(self, name: Any, path: str) -> Any:
         if not isinstance(name, str):
@@ -229,10 +256,12 @@ class _Template:
             raise _Unresolved(path, f"pseudo parameter {name} has no value outside CloudFormation; write the value")
         if name in self.parameters:
             parameter = self.parameters[name]
+            if name in self.overrides:
+                return parameter_value(parameter, self.overrides[name])
             if isinstance(parameter, dict) and "Default" in parameter:
                 return parameter["Default"]
-            raise _Unresolved(path, f"parameter {name} has no Default: meshplane cannot be given stack parameters; "
-                                    "add a Default (or write the value)")
+            raise _Unresolved(path, f"parameter {name} has no Default: give its value with "
+                                    f"--parameter-overrides {name}=VALUE (or add a Default, or write the value)")
         if name in self.resources:
             raise _Unresolved(path, f"Ref {name} is that resource's ARN, not its name; use !GetAtt {name}.<Kind>Name")
         raise _Unresolved(path, f"Ref {name}: no parameter or resource of that name in the template")

@@ -1,5 +1,6 @@
-"""Other document formats: Kubernetes App Mesh custom resources and CloudFormation
-templates, turned into native documents by ``mesh_model.adapters`` and then validated
+"""Other document formats: Kubernetes App Mesh custom resources, CloudFormation templates,
+``aws appmesh describe-*``/``list-*`` output, Terraform ``.tf`` files and ``terraform show
+-json`` output, turned into native documents by ``mesh_model.adapters`` and then validated
 exactly like hand-written ones.
 
 Problems are reported as said of the document the user wrote: the label names the original
@@ -9,19 +10,143 @@ load, so their identities (``k8s_context``) are collected before any file is con
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 from mesh_model import adapters
-from mesh_model.adapters import cloudformation as cfn_adapter, k8s as k8s_adapter
+from mesh_model.adapters import cloudformation as cfn_adapter, describe as describe_adapter, k8s as k8s_adapter
+from mesh_model.adapters import terraform as tf_adapter
 from mesh_model.errors import Issue
 from mesh_model.load.documents import resource_from_document
 from mesh_model.load.input_limits import Budget
-from mesh_model.load.parse_cache import ParseCache
+from mesh_model.load.parse_cache import FileResult, ParseCache
 from mesh_model.load.yaml_scan import Document, parse_documents
 from mesh_model.spec.model import Resource
 
 Origins = dict[tuple[str, str], tuple[str, adapters.Origin]]  # (file, native label) -> (label naming the original, Origin)
+
+
+TERRAFORM_SUFFIX = ".tf"
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """Values the original formats take from outside their files: CloudFormation stack
+    parameters (``--parameter-overrides KEY=VALUE``) and Terraform variables (``-var``,
+    ``-var-file``)."""
+
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+    def digest(self) -> bytes:
+        """Part of the parse-cache key of every file when any value is given."""
+        if not self.parameters and not self.variables:
+            return b""
+        text = json.dumps([sorted(self.parameters.items()), sorted(self.variables.items())], default=repr)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+NO_OPTIONS = ImportOptions()
+
+
+@dataclass
+class Imports:
+    """What converting one load's files needs beyond each file: the Terraform module of all
+    its ``.tf`` files, and the values of ``ImportOptions``."""
+
+    options: ImportOptions = NO_OPTIONS
+    terraform: tf_adapter.Module = field(default_factory=tf_adapter.Module)
+
+
+def format_of(data: Any) -> str | None:
+    """``adapters.format_of``, plus ``"describe"`` (aws appmesh describe-*/list-* output) and
+    ``"terraform-show"`` (terraform show -json output)."""
+    if describe_adapter.form_of(data) is not None:
+        return "describe"
+    if tf_adapter.is_show_output(data):
+        return "terraform-show"
+    return adapters.format_of(data)
+
+
+def with_terraform_files(paths: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """``paths`` plus the ``*.tf`` files inside its folders (recursively, sorted; names starting
+    with ``.`` skipped, so ``.terraform/`` too): a folder of a Terraform module loads as one."""
+    extra: list[str] = []
+    for path in paths:
+        try:
+            folder = os.fspath(path)
+            if not os.path.isdir(folder):
+                continue
+        except (TypeError, ValueError, OSError):
+            continue
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            extra += [os.path.join(root, f) for f in sorted(files) if f.endswith(TERRAFORM_SUFFIX) and not f.startswith(".")]
+    return list(paths) + extra
+
+
+def imports_context(files: list[tuple[str, str, bytes]], issues: list[Issue], budget: Budget,
+                    options: ImportOptions = NO_OPTIONS) -> Imports:
+    """Read every ``.tf`` file of the load into one Terraform module, and check that every
+    ``--parameter-overrides`` name is declared by a loaded CloudFormation template and every
+    ``-var`` name by a loaded ``variable`` block (an unknown name is an error naming it)."""
+    imports = Imports(options, tf_adapter.Module(given=dict(options.variables)))
+    terraform_seen = False
+    for label, text, _ in files:
+        if not label.endswith(TERRAFORM_SUFFIX):
+            continue
+        terraform_seen = True
+        try:
+            imports.terraform.add(label, tf_adapter.parse(text))
+        except ValueError as err:
+            issues.append(Issue(label, "", "", str(err)))
+        except RecursionError:
+            issues.append(Issue(label, "", "", "nested too deeply to process"))
+    if options.variables:
+        if not terraform_seen:
+            issues.append(Issue("-var", "", "", f"Terraform variables given ({', '.join(sorted(options.variables))}) "
+                                                "but no .tf file is loaded"))
+        else:
+            for name in imports.terraform.undeclared():
+                issues.append(Issue("-var", "", name, f"unknown variable {name}: no variable \"{name}\" block in the "
+                                                      "loaded .tf files"))
+    if options.parameters:
+        declared: set[str] = set()
+        for label, text, _ in files:
+            if label.endswith(TERRAFORM_SUFFIX) or ("AWS::AppMesh::" not in text and "AWSTemplateFormatVersion" not in text):
+                continue
+            docs, _ = parse_documents(label, text, [], Budget(budget.limits))  # counted once, by the load itself
+            for doc in docs:
+                if adapters.format_of(doc.data) == "cloudformation":
+                    declared |= cfn_adapter.declared_parameters(doc.data)
+        for name in sorted(options.parameters):
+            if name not in declared:
+                known = f" (declared: {', '.join(sorted(declared))})" if declared else " (no CloudFormation template is loaded)"
+                issues.append(Issue("--parameter-overrides", "", name,
+                                    f"unknown parameter {name}: no loaded CloudFormation template declares it{known}"))
+    return imports
+
+
+def terraform_file(label: str, imports: Imports, budget: Budget) -> FileResult:
+    """The resources of one ``.tf`` file (the module read by ``imports_context``)."""
+    issues: list[Issue] = []
+    result = imports.terraform.convert_file(label)
+    doc = Document(label, 1, 0, None)
+    issues.extend(Issue(label, source, path, message) for source, path, message in result.problems)
+    resources, origins = [], []
+    complete = result.complete
+    for converted in result.documents:
+        budget.documents += 1
+        resource = _resource_from_converted(doc, converted.data, converted.origin, issues, terraform=True)
+        if resource is None:
+            complete = False
+        else:
+            resources.append(resource)
+            origins.append((resource.label, f"{resource.label} ({converted.origin.source})", converted.origin))
+    return FileResult(tuple(resources), tuple(issues), complete, len(result.documents), 0, tuple(origins))
 
 
 @dataclass(frozen=True)
@@ -68,10 +193,12 @@ def k8s_context(files: list[tuple[str, str, bytes]], issues: list[Issue], budget
 
 
 def resources_from_converted(doc: Document, form: str, context: k8s_adapter.Context,
-                             issues: list[Issue]) -> tuple[list[Resource], list[tuple[str, str, Any]], bool]:
-    """The resources of one Kubernetes (``form`` "k8s") or CloudFormation document, each with
-    ``(native label, label naming the original, Origin)``, and whether all converted."""
-    converted = _converted(doc, form, context, issues)
+                             issues: list[Issue], imports: Imports | None = None,
+                             ) -> tuple[list[Resource], list[tuple[str, str, Any]], bool]:
+    """The resources of one Kubernetes (``form`` "k8s"), CloudFormation, describe-* or
+    terraform-show document, each with ``(native label, label naming the original, Origin)``,
+    and whether all converted."""
+    converted = _converted(doc, form, context, issues, imports or Imports())
     complete = converted.complete
     resources, origins = [], []
     for native, origin in converted.documents:
@@ -90,16 +217,21 @@ class _Conversion:
     complete: bool
 
 
-def _converted(doc: Document, form: str, context: k8s_adapter.Context, issues: list[Issue]) -> _Conversion:
-    """The native documents of one Kubernetes or CloudFormation document; problems -> ``issues``."""
+def _converted(doc: Document, form: str, context: k8s_adapter.Context, issues: list[Issue],
+               imports: Imports) -> _Conversion:
+    """The native documents of one converted document; problems -> ``issues``."""
     where = _where(doc)
     out = _Conversion([], True)
     try:
         if form == "k8s":
             results = [k8s_adapter.convert(item, context, prefix) for prefix, item in k8s_adapter.objects(doc.data)
                        if adapters.is_app_mesh_object(item)]
+        elif form == "describe":
+            results = [describe_adapter.convert(doc.data)]
+        elif form == "terraform-show":
+            results = [tf_adapter.convert_show(doc.data)]
         else:
-            results = [cfn_adapter.convert(doc.data)]
+            results = [cfn_adapter.convert(doc.data, imports.options.parameters)]
     except RecursionError:
         raise
     except Exception as err:  # noqa: BLE001 - the adapters never raise on bad input; if one did, still only a ModelError
@@ -114,15 +246,19 @@ def _converted(doc: Document, form: str, context: k8s_adapter.Context, issues: l
     return out
 
 
-def _resource_from_converted(doc: Document, native: dict, origin: adapters.Origin, issues: list[Issue]) -> Resource | None:
+def _resource_from_converted(doc: Document, native: dict, origin: adapters.Origin, issues: list[Issue],
+                             terraform: bool = False) -> Resource | None:
     """Validate a converted document like a native one; its issues name the original object
-    and the field path in the original document."""
+    and the field path in the original document (a ``.tf`` file's: the resource address)."""
     before = len(issues)  # (the original document's string problems are reported by _converted)
     resource = resource_from_document(Document(doc.file, doc.index, doc.line, native), issues)
     for i in range(before, len(issues)):
         issue = issues[i]
         known = issue.resource != doc.where
-        label = _origin_label(issue.resource, origin, doc) if known else f"{origin.source} ({_where(doc)})"
+        if terraform:
+            label = f"{issue.resource} ({origin.source})" if known else origin.source
+        else:
+            label = _origin_label(issue.resource, origin, doc) if known else f"{origin.source} ({_where(doc)})"
         issues[i] = Issue(issue.file, label, origin.translate(issue.path), issue.message)
     return resource
 

@@ -26,7 +26,7 @@ reaches the compiler (or replaces a good one in the file watcher).
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from mesh_model import adapters
 from mesh_model.adapters import k8s as k8s_adapter
@@ -34,7 +34,8 @@ from mesh_model.errors import Issue, ModelError
 from mesh_model.load.build import checked_model, clean
 from mesh_model.load.documents import resource_from_document
 from mesh_model.load.files import read_files, text_from_input
-from mesh_model.load.formats import Parsed, k8s_context, resources_from_converted
+from mesh_model.load.formats import (TERRAFORM_SUFFIX, ImportOptions, Imports, Parsed, format_of, imports_context,
+                                     k8s_context, resources_from_converted, terraform_file, with_terraform_files)
 from mesh_model.load.input_limits import DEFAULT_LIMITS, Budget, Limits
 from mesh_model.load.parse_cache import (DocumentCache, DocumentResult, FileResult, ParseCache, document_digest,
                                          text_digest)
@@ -43,7 +44,8 @@ from mesh_model.spec.model import MeshModel, Resource
 
 
 def load_paths(
-    paths: Sequence[str | os.PathLike], *, limits: Limits = DEFAULT_LIMITS, parse_cache: ParseCache | None = None
+    paths: Sequence[str | os.PathLike], *, limits: Limits = DEFAULT_LIMITS, parse_cache: ParseCache | None = None,
+    parameters: Mapping[str, str] | None = None, variables: Mapping[str, Any] | None = None,
 ) -> MeshModel:
     """Load files and folders (recursively: ``*.yaml``, ``*.yml``, ``*.json``, sorted by path).
 
@@ -51,17 +53,23 @@ def load_paths(
     ``ModelError``, whatever the files contain). ``limits`` bounds sizes and counts.
     ``parse_cache`` (kept by a caller that loads the same files again and again) skips
     re-parsing files whose content did not change.
+
+    ``parameters``: CloudFormation stack parameters (``--parameter-overrides KEY=VALUE``);
+    ``variables``: Terraform variables (``-var``/``-var-file``). Folders also load their
+    ``*.tf`` files (one Terraform module per load).
     """
     issues: list[Issue] = []
     budget = Budget(limits)
+    options = ImportOptions(dict(parameters or {}), dict(variables or {}))
     try:
-        texts = list(read_files(paths, issues, budget))
-        return _load(texts, issues, budget, parse_cache)
+        texts = list(read_files(with_terraform_files(paths), issues, budget))
+        return _load(texts, issues, budget, parse_cache, options)
     except RecursionError:  # last line of defence; the limits should make this unreachable
         raise _too_deep(issues) from None
 
 
-def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEFAULT_LIMITS) -> MeshModel:
+def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEFAULT_LIMITS,
+               parameters: Mapping[str, str] | None = None, variables: Mapping[str, Any] | None = None) -> MeshModel:
     """Load ``(file label, text)`` pairs; same rules as :func:`load_paths`.
 
     A label ending in ``.json`` is parsed as JSON, anything else as YAML. ``bytes`` are
@@ -78,7 +86,7 @@ def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEF
                 decoded.append((label, checked))
             if budget.stopped:
                 break
-        return _load(decoded, issues, budget)
+        return _load(decoded, issues, budget, None, ImportOptions(dict(parameters or {}), dict(variables or {})))
     except RecursionError:
         raise _too_deep(issues) from None
 
@@ -143,13 +151,16 @@ def _too_deep(issues: list[Issue]) -> ModelError:
     return ModelError(clean(issues + [Issue("<input>", "", "", "input nested too deeply to process")]))
 
 
-def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, parse_cache: ParseCache | None = None) -> MeshModel:
+def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, parse_cache: ParseCache | None = None,
+          options: ImportOptions = ImportOptions()) -> MeshModel:
     """Parse and validate each file (or reuse its cached result), then cross-check and build."""
     max_issues = budget.limits.max_issues
     complete = not issues  # an unreadable file hides resources too
     resources: list[Resource] = []
     files = [(label, text, text_digest(text) if parse_cache is not None else b"") for label, text in texts]
     context, parsed = k8s_context(files, issues, budget, parse_cache)
+    imports = imports_context(files, issues, budget, options)
+    complete = complete and not issues
     origins: dict[tuple[str, str], tuple[str, adapters.Origin]] = {}
     for label, text, digest in files:
         if budget.stopped or len(issues) >= max_issues:
@@ -157,13 +168,21 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
             break
         if parse_cache is not None and adapters.K8S_API_PREFIX in text:
             digest += context.identity_digest.encode()  # its conversion depends on the other custom resources
+        if label.endswith(TERRAFORM_SUFFIX):  # converted with the whole module: never from the cache
+            result = terraform_file(label, imports, budget)
+            resources.extend(result.resources)
+            origins.update(((label, native), (shown, origin)) for native, shown, origin in result.origins)
+            issues.extend(result.issues)
+            complete = complete and result.complete
+            continue
+        digest += options.digest()
         cached = parse_cache.get(label, digest, budget) if parse_cache is not None else None
         if cached is not None:
             budget.documents += cached.documents
             budget.nodes += cached.nodes
             result = cached
         else:
-            result = _load_file(label, text, budget, max_issues - len(issues), context, parsed.pop(label, None))
+            result = _load_file(label, text, budget, max_issues - len(issues), context, parsed.pop(label, None), imports)
             if parse_cache is not None and not budget.stopped:
                 parse_cache.put(label, digest, result)
         resources.extend(result.resources)
@@ -176,7 +195,8 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
 
 
 def _load_file(label: str, text: str, budget: Budget, room: int,
-               context: k8s_adapter.Context | None = None, parsed: Parsed | None = None) -> FileResult:
+               context: k8s_adapter.Context | None = None, parsed: Parsed | None = None,
+               imports: Imports | None = None) -> FileResult:
     """Parse one file (unless ``parsed`` ahead) and validate each of its documents on its own
     (no cross-file checks). Kubernetes and CloudFormation documents go through their adapter."""
     issues: list[Issue] = []
@@ -193,12 +213,12 @@ def _load_file(label: str, text: str, budget: Budget, room: int,
         if len(issues) >= room:
             complete = False
             break
-        form = adapters.format_of(doc.data)
+        form = format_of(doc.data)
         if form == "k8s-other":
             continue  # Namespace, Deployment, Service...: part of real manifests, nothing for the mesh
         if form is not None:
             converted, converted_origins, converted_complete = resources_from_converted(
-                doc, form, context or k8s_adapter.Context(), issues)
+                doc, form, context or k8s_adapter.Context(), issues, imports)
             resources.extend(converted)
             origins.extend(converted_origins)
             complete = complete and converted_complete

@@ -9,6 +9,8 @@ import sys
 
 from mesh_model import load_paths
 
+from xds_server.cli.options import add_import_arguments, load_options
+
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="write model files to a meshplane server through its API, all or nothing")
@@ -17,6 +19,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true", help="also delete resources the files do not hold")
     p.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     p.add_argument("--region", default="us-west-2", help="region for request signing (default us-west-2)")
+    add_import_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -26,7 +29,7 @@ def run(args) -> int:
     from xds_server.api.file_source import resources_of
     from xds_server.api.resources import native
 
-    model = load_paths(args.paths)  # ModelError: every problem, as validate prints them
+    model = load_paths(args.paths, **load_options(args))  # ModelError: every problem, as validate prints them
     documents = [native(r) for r in resources_of(model)]
     try:
         result = call(args.api, "POST", "/meshplane/v1/apply",

@@ -42,3 +42,44 @@ def write_output(text: str, output: str | None) -> None:
         Path(output).write_text(text)
     else:
         sys.stdout.write(text)
+
+
+def add_import_arguments(parser: argparse.ArgumentParser) -> None:
+    """Values the original formats take from outside their files (CloudFormation, Terraform)."""
+    group = parser.add_argument_group("imported formats")
+    group.add_argument("--parameter-overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                       help="CloudFormation stack parameters, as `aws cloudformation deploy` takes them")
+    group.add_argument("-var", "--var", dest="tf_vars", action="append", default=[], metavar="NAME=VALUE",
+                       help="a Terraform variable (repeatable)")
+    group.add_argument("-var-file", "--var-file", dest="tf_var_files", action="append", default=[], metavar="FILE",
+                       help="a Terraform .tfvars file (repeatable; -var values win)")
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag}: expected KEY=VALUE, got '{item}'")
+        out[key] = value
+    return out
+
+
+def load_options(args: argparse.Namespace) -> dict:
+    """``parameters`` and ``variables`` for ``load_paths`` from the import arguments
+    (``ModelError`` for an unreadable .tfvars file, naming it)."""
+    from mesh_model.errors import Issue, ModelError
+
+    variables: dict = {}
+    for file in getattr(args, "tf_var_files", []):
+        from mesh_model.adapters.terraform import var_file_values
+
+        try:
+            variables.update(var_file_values(Path(file).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as err:
+            raise ModelError([Issue(file, "", "", f"cannot read: {getattr(err, 'strerror', None) or err}")]) from None
+        except ValueError as err:
+            raise ModelError([Issue(file, "", "", str(err))]) from None
+    variables.update(_pairs(getattr(args, "tf_vars", []), "-var"))
+    return {"parameters": _pairs(getattr(args, "parameter_overrides", []), "--parameter-overrides"),
+            "variables": variables}

@@ -8,7 +8,7 @@ from mesh_model.compiler import compile_node
 from mesh_model.node_id import parse_node_id
 from mesh_model.render import dump_yaml, resources_document, static_bootstrap
 
-from xds_server.cli.options import add_placement_arguments, placement, write_output
+from xds_server.cli.options import add_import_arguments, add_placement_arguments, load_options, placement, write_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -19,11 +19,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--admin-address", default="127.0.0.1:9901", metavar="HOST:PORT")
     p.add_argument("-o", "--output", metavar="FILE")
     add_placement_arguments(p)
+    add_import_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_paths(args.paths)
+    model = load_paths(args.paths, **load_options(args))
     node = parse_node_id(args.node)
     resources = compile_node(model, node, placement(args))
     document = resources_document(resources) if args.resources else static_bootstrap(node, resources, admin=args.admin_address)

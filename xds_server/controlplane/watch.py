@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
-MODEL_SUFFIXES = (".yaml", ".yml", ".json")
+from mesh_model.load import MODEL_FILE_SUFFIXES
 
 
 def model_files_state(paths: Sequence[str]) -> tuple:
@@ -21,7 +21,7 @@ def model_files_state(paths: Sequence[str]) -> tuple:
     entries = []
     for root in paths:
         path = Path(root)
-        files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if p.suffix in MODEL_SUFFIXES)
+        files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if p.suffix in MODEL_FILE_SUFFIXES)
         for file in files:
             try:
                 st = os.stat(file)

@@ -32,28 +32,21 @@ iptables are never touched.
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
-import ctypes
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.harness.apps import AppProcess
-from tests.harness.envoy import EnvoyProcess
 from tests.harness.mesh import MeshRunner
+from tests.harness.netns import (
+    ENVOY_UID, IPTABLES_SH, Netns, create_netns, delete_netns, iptables_env, probe, require_tools, start_app,
+    start_serve, start_sidecar, veth,
+)
 from tests.harness.processes import ProcessGroup, wait_until
 from tests.harness.traffic import http_get, split_violations
 from tests.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
-from tests.paths import REPO
-
-IPTABLES_SH = REPO / "envoy" / "iptables.sh"
-ENTRYPOINT_SH = REPO / "envoy" / "entrypoint.sh"
 
 FRONT = "mesh/shop/virtualNode/front"
 PORT = 8080  # the virtual nodes' listener port (APPMESH_APP_PORTS)
@@ -63,7 +56,6 @@ IGNORED_PORT = 9000  # APPMESH_EGRESS_IGNORED_PORTS
 POD_IP, PEER_IP = "192.0.2.2", "192.0.2.1"
 V1_IP, V2_IP, METADATA_IP = "192.0.2.11", "192.0.2.12", "192.0.2.13"
 CATALOG_VIP = "192.0.2.100"  # what catalog.shop.local resolves to in the pod: nobody has it
-ENVOY_UID = 1337
 XDS, STATUS = ("127.0.0.1", 18000), ("127.0.0.1", 18001)
 ADMIN = ("127.0.0.1", 9901)
 WEIGHTS = {"catalog-v1": 3, "catalog-v2": 1}
@@ -73,16 +65,6 @@ IPTABLES_ENV = {
     "APPMESH_EGRESS_IGNORED_PORTS": str(IGNORED_PORT),
     "APPMESH_EGRESS_IGNORED_IP": METADATA_IP,
     "APPMESH_ENABLE_IPV6": "1",
-}
-
-REQUIRED_TOOLS = {
-    "ip": "iproute2",
-    "iptables": "iptables",
-    "ip6tables": "iptables",
-    "setpriv": "util-linux",
-    "unshare": "util-linux",
-    "mount": "mount",
-    "bash": "bash",
 }
 
 MODEL = [
@@ -95,137 +77,6 @@ MODEL = [
     virtual_node("shop", "catalog-v2", port=PORT, host=V2_IP),
 ]
 
-# --- network namespaces -------------------------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-
-
-def _enter_netns(name: str) -> None:
-    """Move the calling thread (only it) into network namespace ``name``."""
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({name}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-class Netns:
-    """A network namespace this test created, and a worker thread living inside it."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
-
-    def exec_argv(self, *argv) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *map(str, argv)]
-
-    def run(self, *argv, env: dict | None = None, check: bool = True, timeout: float = 20) -> str:
-        """Run a short command inside the namespace; its output (stdout+stderr)."""
-        result = subprocess.run(
-            self.exec_argv(*argv), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(f"[{self.name}] {' '.join(map(str, argv))} exited {result.returncode}:\n{result.stdout}")
-        return result.stdout
-
-    def call(self, fn, *args, **kwargs):
-        """``fn(*args, **kwargs)`` on a thread inside the namespace (its sockets are the namespace's)."""
-        if self._worker is None:
-            self._worker = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"netns-{self.name}", initializer=_enter_netns, initargs=(self.name,),
-            )
-        return self._worker.submit(fn, *args, **kwargs).result()
-
-    def close(self) -> None:
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
-            self._worker = None
-
-
-def _ip(*argv) -> None:
-    subprocess.run(["ip", *argv], check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
-
-
-def _delete_netns(name: str) -> None:
-    subprocess.run(["ip", "netns", "delete", name], stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
-
-
-def _require_tools() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("the transparent data-path test needs root (network namespaces, iptables, setpriv); "
-                    "run the tests as root", pytrace=False)
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool, path=path) is None})
-    if missing:
-        pytest.fail(f"the transparent data-path test needs {', '.join(missing)} (missing tools); "
-                    f"run scripts/ensure-test-deps.sh (or: apt-get install -y {' '.join(missing)})", pytrace=False)
-
-
-# --- processes --------------------------------------------------------------------------
-
-def _python_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
-    return env
-
-
-def _start_app(group: ProcessGroup, ns: Netns, name: str, host: str, port: int, *, prefix=(), extra=()) -> AppProcess:
-    argv = ns.exec_argv(*prefix, sys.executable, "-m", "tests.harness.apps", "--name", name,
-                        "--host", host, "--port", port, "--quiet", *extra)
-    return AppProcess(name, host, port, group.start(f"app-{name}", argv, env=_python_env()))
-
-
-def _envoy_for_uid(envoy: Path, shared: Path) -> Path:
-    """Envoy's binary as a path uid 1337 can execute (the venv may sit under a 0700 home)."""
-    probe = subprocess.run(["setpriv", f"--reuid={ENVOY_UID}", f"--regid={ENVOY_UID}", "--clear-groups",
-                            "test", "-x", str(envoy)], stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
-    if probe.returncode == 0:
-        return envoy
-    target = shared / "envoy"
-    if envoy.stat().st_mode & 0o001:  # others may execute the file, only a directory is in the way
-        try:
-            os.link(envoy, target)
-            return target
-        except OSError:
-            pass
-    shutil.copy2(envoy, target)
-    target.chmod(0o755)
-    return target
-
-
-def _probe(group: ProcessGroup, ns: Netns, ip: str, port: int, host: str, *, uid: int = 0) -> dict:
-    """One raw HTTP/1.1 request from a bash process of ``uid`` inside ``ns`` (bash's /dev/tcp).
-
-    A uid-1337 process can't run this interpreter (it may live under a 0700 home); bash can.
-    Returns {"status", "headers", "body"}.
-    """
-    script = textwrap.dedent("""\
-        exec 3<>"/dev/tcp/$1/$2" || exit 3
-        printf 'GET /probe HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n' "$3" >&3
-        timeout 10 cat <&3
-    """)
-    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid else []
-    proc = group.start(f"probe-uid{uid}-{ip}-{port}", ns.exec_argv(*drop, "bash", "-c", script, "probe", ip, port, host))
-    try:
-        proc.popen.wait(timeout=15)
-    finally:
-        proc.stop()
-    raw = proc.output()
-    head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
-    lines = head.splitlines()
-    if proc.returncode != 0 or not lines or not lines[0].startswith("HTTP/1.1 "):
-        raise AssertionError(f"probe uid {uid} -> {ip}:{port} failed ({proc.returncode}):\n{raw}")
-    headers = {}
-    for line in lines[1:]:
-        key, _, value = line.partition(":")
-        headers[key.strip().lower()] = value.strip()
-    return {"status": int(lines[0].split()[1]), "headers": headers, "body": body}
 
 
 # --- the mesh -----------------------------------------------------------------------------
@@ -236,7 +87,7 @@ class Net:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory, envoy_binary):
-    _require_tools()
+    require_tools()
     env = Net()
     suffix = os.getpid()
     env.pod, env.peer = Netns(f"mp-pod-{suffix}"), Netns(f"mp-peer-{suffix}")
@@ -250,25 +101,17 @@ def net(tmp_path_factory, envoy_binary):
         group.close()
         for ns in (env.pod, env.peer):
             ns.close()
-            _delete_netns(ns.name)
+            delete_netns(ns.name)
         shutil.rmtree(env.shared, ignore_errors=True)
 
     atexit.register(cleanup)  # also on an interrupted run; cleanup is idempotent
     try:
         # -- the two namespaces and the wire between them
-        for ns in (env.pod, env.peer):
-            _delete_netns(ns.name)  # a leftover of a crashed run with this pid
-            _ip("netns", "add", ns.name)
-            _ip("-n", ns.name, "link", "set", "lo", "up")
-        _ip("-n", env.pod.name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", env.peer.name)
-        _ip("-n", env.pod.name, "addr", "add", f"{POD_IP}/24", "dev", "eth0")
-        for address in (PEER_IP, V1_IP, V2_IP, METADATA_IP):
-            _ip("-n", env.peer.name, "addr", "add", f"{address}/24", "dev", "eth0")
-        for ns in (env.pod, env.peer):
-            _ip("-n", ns.name, "link", "set", "eth0", "up")
+        create_netns(env.pod, env.peer)  # (a leftover of a crashed run with this pid is removed first)
+        veth(env.pod, [f"{POD_IP}/24"], env.peer, [f"{a}/24" for a in (PEER_IP, V1_IP, V2_IP, METADATA_IP)])
 
         # -- App Mesh's interception in the pod, as the proxyinit container would apply it
-        env.iptables_env = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin", **IPTABLES_ENV}
+        env.iptables_env = iptables_env(IPTABLES_ENV)
         env.pod.run("sh", IPTABLES_SH, "start", env=env.iptables_env)
 
         # -- the apps: the rest of the network, then the pod's
@@ -276,39 +119,22 @@ def net(tmp_path_factory, envoy_binary):
         hosts.write_text(f"127.0.0.1 localhost\n{CATALOG_VIP} catalog.shop.local\n")
         private_hosts = ("unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', hosts)
         env.apps = {
-            "catalog-v1": _start_app(group, env.peer, "catalog-v1", V1_IP, PORT),
-            "catalog-v2": _start_app(group, env.peer, "catalog-v2", V2_IP, PORT),
-            "plain": _start_app(group, env.peer, "plain", V1_IP, IGNORED_PORT),
-            "metadata": _start_app(group, env.peer, "metadata", METADATA_IP, PORT),
+            "catalog-v1": start_app(group, env.peer, "catalog-v1", V1_IP, PORT),
+            "catalog-v2": start_app(group, env.peer, "catalog-v2", V2_IP, PORT),
+            "plain": start_app(group, env.peer, "plain", V1_IP, IGNORED_PORT),
+            "metadata": start_app(group, env.peer, "metadata", METADATA_IP, PORT),
             # the front app resolves catalog.shop.local through its own /etc/hosts (a private mount)
-            "front": _start_app(group, env.pod, "front", "127.0.0.1", PORT, prefix=private_hosts,
+            "front": start_app(group, env.pod, "front", "127.0.0.1", PORT, prefix=private_hosts,
                                 extra=("--call", f"http://catalog.shop.local:{PORT}")),
-            "side": _start_app(group, env.pod, "side", "0.0.0.0", SIDE_PORT),
+            "side": start_app(group, env.pod, "side", "0.0.0.0", SIDE_PORT),
         }
         model_dir = work / "model"
         write_model(model_dir / "mesh.yaml", MODEL)
-        serve = group.start("meshplane-serve", env.pod.exec_argv(
-            sys.executable, "-m", "xds_server.cli", "serve", model_dir,
-            "--xds", "%s:%d" % XDS, "--http", "%s:%d" % STATUS), env=_python_env())
+        serve = start_serve(group, env.pod, model_dir, XDS, STATUS)
 
         # -- the sidecar: envoy/entrypoint.sh writes the bootstrap, then runs Envoy as uid 1337
-        bindir = env.shared / "bin"
-        bindir.mkdir()
-        (bindir / "meshplane").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m xds_server.cli "$@"\n')
-        (bindir / "meshplane").chmod(0o755)
-        (bindir / "envoy").symlink_to(_envoy_for_uid(envoy_binary, env.shared))
-        sidecar_env = {
-            **_python_env(),
-            "PATH": f"{bindir}:{os.environ.get('PATH', '')}:/usr/sbin:/sbin",
-            "APPMESH_RESOURCE_ARN": f"arn:aws:appmesh:eu-west-1:111122223333:{FRONT}",
-            "MESHPLANE_XDS": "%s:%d" % XDS,
-            "ENVOY_ADMIN_ACCESS_PORT": str(ADMIN[1]),
-            "ENVOY_LOG_LEVEL": "info",
-            "ENVOY_CONCURRENCY": "1",
-            "MESHPLANE_BOOTSTRAP_FILE": str(env.shared / "envoy.yaml"),
-        }
-        proc = group.start("envoy-front", env.pod.exec_argv("sh", ENTRYPOINT_SH), env=sidecar_env)
-        env.envoy = EnvoyProcess(proc, ADMIN, env.shared / "envoy.yaml")
+        env.envoy = start_sidecar(group, env.pod, env.shared, envoy_binary, xds=XDS, admin=ADMIN, name="envoy-front",
+                                  node_arn=f"arn:aws:appmesh:eu-west-1:111122223333:{FRONT}")
 
         for name, app in env.apps.items():
             (env.pod if name in ("front", "side") else env.peer).call(app.wait_ready, 15)
@@ -445,12 +271,12 @@ def test_envoy_uid_is_not_redirected(net):
     assert uids == [str(ENVOY_UID)] * 4, status  # real, effective, saved, filesystem
     before = envoy_stats(net, EGRESS_RQ)
 
-    as_app = _probe(net.group, net.pod, V1_IP, PORT, f"catalog.shop.local:{PORT}", uid=0)
+    as_app = probe(net.group, net.pod, V1_IP, PORT, f"catalog.shop.local:{PORT}", uid=0)
     assert as_app["status"] == 200 and as_app["headers"]["server"] == "envoy", as_app
     assert as_app["headers"]["x-app"] in WEIGHTS
     wait_stats(net, {EGRESS_RQ: before[EGRESS_RQ] + 1})
 
-    as_envoy = _probe(net.group, net.pod, V1_IP, PORT, f"catalog.shop.local:{PORT}", uid=ENVOY_UID)
+    as_envoy = probe(net.group, net.pod, V1_IP, PORT, f"catalog.shop.local:{PORT}", uid=ENVOY_UID)
     assert as_envoy["status"] == 200, as_envoy
     assert as_envoy["headers"]["server"] == "meshplane-app" and as_envoy["headers"]["x-app"] == "catalog-v1"
     wait_stats(net, {EGRESS_RQ: before[EGRESS_RQ] + 1})
@@ -461,10 +287,10 @@ def test_envoy_uid_is_not_redirected(net):
 def test_ignored_ports_and_addresses_bypass_envoy(net):
     before = envoy_stats(net, *COUNTERS)
     # APPMESH_EGRESS_IGNORED_PORTS: straight to the app on that port
-    plain = _probe(net.group, net.pod, V1_IP, IGNORED_PORT, f"catalog.shop.local:{PORT}")
+    plain = probe(net.group, net.pod, V1_IP, IGNORED_PORT, f"catalog.shop.local:{PORT}")
     assert plain["headers"]["server"] == "meshplane-app" and plain["headers"]["x-app"] == "plain", plain
     # APPMESH_EGRESS_IGNORED_IP: straight to that address (e.g. the instance metadata service)
-    metadata = _probe(net.group, net.pod, METADATA_IP, PORT, f"catalog.shop.local:{PORT}")
+    metadata = probe(net.group, net.pod, METADATA_IP, PORT, f"catalog.shop.local:{PORT}")
     assert metadata["headers"]["server"] == "meshplane-app" and metadata["headers"]["x-app"] == "metadata", metadata
     # inbound to a port that is not in APPMESH_APP_PORTS: straight to the app listening there
     side = net.peer.call(http_get, f"http://{POD_IP}:{SIDE_PORT}/", timeout=5)
@@ -480,5 +306,5 @@ def test_stop_removes_the_interception(net):
     assert nat_rules(net) == [] and nat_rules(net, "ip6tables") == []
     with pytest.raises(ConnectionRefusedError):  # the app listens on 127.0.0.1 only
         net.peer.call(http_get, f"http://{POD_IP}:{PORT}/", timeout=5)
-    direct = _probe(net.group, net.pod, V1_IP, PORT, f"catalog.shop.local:{PORT}")
+    direct = probe(net.group, net.pod, V1_IP, PORT, f"catalog.shop.local:{PORT}")
     assert direct["headers"]["server"] == "meshplane-app" and direct["headers"]["x-app"] == "catalog-v1", direct

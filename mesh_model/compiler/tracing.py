@@ -29,6 +29,8 @@ import json
 import sys
 from typing import Any, Iterator, Mapping
 
+from envoy.config.trace.v3 import datadog_pb2, xray_pb2, zipkin_pb2  # noqa: F401  (their Any types, for to_proto)
+
 DRIVERS = ("xray", "jaeger", "datadog", "zipkin", "custom")
 ZIPKIN_SPANS_PATH = "/api/v2/spans"
 _TRACE = "envoy.config.trace.v3"
@@ -91,6 +93,7 @@ def provider(section: Mapping[str, Any]) -> dict[str, Any]:
     """The HCM ``tracing.provider`` of a (normalized) tracer."""
     driver = section["driver"]
     if driver == "custom":
+        _import_trace_protos()
         return dict(section["provider"])
     if driver in ("zipkin", "jaeger"):
         version = "HTTP_JSON" if driver == "zipkin" or section.get("version") == "JSON" else "HTTP_PROTO"
@@ -113,6 +116,18 @@ def provider(section: Mapping[str, Any]) -> dict[str, Any]:
         manifest = {"version": 2, "default": {"fixed_target": 1, "rate": section["samplingRate"]}}
         config["samplingRuleManifest"] = {"inlineString": json.dumps(manifest, sort_keys=True)}
     return {"name": "envoy.tracers.xray", "typedConfig": config}
+
+
+def _import_trace_protos() -> None:
+    """A user's provider may be any of Envoy's tracers: register every one's config type."""
+    import importlib
+    import pkgutil
+
+    import envoy.config.trace.v3 as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.endswith("_pb2"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 # The tracer of the instance being compiled. ``compiling(placement)`` sets it; without it the

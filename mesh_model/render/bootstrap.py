@@ -8,6 +8,7 @@ no control plane at all (``envoy --mode validate -c``) — handy in CI before sh
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -70,6 +71,11 @@ def dynamic_bootstrap(
     node_cluster: str | None = None,
     admin_access_log: str = "/dev/null",
     initial_fetch_timeout: str = "0s",
+    tracer_address: str | None = None,
+    stats_tags: bool = False,
+    dogstatsd: str | None = None,
+    dogstatsd_socket: str | None = None,
+    merge: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The bootstrap YAML of one Envoy instance of ``node`` talking to meshplane at ``xds``.
 
@@ -78,6 +84,14 @@ def dynamic_bootstrap(
     round robin), so when the replica an Envoy streams from goes away, its next ADS stream
     goes to another. With TLS and no explicit ``server_name``, the certificate may name any of
     the hosts; SNI is the first DNS host.
+
+    Observability (App Mesh's image variables, see ``envoy/entrypoint.sh``): a tracer in
+    ``placement.tracing`` (zipkin, jaeger, datadog) gets its collector cluster at
+    ``tracer_address`` (the compiler adds the HCM ``tracing`` blocks; X-Ray needs no cluster);
+    ``stats_tags`` adds App Mesh's ``appmesh.mesh``/``appmesh.virtual_node`` (or
+    ``appmesh.virtual_gateway``) tags; ``dogstatsd`` (``HOST:PORT``, UDP) or ``dogstatsd_socket``
+    (a unix socket) adds a DogStatsD sink; every ``merge`` document (a user's stats sinks, stats
+    config or tracing file) is then merged in: mappings key by key, lists appended.
     """
     addresses = [xds] if isinstance(xds, str) else list(xds)
     if not addresses:
@@ -99,7 +113,29 @@ def dynamic_bootstrap(
             "ca": xds_tls.ca, "cert": xds_tls.cert, "key": xds_tls.key, "sni": sni,
             "sans": [{"type": _san_type(n), "name": n} for n in names],
         }
-    return _ENV.get_template("bootstrap.yaml.j2").render(
+    tracer = json.loads(placement.tracing) if placement.tracing else None
+    tracer_cluster = None
+    if tracer is not None and "cluster" in tracer:
+        if not tracer_address:
+            raise ValueError(f"the {tracer['driver']} tracer needs its collector's HOST:PORT (--tracing-address)")
+        host, port = split_host_port(tracer_address, "--tracing-address")
+        tracer_cluster = {"name": tracer["cluster"], "host": host, "port": port,
+                          "discovery": "STATIC" if _is_ip(host) else "STRICT_DNS"}
+    if dogstatsd and dogstatsd_socket:
+        raise ValueError("DogStatsD goes to a HOST:PORT or to a unix socket, not both")
+    statsd = None
+    if dogstatsd:
+        host, port = split_host_port(dogstatsd, "--dogstatsd")
+        statsd = {"host": host, "port": port, "path": None}
+    elif dogstatsd_socket:
+        statsd = {"path": dogstatsd_socket}
+    tags = []
+    if stats_tags:
+        tags = [("appmesh.mesh", node.mesh), ("appmesh.virtual_gateway" if node.kind == "virtualGateway" else "appmesh.virtual_node", node.name)]
+    text = _ENV.get_template("bootstrap.yaml.j2").render(
+        tracer_cluster=tracer_cluster,
+        stats_tags=tags,
+        statsd=statsd,
         xds_tls=tls,
         xds_token=xds_token,
         node_id=node.node_id,
@@ -113,6 +149,27 @@ def dynamic_bootstrap(
         delta=delta,
         initial_fetch_timeout=initial_fetch_timeout,
     )
+    if not merge:
+        return text
+    data = yaml.safe_load(text)
+    for document in merge:
+        data = merge_documents(data, document)
+    header = "".join(line + "\n" for line in text.splitlines()[:2])  # the "written by" comment
+    return header + "# merged with the user's bootstrap fragments (stats sinks / stats config / tracing files)\n" + yaml.safe_dump(
+        data, sort_keys=False, default_flow_style=False, width=120)
+
+
+def merge_documents(base: Any, extra: Any) -> Any:
+    """``extra`` merged into ``base``: mappings key by key (recursively), lists appended, other
+    values replaced (how App Mesh's image combined its variables' files with the bootstrap)."""
+    if isinstance(base, dict) and isinstance(extra, Mapping):
+        merged = dict(base)
+        for key, value in extra.items():
+            merged[key] = merge_documents(base[key], value) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(extra, list):
+        return base + list(extra)
+    return extra
 
 
 def _plain(value: Any) -> Any:

@@ -52,15 +52,26 @@ class _Walk:
         return None, False
 
     @staticmethod
-    def filter_chain(listener, port: int):
+    def filter_chain(listener, port: int, protocol: str = "http"):
+        """The chain Envoy picks for a plaintext connection to ``port``: the most specific
+        match, criteria in Envoy's order (destination port, then server names, transport
+        protocol, application protocols). The app's leg is plaintext, so a chain that needs
+        an SNI or TLS never matches; an application protocol matches only when the listener
+        runs ``http_inspector`` and the request is HTTP (``http/1.1``, or ``h2c`` for gRPC)."""
+        inspected = any(f.name == "envoy.filters.listener.http_inspector" for f in listener.listener_filters)
+        detected = {"http": {"http/1.0", "http/1.1"}, "grpc": {"h2c"}}.get(protocol, set()) if inspected else set()
         best = None
         for chain in listener.filter_chains:
             fcm = chain.filter_chain_match
             if fcm.HasField("destination_port") and fcm.destination_port.value != port:
                 continue
-            if fcm.server_names or fcm.transport_protocol not in ("", "raw_buffer") or fcm.application_protocols:
+            if fcm.server_names or fcm.transport_protocol not in ("", "raw_buffer"):
                 continue
-            rank = 0 if fcm.HasField("destination_port") else 1
+            if fcm.application_protocols and not detected & set(fcm.application_protocols):
+                continue
+            rank = (0 if fcm.HasField("destination_port") else 1,
+                    0 if fcm.transport_protocol else 1,
+                    0 if fcm.application_protocols else 1)
             if best is None or rank < best[0]:
                 best = (rank, chain)
         if best is not None:
@@ -89,7 +100,7 @@ class _Walk:
             where = "inbound" if direction == 1 else "outbound"
             self._fail(ex, "no-listener", None, f"no {where} listener takes port {request.port}: the connection is refused")
             return
-        chain = self.filter_chain(listener, request.port)
+        chain = self.filter_chain(listener, request.port, request.protocol)
         if chain is None:
             self._fail(ex, "no-listener", None, f"listener {listener.name} has no filter chain for port {request.port}: the connection is closed")
             return

@@ -55,7 +55,7 @@ def test_01_http2_names(examples):
     clusters = compiled(model, f"mesh/{NS}/virtualNode/client_{NS}")
     assert f"cds_egress_{NS}_red_{NS}_http2_8080" in clusters
     assert clusters == sorted([f"cds_egress_{NS}_{c}_{NS}_http2_8080" for c in ("red", "blue", "green")]
-                              + [f"cds_ingress_{NS}_client_{NS}_http_8080"])
+                              + [f"cds_ingress_{NS}_client_{NS}_http_8080", f"cds_egress_{NS}_amazonaws"])
     route = model.meshes[NS].routes[f"color_{NS}"]["color-route"].spec
     assert [(t.virtualNode, t.weight) for t in route.http2Route.action.weightedTargets] == \
         [(f"red_{NS}", 1), (f"blue_{NS}", 1), (f"green_{NS}", 1)]
@@ -70,7 +70,7 @@ def test_02_mtls_file_based(examples):
     tls = front.backendDefaults.clientPolicy.tls
     assert tls.validation.trust.file.certificateChain == "/certs/ca_1_cert.pem"
     assert f"color-red.{NS}.svc.cluster.local" in tls.validation.subjectAlternativeNames.match.exact
-    assert compiled(model, f"mesh/{NS}/virtualNode/front_{NS}")[:1] == [f"cds_egress_{NS}_blue_{NS}_http_8080"]
+    assert compiled(model, f"mesh/{NS}/virtualNode/front_{NS}")[:2] == [f"cds_egress_{NS}_amazonaws", f"cds_egress_{NS}_blue_{NS}_http_8080"]
 
 
 def test_03_ingress_gateway(examples):

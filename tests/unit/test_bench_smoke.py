@@ -43,3 +43,15 @@ def test_fanout_bench_toy():
     _numbers(results)
     assert any(r.benchmark.startswith("memory:") for r in results)
     assert all(r.floor is not None for r in results if r.benchmark.startswith("fan-out"))
+
+
+def test_api_bench_toy(envoy_binary, postgres):
+    """Both latency set-ups (SQLite; two replicas on PostgreSQL) and every throughput run."""
+    from bench import api_bench
+
+    results = api_bench.run(edits=2, nodes=5, writes=3, log=lambda *_: None)
+    _numbers(results)
+    names = " ".join(r.benchmark for r in results)
+    assert "one replica (SQLite)" in names and "across replicas" in names
+    assert sum("update_route" in r.benchmark for r in results) == 8  # {SQLite, PostgreSQL} x {serve, alone} x cache off/on
+    assert all(r.floor for r in results)

@@ -296,24 +296,63 @@ def ensure_base_image() -> str:
     override = os.environ.get("MESHPLANE_BASE_IMAGE")
     if override:
         return override
-    tag = base_image_tag()
+    return _ensure_mmdebstrap_image(base_image_tag(), BASE_PACKAGES, "base-image", "the base image")
+
+
+def _ensure_mmdebstrap_image(tag: str, packages: tuple[str, ...], lock: str, what: str) -> str:
+    """A Debian image of ``packages`` built with mmdebstrap from the machine's apt sources and
+    imported into podman as ``tag`` (a cache: labelled CACHE_PROJECT, built once per recipe)."""
     if image_exists(tag):
         return tag
-    with file_lock("base-image"):
+    with file_lock(lock):
         if image_exists(tag):
             return tag
         if not shutil.which("mmdebstrap"):
             raise ContainerError("mmdebstrap not found: run `sh scripts/ensure-container-deps.sh` (make test does)")
-        LOG(f"building the base image {tag} with mmdebstrap (once per recipe; about a minute)")
+        LOG(f"building {what} {tag} with mmdebstrap (once per recipe; about a minute)")
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="meshplane-base-") as tmp:
             tar = Path(tmp) / "base.tar"
-            run_cmd(["mmdebstrap", "--variant=apt", "--quiet", "--include=" + ",".join(BASE_PACKAGES),
+            run_cmd(["mmdebstrap", "--variant=apt", "--quiet", "--include=" + ",".join(packages),
                      BASE_SUITE, str(tar)], timeout=900, env=podman_env())
             podman("import", "--quiet",
                    "--change", f"LABEL {PROJECT_KEY}={CACHE_PROJECT}",
                    "--change", 'CMD ["/bin/bash"]', str(tar), tag, timeout=300)
-        LOG(f"base image built in {time.monotonic() - started:.0f} s")
+        LOG(f"{what} built in {time.monotonic() - started:.0f} s")
+    return tag
+
+
+# --- PostgreSQL's image (compose/docker-compose.replicas.yaml) ------------------------------
+
+# Debian's postgresql (15 on bookworm), nothing else: the replicas' shared store.
+POSTGRES_PACKAGES = ("postgresql", "ca-certificates")
+POSTGRES_RECIPE = {"tool": "mmdebstrap", "variant": "apt", "suite": BASE_SUITE, "include": POSTGRES_PACKAGES, "v": 1}
+POSTGRES_DIR = COMPOSE_DIR / "postgres"
+
+
+def postgres_base_tag() -> str:
+    digest = hashlib.sha256(json.dumps(POSTGRES_RECIPE, sort_keys=True).encode()).hexdigest()[:12]
+    return f"localhost/meshplane-postgres-base:{BASE_SUITE}-{digest}"
+
+
+def ensure_postgres_base_image() -> str:
+    """What compose/postgres/Containerfile builds FROM: ``MESHPLANE_POSTGRES_BASE_IMAGE`` when
+    set (e.g. ``docker.io/library/debian:bookworm-slim``: the build then apt-installs
+    postgresql), otherwise Debian bookworm + postgresql built with mmdebstrap, cached by recipe
+    like the base image (containers have no package index, so the package comes in here)."""
+    override = os.environ.get("MESHPLANE_POSTGRES_BASE_IMAGE")
+    if override:
+        return override
+    return _ensure_mmdebstrap_image(postgres_base_tag(), POSTGRES_PACKAGES, "postgres-base-image", "PostgreSQL's base image")
+
+
+def build_postgres_image(run: Run, base: str | None = None) -> str:
+    """compose/postgres/Containerfile built offline; returns the run's tag (labelled by the run)."""
+    base = base or ensure_postgres_base_image()
+    tag = f"localhost/meshplane-postgres:{run.id}"
+    podman("build", "--quiet", "--format", "docker", "--layers=false", *ULIMITS,
+           "--build-arg", f"BASE_IMAGE={base}", *run.label_args(),
+           "-t", tag, "-f", str(POSTGRES_DIR / "Containerfile"), str(POSTGRES_DIR), timeout=600)
     return tag
 
 
@@ -654,3 +693,127 @@ def split_report(counts: dict[str, int], weights: dict[str, int]) -> tuple[bool,
     problems = split_violations(counts, weights)
     return not problems, lines + [f"PROBLEM: {p}" for p in problems]
 
+
+
+# --- the replicated control plane (compose/docker-compose.replicas.yaml) ---------------------
+
+REPLICAS_COMPOSE_FILE = COMPOSE_DIR / "docker-compose.replicas.yaml"
+REPLICAS = ("meshplane-a", "meshplane-b")
+REPLICA_SERVICES = ("postgres", *REPLICAS, *NODES, *(f"{n}-proxyinit" for n in NODES), *(f"{n}-envoy" for n in NODES))
+# the demo key of compose/replicas/api-credentials.yaml (API requests through published ports are
+# not from loopback, so they are SigV4-signed)
+AWS_DEMO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKMESHPLANEDEMO", "AWS_SECRET_ACCESS_KEY": "meshplane-demo",
+                        "AWS_DEFAULT_REGION": "us-west-2"}
+
+
+class ReplicasMesh(ComposeMesh):
+    """compose/docker-compose.replicas.yaml under podman-compose: PostgreSQL, two meshplane
+    replicas on it, the mesh created through replica A's App Mesh API (``meshplane apply`` of
+    compose/mesh/ from the host), and the three app pods whose sidecars list both replicas."""
+
+    def __init__(self, run: Run, image: str, postgres_image: str, workdir: Path):
+        super().__init__(run, image, workdir)
+        self.postgres_image = postgres_image
+        self.project = f"mpr-{run.id}"
+        self.http_ports = {"meshplane-a": self.http_port, "meshplane-b": free_port()}
+
+    def prepare(self) -> None:  # the model lives in PostgreSQL, not in a folder
+        pass
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = super().env
+        env.update({
+            "MESHPLANE_POSTGRES_IMAGE": self.postgres_image,
+            "MESHPLANE_HTTP_PORT_A": str(self.http_ports["meshplane-a"]),
+            "MESHPLANE_HTTP_PORT_B": str(self.http_ports["meshplane-b"]),
+        })
+        return env
+
+    def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        return run_cmd([tool("podman-compose"), "--in-pod=false", "-p", self.project, "-f", str(REPLICAS_COMPOSE_FILE), *args],
+                       env=self.env, timeout=timeout, check=check, cwd=COMPOSE_DIR)
+
+    def api_url(self, replica: str) -> str:
+        return f"http://127.0.0.1:{self.http_ports[replica]}"
+
+    def up(self) -> None:
+        """In three `up --no-deps` steps (see ComposeMesh.up for why not depends_on): PostgreSQL
+        until it answers; the replicas, apps and proxyinit containers, then the mesh through
+        replica A's API; the sidecars once every proxyinit has exited 0."""
+        self.compose("up", "-d", "--no-build", "--no-deps", "postgres")
+        pg = self.container("postgres")
+        wait_for("PostgreSQL to accept connections",
+                 lambda: podman("exec", pg, "pg_isready", "-q", "-h", "127.0.0.1", "-U", "meshplane", check=False).returncode == 0, 60, 0.3)
+        first = [s for s in REPLICA_SERVICES if s != "postgres" and not s.endswith("-envoy")]
+        self.compose("up", "-d", "--no-build", "--no-deps", *first)
+        for replica in REPLICAS:
+            wait_for(f"{replica}'s /healthz", lambda r=replica: _get(self.api_url(r) + "/healthz"), 60)
+        self.apply(COMPOSE_DIR / "mesh", replica="meshplane-a")
+        for name in NODES:
+            container = self.container(f"{name}-proxyinit")
+            code = podman_out("wait", container, timeout=120)
+            if code != "0":
+                raise ContainerError(f"{container} exited {code}: {podman('logs', container, check=False).stderr.strip()}")
+        self.compose("up", "-d", "--no-build", "--no-deps", *[s for s in REPLICA_SERVICES if s.endswith("-envoy")])
+        self.wait_ready()
+
+    def apply(self, path: Path, replica: str) -> str:
+        """``meshplane apply`` (the host's) of model files through ``replica``'s App Mesh API."""
+        env = dict(os.environ, **AWS_DEMO_CREDENTIALS)
+        return run_cmd([sys.executable, "-m", "xds_server.cli", "apply", "--api", self.api_url(replica), str(path)],
+                       env=env, timeout=60, cwd=REPO).stdout
+
+    def appmesh(self, replica: str):
+        """A boto3 App Mesh client of ``replica``'s API."""
+        import boto3
+        from botocore.config import Config
+        return boto3.client("appmesh", endpoint_url=self.api_url(replica), region_name=AWS_DEMO_CREDENTIALS["AWS_DEFAULT_REGION"],
+                            aws_access_key_id=AWS_DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=AWS_DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                            config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+    # --- the replicas' view
+    def replica_status(self, replica: str) -> dict:
+        return json.loads(_get(self.api_url(replica) + "/status"))
+
+    def alive_replicas(self) -> list[str]:
+        return [r for r in REPLICAS if podman_out("inspect", "--format", "{{.State.Running}}", self.container(r)) == "true"]
+
+    def holders(self) -> dict[str, str]:
+        """node name -> the replica holding its ADS stream (nodes connected nowhere are left out)."""
+        out = {}
+        for replica in self.alive_replicas():
+            with contextlib.suppress(OSError, ValueError):
+                for node_id, node in self.replica_status(replica).get("nodes", {}).items():
+                    if node.get("streams", 1) and node_id.startswith("mesh/shop/virtualNode/"):
+                        out[node_id.rsplit("/", 1)[1]] = replica
+        return out
+
+    def node_status(self, name: str) -> dict | None:
+        replica = self.holders().get(name)
+        if replica is None:
+            return None
+        return self.replica_status(replica).get("nodes", {}).get(f"mesh/shop/virtualNode/{name}")
+
+    def status(self) -> dict:
+        """Every node as its holding replica reports it (ComposeMesh's helpers read this)."""
+        nodes = {}
+        for replica in self.alive_replicas():
+            with contextlib.suppress(OSError, ValueError):
+                nodes.update(self.replica_status(replica).get("nodes", {}))
+        return {"nodes": nodes}
+
+    def acked_versions(self) -> dict[str, dict[str, Any]]:
+        """node -> {type: acked version} for the five core types, from the holding replica."""
+        out = {}
+        for name in NODES:
+            node = self.node_status(name) or {}
+            out[name] = {t: (entry or {}).get("acked") for t, entry in (node.get("types") or {}).items()
+                         if t in ("cds", "eds", "lds", "rds")}
+        return out
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        for replica in REPLICAS:
+            wait_for(f"{replica}'s /healthz", lambda r=replica: _get(self.api_url(r) + "/healthz"), timeout)
+        super().wait_ready(timeout)  # reads status(): every node on whichever replica holds it

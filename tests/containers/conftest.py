@@ -50,3 +50,20 @@ def pytest_terminal_summary(terminalreporter):
     if TIMINGS:
         terminalreporter.write_line(
             "container stage: " + ", ".join(f"{what} {seconds:.1f} s" for what, seconds in TIMINGS.items()))
+
+
+@pytest.fixture(scope="session")
+def postgres_image(container_run: Run) -> str:
+    """compose/postgres/Containerfile built offline from Debian + postgresql (mmdebstrap, cached
+    by recipe like the base image); for compose/docker-compose.replicas.yaml."""
+    from demo.containers import build_postgres_image, ensure_postgres_base_image
+
+    started = time.monotonic()
+    try:
+        base = ensure_postgres_base_image()
+        TIMINGS["postgres base image"] = time.monotonic() - started
+        image = build_postgres_image(container_run, base)
+    except ContainerError as exc:
+        pytest.fail(f"building PostgreSQL's image failed: {exc}", pytrace=False)
+    TIMINGS["postgres image build"] = time.monotonic() - started - TIMINGS["postgres base image"]
+    return image

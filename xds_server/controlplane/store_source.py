@@ -8,19 +8,19 @@ LISTEN/NOTIFY for PostgreSQL) wakes it, a slow poll of the revision backs it up.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import Awaitable, Callable
 
-from mesh_model import MeshModel, load_texts
-
-try:  # parsed documents straight in (no JSON round trip), where the loader offers it
-    from mesh_model.load import load_documents
-except ImportError:  # pragma: no cover - older loader
-    load_documents = None
+from mesh_model import MeshModel
+from mesh_model.load import DocumentCache, load_documents
 
 from xds_server.api.resources import native
 from xds_server.store.base import Store
+
+
+def _label(key) -> str:
+    """Where a resource comes from, in error messages: ``store:Route/shop/router/main``."""
+    return "store:" + "/".join(part for part in (key.kind, key.mesh, key.parent, key.name) if part)
 
 
 def redacted(url: str) -> str:
@@ -33,6 +33,8 @@ class StoreSource:
         self.store = store
         self.poll_interval = poll_interval
         self.revision = -1  # the store revision of the last load()
+        # a reload after one commit re-validates only the documents that commit changed
+        self._documents = DocumentCache()
 
     @property
     def description(self) -> str:
@@ -40,12 +42,9 @@ class StoreSource:
 
     def load(self) -> MeshModel:
         snap = self.store.read_all()
-        docs = [native(r) for r in snap.resources]
-        label = f"store revision {snap.revision}"
-        if load_documents is not None:
-            model = load_documents([(label, d) for d in docs])
-        else:
-            model = load_texts([(label + ".json", json.dumps(docs))])
+        # one stable label per resource (its identity), so the cache recognises unchanged ones
+        documents = [(_label(r.key), native(r)) for r in snap.resources]
+        model = load_documents(documents, cache=self._documents)
         self.revision = snap.revision
         return model
 

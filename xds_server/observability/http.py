@@ -130,10 +130,10 @@ async def start_http(
         return 200, "application/json", _json(doc)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")  # now: a transport that closes early forgets it
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
             if api is not None and is_api_path(_path_of(head)):
-                peer = writer.get_extra_info("peername")
                 writer.write(await api_respond(_FromPeer(api, peer[0] if peer else None), head, reader))
                 await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
                 return

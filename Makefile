@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-containers test bench clean
+.PHONY: demo demo-containers demo-containers-replicas test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 demo-containers: $(STAMP)
 	sh scripts/ensure-container-deps.sh
 	$(PY) -m demo.containers
+
+# The same with two meshplane replicas on PostgreSQL; kills one under traffic (compose/README.md)
+demo-containers-replicas: $(STAMP)
+	sh scripts/ensure-container-deps.sh
+	$(PY) -m demo.containers.replicas
 
 test: $(STAMP)
 	sh scripts/ensure-test-deps.sh

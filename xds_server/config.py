@@ -5,7 +5,8 @@ server, and the modules that enforce a setting take their default from here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 DEFAULT_XDS_ADDRESS = "0.0.0.0:18000"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:18001"
@@ -21,6 +22,9 @@ class ServeConfig:
     """Everything `meshplane serve` needs; 0 means unlimited for the limits."""
 
     paths: tuple[str, ...]
+    # what the files' original formats take from outside them: {"parameters": CloudFormation
+    # stack parameters, "variables": Terraform variables} (load_paths' keyword arguments)
+    load_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     xds: str = DEFAULT_XDS_ADDRESS
     http: str | None = DEFAULT_HTTP_ADDRESS          # None: no HTTP status endpoint
     ready_message: bool = True                       # log what is served once listening

@@ -61,6 +61,7 @@ async def serve(config: ServeConfig) -> None:
     source = api_wiring.model_source(config)  # --store: the model comes from the store, else from config.paths
     cloudmap = _cloudmap(config)  # --cloudmap: live instances over the model's CloudMapService part
     control = ControlPlane(config.paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use, source=source,
+                           load_options=config.load_options,
                            overlay=cloudmap.overlay if cloudmap is not None else None)
     if cloudmap is not None:  # the first answers before any Envoy connects
         if await asyncio.to_thread(cloudmap.poll_once):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from xds_server.cli.options import duration
+from xds_server.cli.options import add_import_arguments, duration, load_options
 from xds_server.config import ServeConfig
 
 D = ServeConfig  # the defaults are the dataclass's
@@ -70,6 +70,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     group.add_argument("--cloudmap-endpoint-url", metavar="URL", help="another Cloud Map endpoint (e.g. a VPC endpoint, a test server)")
     group.add_argument("--cloudmap-interval", type=duration, default=D.cloudmap_interval, metavar="DURATION",
                        help="time between polls (default 5s; e.g. 1s, 30s)")
+    add_import_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -79,6 +80,7 @@ def config(args: argparse.Namespace) -> ServeConfig:
         raise ValueError("serve: give model PATH... (file mode) or --store URL, not both and not neither")
     return ServeConfig(
         paths=tuple(args.paths),
+        load_options=load_options(args),
         store=args.store,
         region=args.region,
         api_max_meshes=args.api_max_meshes,

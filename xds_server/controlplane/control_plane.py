@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import grpc
 from google.protobuf import any_pb2, json_format
@@ -79,8 +79,10 @@ class ControlPlane:
         keys_in_use: Callable[[], set[str]] | None = None,
         source=None,
         overlay: Callable[[MeshModel], MeshModel] | None = None,
+        load_options: Mapping[str, Any] | None = None,
     ):
         self.paths = list(paths)
+        self.load_options = dict(load_options or {})  # load_paths' parameters/variables (CloudFormation, Terraform)
         # what every loaded model passes through before it is compiled (``cloudmap.CloudMapPoller.overlay``:
         # live Cloud Map instances as CloudMapService resources)
         self.overlay = overlay
@@ -245,7 +247,7 @@ class ControlPlane:
         if self.source is not None:
             model = self.source.load()
         else:
-            model = load_paths(self.paths, parse_cache=self.parse_cache)
+            model = load_paths(self.paths, parse_cache=self.parse_cache, **self.load_options)
         return model if self.overlay is None else self.overlay(model)
 
     def forget_unused(self) -> int:

@@ -129,7 +129,7 @@ write_bootstrap
 
 # Envoy's command line: the bootstrap, then whatever the container was given.
 [ -z "${ENVOY_CONCURRENCY:-}" ] || set -- --concurrency "$ENVOY_CONCURRENCY" "$@"
-set -- envoy -c "$BOOTSTRAP" --log-level "$LOG_LEVEL" --disable-hot-restart --drain-time-s "$DRAIN_WAIT" "$@"
+set -- envoy -c "$BOOTSTRAP" --log-level "$LOG_LEVEL" --disable-hot-restart --drain-time-s "$DRAIN_WAIT" --drain-strategy immediate "$@"
 
 if [ "$(id -u)" = 0 ]; then
     if [ "${MESHPLANE_ENABLE_IPTABLES:-0}" = 1 ]; then

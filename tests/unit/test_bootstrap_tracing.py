@@ -157,3 +157,15 @@ def test_stats_tags_sinks_and_merge():
 def test_merge_documents():
     assert merge_documents({"a": {"b": 1, "l": [1]}, "c": 2}, {"a": {"l": [2], "d": 3}, "c": 4}) == \
         {"a": {"b": 1, "l": [1, 2], "d": 3}, "c": 4}
+
+
+def test_instances_with_and_without_a_tracer_share_a_compile_cache():
+    from mesh_model.compiler import CompileCache
+
+    model = _model()
+    cache = CompileCache(model)
+    for _ in range(2):
+        assert all("tracing" not in hcm for hcm in _hcms(compile_node(model, FRONT, Placement(), cache)))
+        assert all("tracing" in hcm for hcm in _hcms(compile_node(model, FRONT, _placement(TRACERS["zipkin"]), cache)))
+    with tracing.compiling(_placement(TRACERS["datadog"])):  # an explicit tracer wins over the frames' placement
+        assert {hcm["tracing"]["provider"]["name"] for hcm in _hcms(compile_node(model, FRONT, Placement(), cache))} == {"envoy.tracers.datadog"}

@@ -177,7 +177,8 @@ def gateway_listeners_routes_clusters(
                 route_pb2.RouteConfiguration,
             )
         )
-        filters = [http_connection_manager(names.INGRESS_STAT_PREFIX, route_config_name, logs, websocket=protocol == "http")]
+        filters = [http_connection_manager(names.INGRESS_STAT_PREFIX, route_config_name, logs, websocket=protocol == "http",
+                                           tracer=placement.tracing)]
         body: dict[str, Any] = {
             "name": names.ingress_listener(placement.ingress_address, port),
             "address": socket_address(placement.ingress_address, port),

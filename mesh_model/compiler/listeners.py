@@ -35,8 +35,9 @@ def access_logs(node: Resource) -> list[dict[str, Any]]:
     return [{"name": "envoy.access_loggers.file", "typedConfig": typed("envoy.extensions.access_loggers.file.v3.FileAccessLog", config)}]
 
 
-def http_connection_manager(stat_prefix: str, route_config: str, logs: list, *, websocket: bool) -> dict[str, Any]:
-    """App Mesh's HCM: path normalisation on, websocket upgrades on plain-http listeners."""
+def http_connection_manager(stat_prefix: str, route_config: str, logs: list, *, websocket: bool, tracer: str = "") -> dict[str, Any]:
+    """App Mesh's HCM: path normalisation on, websocket upgrades on plain-http listeners;
+    ``tracer``: the instance's tracer (``Placement.tracing``), "" for none."""
     body: dict[str, Any] = {
         "statPrefix": stat_prefix,
         "codecType": "AUTO",
@@ -50,7 +51,7 @@ def http_connection_manager(stat_prefix: str, route_config: str, logs: list, *, 
         body["upgradeConfigs"] = [{"upgradeType": "websocket"}]
     if logs:
         body["accessLog"] = logs
-    body.update(tracing.hcm_tracing())  # the instance's tracer (node.metadata.meshplane.tracing), if any
+    body.update(tracing.hcm_tracing(tracer))
     return {"name": "envoy.filters.network.http_connection_manager", "typedConfig": typed(HCM, body)}
 
 
@@ -64,7 +65,7 @@ def _tcp_proxy(stat_prefix: str, cluster: str, idle) -> dict[str, Any]:
     }
 
 
-def _ingress_filters(mesh: Mesh, node: Resource, listener) -> list[dict[str, Any]]:
+def _ingress_filters(mesh: Mesh, node: Resource, listener, tracer: str) -> list[dict[str, Any]]:
     port, protocol = listener.portMapping.port, listener.portMapping.protocol
     if protocol == "tcp":
         idle = listener.timeout.tcp.idle if listener.timeout is not None and listener.timeout.tcp is not None else None
@@ -75,6 +76,7 @@ def _ingress_filters(mesh: Mesh, node: Resource, listener) -> list[dict[str, Any
             names.ingress_route_config(protocol, port),
             access_logs(node),
             websocket=protocol == "http",
+            tracer=tracer,
         )
     ]
 
@@ -121,7 +123,7 @@ def ingress_listeners(mesh: Mesh, node: Resource, placement: Placement) -> list[
                 "name": names.ingress_listener(placement.ingress_address, port),
                 "address": socket_address(placement.ingress_address, port),
                 "trafficDirection": "INBOUND",
-                "filterChains": listener_filter_chains(listener, _ingress_filters(mesh, node, listener)),
+                "filterChains": listener_filter_chains(listener, _ingress_filters(mesh, node, listener, placement.tracing)),
             }
             if needs_tls_inspector([listener]):
                 body["listenerFilters"] = [TLS_INSPECTOR]
@@ -132,7 +134,7 @@ def ingress_listeners(mesh: Mesh, node: Resource, placement: Placement) -> list[
         chains = [
             chain
             for listener in sorted(node_listeners, key=lambda l: l.portMapping.port)
-            for chain in listener_filter_chains(listener, _ingress_filters(mesh, node, listener), {"destinationPort": listener.portMapping.port})
+            for chain in listener_filter_chains(listener, _ingress_filters(mesh, node, listener, placement.tracing), {"destinationPort": listener.portMapping.port})
         ]
         listener_filters = [ORIGINAL_DST] + ([tls_inspector_for_ports(node_listeners)] if needs_tls_inspector(node_listeners) else [])
         result = [
@@ -176,7 +178,7 @@ def egress_listeners(
         "name": names.egress_listener(placement.egress_address, placement.egress_port),
         **bind(placement.egress_address, placement.egress_port, families if transparent else ("v4",)),
         "trafficDirection": "OUTBOUND",
-        "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(placement.egress_port), logs, websocket=True)]}],
+        "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(placement.egress_port), logs, websocket=True, tracer=placement.tracing)]}],
     }
     if transparent:
         main["listenerFilters"] = [ORIGINAL_DST]
@@ -205,7 +207,7 @@ def egress_listeners(
                     "name": names.egress_listener(placement.egress_address, port),
                     "address": socket_address(placement.egress_address, port),
                     "trafficDirection": "OUTBOUND",
-                    "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(port), logs, websocket=True)]}],
+                    "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(port), logs, websocket=True, tracer=placement.tracing)]}],
                 }
             )
     return [to_proto(body, listener_pb2.Listener) for body in result]

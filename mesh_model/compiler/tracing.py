@@ -23,11 +23,8 @@ Metadata form (camelCase, as the rest of ``node.metadata.meshplane``)::
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
-import sys
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from envoy.config.trace.v3 import datadog_pb2, xray_pb2, zipkin_pb2  # noqa: F401  (their Any types, for to_proto)
 
@@ -130,42 +127,10 @@ def _import_trace_protos() -> None:
             importlib.import_module(f"{package.__name__}.{module.name}")
 
 
-# The tracer of the instance being compiled. ``compiling(placement)`` sets it; without it the
-# HCM's builder finds the ``placement`` its callers (ingress, egress and gateway listeners)
-# were given, a few frames up: every path from ``compile_node`` to an HCM hands it down.
-_CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("meshplane_tracing", default=None)
-
-
-@contextlib.contextmanager
-def compiling(placement) -> Iterator[None]:
-    token = _CURRENT.set(placement.tracing)
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
-
-
-def _current_tracing(depth: int = 8) -> str:
-    current = _CURRENT.get()
-    if current is not None:
-        return current
-    from mesh_model.compiler.placement import Placement
-
-    frame = sys._getframe(2)
-    for _ in range(depth):
-        if frame is None:
-            break
-        placement = frame.f_locals.get("placement")
-        if isinstance(placement, Placement):
-            return placement.tracing
-        frame = frame.f_back
-    return ""
-
-
-def hcm_tracing() -> dict[str, Any]:
-    """The fields to add to an HCM (camelCase JSON): ``{"tracing": {...}}``, or ``{}`` (no tracer:
-    the HCM stays byte-identical)."""
-    text = _current_tracing()
-    if not text:
+def hcm_tracing(tracer: str) -> dict[str, Any]:
+    """The fields to add to an HCM (camelCase JSON) for ``tracer`` (``Placement.tracing``, the
+    canonical text): ``{"tracing": {...}}``, or ``{}`` without a tracer (the HCM stays
+    byte-identical)."""
+    if not tracer:
         return {}
-    return {"tracing": {"provider": provider(json.loads(text))}}
+    return {"tracing": {"provider": provider(json.loads(tracer))}}

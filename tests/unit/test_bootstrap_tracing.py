@@ -167,5 +167,5 @@ def test_instances_with_and_without_a_tracer_share_a_compile_cache():
     for _ in range(2):
         assert all("tracing" not in hcm for hcm in _hcms(compile_node(model, FRONT, Placement(), cache)))
         assert all("tracing" in hcm for hcm in _hcms(compile_node(model, FRONT, _placement(TRACERS["zipkin"]), cache)))
-    with tracing.compiling(_placement(TRACERS["datadog"])):  # an explicit tracer wins over the frames' placement
-        assert {hcm["tracing"]["provider"]["name"] for hcm in _hcms(compile_node(model, FRONT, Placement(), cache))} == {"envoy.tracers.datadog"}
+    assert {hcm["tracing"]["provider"]["name"] for hcm in _hcms(compile_node(model, FRONT, _placement(TRACERS["datadog"]), cache))} \
+        == {"envoy.tracers.datadog"}

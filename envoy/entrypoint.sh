@@ -6,7 +6,8 @@
 #                             or .../virtualGateway/<name>); becomes Envoy's node.id and node.cluster.
 #                             Without it: APPMESH_VIRTUAL_NODE_NAME (the EKS injector's
 #                             mesh/<mesh>/virtualNode/<name>), then APPMESH_RESOURCE_NAME
-#   MESHPLANE_XDS             required: HOST:PORT of `meshplane serve --xds`
+#   MESHPLANE_XDS             required: HOST:PORT of `meshplane serve --xds`; replicas comma-separated
+#                             (cp-1:18000,cp-2:18000): the xDS cluster lists every one
 #   MESHPLANE_XDS_CA          optional: talk TLS to meshplane, trusting this CA (PEM file)
 #   MESHPLANE_XDS_CERT / MESHPLANE_XDS_KEY   optional client certificate (mTLS)
 #   MESHPLANE_XDS_SERVER_NAME optional: name on meshplane's certificate (default: the MESHPLANE_XDS host)
@@ -77,8 +78,10 @@ HERE=$(dirname "$0")
 # The bootstrap: identity, placement (transparent: 15000/15001, App Mesh's layout), the xDS
 # cluster. (A function, so that `set --` leaves the entrypoint's arguments, Envoy's, alone.)
 write_bootstrap() {
-    set -- bootstrap --node "$NODE_ID" --xds "$MESHPLANE_XDS" \
-        --admin-address "$ADMIN_HOST:$ADMIN_PORT" -o "$BOOTSTRAP"
+    set -- bootstrap --node "$NODE_ID" --admin-address "$ADMIN_HOST:$ADMIN_PORT" -o "$BOOTSTRAP"
+    for replica in $(printf '%s' "$MESHPLANE_XDS" | tr ',' ' '); do
+        set -- "$@" --xds "$replica"
+    done
     [ "${MESHPLANE_XDS_DELTA:-0}" != 1 ] || set -- "$@" --delta
     [ -z "${MESHPLANE_XDS_CA:-}" ] || set -- "$@" --xds-ca "$MESHPLANE_XDS_CA"
     [ -z "${MESHPLANE_XDS_CERT:-}" ] || set -- "$@" --xds-cert "$MESHPLANE_XDS_CERT"

@@ -95,6 +95,15 @@ def test_no_node_id_names_the_variables(tmp_path):
     assert "APPMESH_RESOURCE_ARN (or APPMESH_VIRTUAL_NODE_NAME / APPMESH_RESOURCE_NAME) is required" in proc.stderr
 
 
+def test_replicas_in_meshplane_xds(tmp_path):
+    """MESHPLANE_XDS may name several control-plane replicas: the xDS cluster lists every one."""
+    _, data = checked(tmp_path, APPMESH_VIRTUAL_NODE_NAME="mesh/shop/virtualNode/front",
+                      MESHPLANE_XDS="127.0.0.1:18000,127.0.0.2:18000")
+    xds = next(c for c in data["static_resources"]["clusters"] if c["name"] == "meshplane_xds")
+    endpoints = [e["endpoint"]["address"]["socket_address"] for g in xds["load_assignment"]["endpoints"] for e in g["lb_endpoints"]]
+    assert [(e["address"], e["port_value"]) for e in endpoints] == [("127.0.0.1", 18000), ("127.0.0.2", 18000)]
+
+
 # -- admin --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value, address, compat", [("1", "::", True), ("true", "::", True), ("0", "0.0.0.0", None), (None, "0.0.0.0", None)])

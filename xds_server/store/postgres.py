@@ -24,7 +24,6 @@ background thread reconnects (backoff up to 1 s), catches up and sets ``availabl
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -35,6 +34,7 @@ from xds_server.store.base import (
     Changes, Delete, DuplicateToken, IdempotencyRecord, Op, Put, ResourceKey, RevisionConflict, RevisionGone, Snapshot,
     Store, StoredResource, StoreError, StoreUnavailable, Subscribers, VersionConflict, sorted_tags,
 )
+from xds_server.store.rows import dump, key_columns, record_from_row, resource_from_row
 
 log = logging.getLogger("meshplane.store")
 
@@ -226,16 +226,16 @@ class PostgresStore(Store):
         except StoreUnavailable:
             with self._cache_lock:
                 return Snapshot(self._cache_revision, tuple(self._cache[k] for k in sorted(self._cache)))
-        return Snapshot(revision, tuple(_row(r) for r in rows))
+        return Snapshot(revision, tuple(resource_from_row(r) for r in rows))
 
     def get(self, key: ResourceKey) -> StoredResource | None:
         try:
             row = self._run(lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM meshplane_resources WHERE {_KEY_WHERE}", _k(key)).fetchone(), retry=True)
+                f"SELECT {_COLUMNS} FROM meshplane_resources WHERE {_KEY_WHERE}", key_columns(key)).fetchone(), retry=True)
         except StoreUnavailable:
             with self._cache_lock:
                 return self._cache.get(key)
-        return _row(row) if row else None
+        return resource_from_row(row) if row else None
 
     def changes_since(self, revision: int) -> Changes:
         try:
@@ -256,7 +256,7 @@ class PostgresStore(Store):
         row = self._run(lambda conn: conn.execute(
             "SELECT scope, token, digest, response, created_at FROM meshplane_idempotency "
             "WHERE scope = %s AND token = %s", (scope, token)).fetchone(), retry=True)
-        return _record(row) if row else None
+        return record_from_row(row) if row else None
 
     # ------------------------------------------------------------------ writes
     def commit(
@@ -284,7 +284,7 @@ class PostgresStore(Store):
         """Replace the in-memory copy by a full read."""
         revision, rows = self._run(_read_all, retry=True)
         with self._cache_lock:
-            self._cache = {r.key: r for r in map(_row, rows)}
+            self._cache = {r.key: r for r in map(resource_from_row, rows)}
             self._tombstones = {}
             self._cache_revision = self._cache_base = revision
 
@@ -405,7 +405,7 @@ def _changes_since(conn, revision: int) -> Changes:
             "FROM meshplane_changes c LEFT JOIN meshplane_resources r ON r.kind = c.kind AND r.mesh = c.mesh "
             "AND r.parent = c.parent AND r.name = c.name WHERE c.revision > %s "
             "ORDER BY c.kind, c.mesh, c.parent, c.name", (revision,)).fetchall()
-    return Changes(current, tuple((ResourceKey(*r[:4]), _row(r) if r[4] is not None else None) for r in rows))
+    return Changes(current, tuple((ResourceKey(*r[:4]), resource_from_row(r) if r[4] is not None else None) for r in rows))
 
 
 def _commit(conn, ops: Sequence[Op], expected_revision: int | None, idempotency: IdempotencyRecord | None) -> int:
@@ -419,11 +419,11 @@ def _commit(conn, ops: Sequence[Op], expected_revision: int | None, idempotency:
                 "SELECT scope, token, digest, response, created_at FROM meshplane_idempotency "
                 "WHERE scope = %s AND token = %s", (idempotency.scope, idempotency.token)).fetchone()
             if row:
-                raise DuplicateToken(_record(row))
+                raise DuplicateToken(record_from_row(row))
         new = revision + 1
         for op in ops:
             key = op.key
-            current = conn.execute(f"SELECT version FROM meshplane_resources WHERE {_KEY_WHERE}", _k(key)).fetchone()
+            current = conn.execute(f"SELECT version FROM meshplane_resources WHERE {_KEY_WHERE}", key_columns(key)).fetchone()
             actual = int(current[0]) if current else None
             expected = op.expected_version
             if expected is not None and (actual if actual is not None else 0) != expected:
@@ -435,23 +435,23 @@ def _commit(conn, ops: Sequence[Op], expected_revision: int | None, idempotency:
                     "ON CONFLICT (kind, mesh, parent, name) DO UPDATE SET spec = EXCLUDED.spec, "
                     "version = EXCLUDED.version, metadata = EXCLUDED.metadata, tags = EXCLUDED.tags, "
                     "revision = EXCLUDED.revision",
-                    (*_k(key), _dump(res.spec), int(res.version), _dump(res.metadata),
-                     _dump([list(t) for t in sorted_tags(res.tags)]), new),
+                    (*key_columns(key), dump(res.spec), int(res.version), dump(res.metadata),
+                     dump([list(t) for t in sorted_tags(res.tags)]), new),
                 )
             else:
                 if actual is None:
                     continue
-                conn.execute(f"DELETE FROM meshplane_resources WHERE {_KEY_WHERE}", _k(key))
+                conn.execute(f"DELETE FROM meshplane_resources WHERE {_KEY_WHERE}", key_columns(key))
             conn.execute(
                 "INSERT INTO meshplane_changes (kind, mesh, parent, name, revision) VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT (kind, mesh, parent, name) DO UPDATE SET revision = EXCLUDED.revision",
-                (*_k(key), new),
+                (*key_columns(key), new),
             )
         if idempotency is not None:
             conn.execute(
                 "INSERT INTO meshplane_idempotency (scope, token, digest, response, created_at) "
                 "VALUES (%s, %s, %s, %s, %s)",
-                (idempotency.scope, idempotency.token, idempotency.digest, _dump(idempotency.response),
+                (idempotency.scope, idempotency.token, idempotency.digest, dump(idempotency.response),
                  idempotency.created_at or time.time()),
             )
         conn.execute("UPDATE meshplane_meta SET v = %s WHERE k = 'revision'", (new,))
@@ -465,26 +465,6 @@ def _quiet_close(conn) -> None:
     except Exception:  # noqa: BLE001
         pass
 
-
-def _k(key: ResourceKey) -> tuple[str, str, str, str]:
-    return (key.kind, key.mesh, key.parent, key.name)
-
-
-def _dump(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _row(row) -> StoredResource:
-    kind, mesh, parent, name, spec, version, metadata, tags, revision = row
-    return StoredResource(
-        ResourceKey(kind, mesh, parent, name), json.loads(spec), int(version), json.loads(metadata),
-        tuple((k, v) for k, v in json.loads(tags)), int(revision),
-    )
-
-
-def _record(row) -> IdempotencyRecord:
-    scope, token, digest, response, created_at = row
-    return IdempotencyRecord(scope, token, digest, json.loads(response), float(created_at))
 
 
 __all__ = ["CHANNEL", "PostgresStore", "redact"]

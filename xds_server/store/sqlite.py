@@ -12,7 +12,6 @@ committing thread). A second process on the same file is noticed by a poll of
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -24,6 +23,7 @@ from xds_server.store.base import (
     Changes, Delete, DuplicateToken, IdempotencyRecord, Op, Put, ResourceKey, RevisionConflict, Snapshot, Store,
     StoredResource, StoreUnavailable, Subscribers, VersionConflict, sorted_tags,
 )
+from xds_server.store.rows import dump, key_columns, record_from_row, resource_from_row
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -104,15 +104,15 @@ class SqliteStore(Store):
                 ).fetchall()
             finally:
                 self._db.execute("COMMIT")
-        return Snapshot(revision, tuple(_row(r) for r in rows))
+        return Snapshot(revision, tuple(resource_from_row(r) for r in rows))
 
     def get(self, key: ResourceKey) -> StoredResource | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT kind, mesh, parent, name, spec, version, metadata, tags, revision FROM resources "
-                "WHERE kind = ? AND mesh = ? AND parent = ? AND name = ?", _k(key)
+                "WHERE kind = ? AND mesh = ? AND parent = ? AND name = ?", key_columns(key)
             ).fetchone()
-        return _row(row) if row else None
+        return resource_from_row(row) if row else None
 
     def changes_since(self, revision: int) -> Changes:
         with self._lock:
@@ -128,7 +128,7 @@ class SqliteStore(Store):
             finally:
                 self._db.execute("COMMIT")
         changed = tuple(
-            (ResourceKey(*r[:4]), _row(r) if r[4] is not None else None) for r in rows
+            (ResourceKey(*r[:4]), resource_from_row(r) if r[4] is not None else None) for r in rows
         )
         return Changes(current, changed)
 
@@ -138,7 +138,7 @@ class SqliteStore(Store):
                 "SELECT scope, token, digest, response, created_at FROM idempotency WHERE scope = ? AND token = ?",
                 (scope, token),
             ).fetchone()
-        return _record(row) if row else None
+        return record_from_row(row) if row else None
 
     # -- writes
     def commit(
@@ -164,12 +164,12 @@ class SqliteStore(Store):
                         (idempotency.scope, idempotency.token),
                     ).fetchone()
                     if row:
-                        raise DuplicateToken(_record(row))
+                        raise DuplicateToken(record_from_row(row))
                 new = revision + 1
                 for op in ops:
                     key = op.key
                     current = db.execute(
-                        "SELECT version FROM resources WHERE kind = ? AND mesh = ? AND parent = ? AND name = ?", _k(key)
+                        "SELECT version FROM resources WHERE kind = ? AND mesh = ? AND parent = ? AND name = ?", key_columns(key)
                     ).fetchone()
                     actual = current[0] if current else None
                     expected = op.expected_version
@@ -180,24 +180,24 @@ class SqliteStore(Store):
                         db.execute(
                             "INSERT OR REPLACE INTO resources (kind, mesh, parent, name, spec, version, metadata, tags, revision) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (*_k(key), _dump(res.spec), int(res.version), _dump(res.metadata),
-                             _dump([list(t) for t in sorted_tags(res.tags)]), new),
+                            (*key_columns(key), dump(res.spec), int(res.version), dump(res.metadata),
+                             dump([list(t) for t in sorted_tags(res.tags)]), new),
                         )
                     elif isinstance(op, Delete):
                         if actual is None:
                             continue
-                        db.execute("DELETE FROM resources WHERE kind = ? AND mesh = ? AND parent = ? AND name = ?", _k(key))
+                        db.execute("DELETE FROM resources WHERE kind = ? AND mesh = ? AND parent = ? AND name = ?", key_columns(key))
                     else:
                         raise TypeError(f"not a store op: {op!r}")
                     db.execute(
                         "INSERT OR REPLACE INTO changes (kind, mesh, parent, name, revision) VALUES (?, ?, ?, ?, ?)",
-                        (*_k(key), new),
+                        (*key_columns(key), new),
                     )
                 if idempotency is not None:
                     db.execute("DELETE FROM idempotency WHERE created_at < ?", (time.time() - IDEMPOTENCY_TTL,))
                     db.execute(
                         "INSERT INTO idempotency (scope, token, digest, response, created_at) VALUES (?, ?, ?, ?, ?)",
-                        (idempotency.scope, idempotency.token, idempotency.digest, _dump(idempotency.response),
+                        (idempotency.scope, idempotency.token, idempotency.digest, dump(idempotency.response),
                          idempotency.created_at or time.time()),
                     )
                 db.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (new,))
@@ -246,26 +246,6 @@ class SqliteStore(Store):
         if self._poller is not None and self._poller is not threading.current_thread():
             self._poller.join(timeout=2)
 
-
-def _k(key: ResourceKey) -> tuple[str, str, str, str]:
-    return (key.kind, key.mesh, key.parent, key.name)
-
-
-def _dump(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _row(row) -> StoredResource:
-    kind, mesh, parent, name, spec, version, metadata, tags, revision = row
-    return StoredResource(
-        ResourceKey(kind, mesh, parent, name), json.loads(spec), int(version), json.loads(metadata),
-        tuple((k, v) for k, v in json.loads(tags)), int(revision),
-    )
-
-
-def _record(row) -> IdempotencyRecord:
-    scope, token, digest, response, created_at = row
-    return IdempotencyRecord(scope, token, digest, json.loads(response), float(created_at))
 
 
 __all__ = ["SqliteStore", "path_from_url"]

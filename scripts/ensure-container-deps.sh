@@ -18,18 +18,7 @@
 # and exits 0, so the tests fail with the same clear message (they never skip).
 set -eu
 
-missing_packages=""
-need() { # need TOOL PACKAGE
-    if ! command -v "$1" >/dev/null 2>&1; then
-        case " $missing_packages " in
-            *" $2 "*) ;;
-            *) missing_packages="$missing_packages $2" ;;
-        esac
-    fi
-}
-
-PATH="$PATH:/usr/sbin:/sbin"
-export PATH
+. "$(dirname "$0")/apt-need.sh"
 
 need podman podman
 need runc runc
@@ -59,25 +48,5 @@ install_tools() {
     echo "$tool_pins" >"$tools/pins"
 }
 
-if [ -z "$missing_packages" ]; then
-    install_tools
-    exit 0
-fi
-
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-container-deps: missing:$missing_packages (install them as root; the container tests fail without them)" >&2
-    exit 0
-fi
-
-echo "ensure-container-deps: installing$missing_packages" >&2
-export DEBIAN_FRONTEND=noninteractive
-log=$(mktemp)
-# shellcheck disable=SC2086 # word splitting of the package list is intended
-if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing_packages; } >"$log" 2>&1; then
-    cat "$log" >&2
-    rm -f "$log"
-    echo "ensure-container-deps: installing$missing_packages failed" >&2
-    exit 1
-fi
-rm -f "$log"
+apt_install ensure-container-deps "the container tests fail without them"
 install_tools

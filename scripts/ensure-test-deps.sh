@@ -11,19 +11,7 @@
 # and exits 0, so the test itself fails with the same clear message (it never skips).
 set -eu
 
-missing_packages=""
-need() { # need TOOL PACKAGE
-    if ! command -v "$1" >/dev/null 2>&1; then
-        case " $missing_packages " in
-            *" $2 "*) ;;
-            *) missing_packages="$missing_packages $2" ;;
-        esac
-    fi
-}
-
-# root's tools live in sbin; make sure a non-login PATH still finds them
-PATH="$PATH:/usr/sbin:/sbin"
-export PATH
+. "$(dirname "$0")/apt-need.sh"
 
 need iptables iptables
 need ip6tables iptables
@@ -43,21 +31,4 @@ if [ -z "${MESHPLANE_TEST_POSTGRES:-}" ] && ! have_postgres_server; then
     missing_packages="$missing_packages postgresql"
 fi
 
-[ -z "$missing_packages" ] && exit 0
-
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-test-deps: missing:$missing_packages (install them as root; the transparent data-path test and the PostgreSQL store tests fail without them; or set MESHPLANE_TEST_POSTGRES to a PostgreSQL server)" >&2
-    exit 0
-fi
-
-echo "ensure-test-deps: installing$missing_packages" >&2
-export DEBIAN_FRONTEND=noninteractive
-log=$(mktemp)
-# shellcheck disable=SC2086 # word splitting of the package list is intended
-if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing_packages; } >"$log" 2>&1; then
-    cat "$log" >&2
-    rm -f "$log"
-    echo "ensure-test-deps: installing$missing_packages failed" >&2
-    exit 1
-fi
-rm -f "$log"
+apt_install ensure-test-deps "the transparent data-path test and the PostgreSQL store tests fail without them; or set MESHPLANE_TEST_POSTGRES to a PostgreSQL server"

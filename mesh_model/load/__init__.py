@@ -3,12 +3,8 @@
 Import ``load_paths``, ``load_texts``, ``load_documents``, ``ParseCache`` and ``DocumentCache`` from here
 (``Limits`` from ``input_limits``); the other modules are the pipeline's inner steps.
 """
-from mesh_model.load.files import SUFFIXES as _DOCUMENT_SUFFIXES
-from mesh_model.load.formats import TERRAFORM_SUFFIX as _TERRAFORM_SUFFIX
+from mesh_model.load.files import SUFFIXES as MODEL_FILE_SUFFIXES  # what a folder load reads (and a watcher watches)
 from mesh_model.load.parse_cache import DocumentCache, ParseCache
 from mesh_model.load.pipeline import load_documents, load_paths, load_texts
-
-# Every file name ending a folder load reads (a watcher of model folders watches these).
-MODEL_FILE_SUFFIXES = _DOCUMENT_SUFFIXES + (_TERRAFORM_SUFFIX,)
 
 __all__ = ["DocumentCache", "MODEL_FILE_SUFFIXES", "ParseCache", "load_documents", "load_paths", "load_texts"]

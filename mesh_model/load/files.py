@@ -15,7 +15,8 @@ from mesh_model.errors import Issue
 from mesh_model.load.input_limits import Budget, Limits, size_text
 from mesh_model.spec.pydantic_errors import describe
 
-SUFFIXES = (".yaml", ".yml", ".json")
+# what a folder load reads: YAML/JSON documents, and Terraform files (one module per load)
+SUFFIXES = (".yaml", ".yml", ".json", ".tf")
 
 
 def read_files(paths: Sequence[str | os.PathLike], issues: list[Issue], budget: Budget) -> Iterator[tuple[str, str]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -69,23 +68,6 @@ def format_of(data: Any) -> str | None:
     if tf_adapter.is_show_output(data):
         return "terraform-show"
     return adapters.format_of(data)
-
-
-def with_terraform_files(paths: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
-    """``paths`` plus the ``*.tf`` files inside its folders (recursively, sorted; names starting
-    with ``.`` skipped, so ``.terraform/`` too): a folder of a Terraform module loads as one."""
-    extra: list[str] = []
-    for path in paths:
-        try:
-            folder = os.fspath(path)
-            if not os.path.isdir(folder):
-                continue
-        except (TypeError, ValueError, OSError):
-            continue
-        for root, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            extra += [os.path.join(root, f) for f in sorted(files) if f.endswith(TERRAFORM_SUFFIX) and not f.startswith(".")]
-    return list(paths) + extra
 
 
 def imports_context(files: list[tuple[str, str, bytes]], issues: list[Issue], budget: Budget,

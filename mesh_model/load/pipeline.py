@@ -35,7 +35,7 @@ from mesh_model.load.build import checked_model, clean
 from mesh_model.load.documents import resource_from_document
 from mesh_model.load.files import read_files, text_from_input
 from mesh_model.load.formats import (TERRAFORM_SUFFIX, ImportOptions, Imports, Parsed, format_of, imports_context,
-                                     k8s_context, resources_from_converted, terraform_file, with_terraform_files)
+                                     k8s_context, resources_from_converted, terraform_file)
 from mesh_model.load.input_limits import DEFAULT_LIMITS, Budget, Limits
 from mesh_model.load.parse_cache import (DocumentCache, DocumentResult, FileResult, ParseCache, document_digest,
                                          text_digest)
@@ -47,7 +47,7 @@ def load_paths(
     paths: Sequence[str | os.PathLike], *, limits: Limits = DEFAULT_LIMITS, parse_cache: ParseCache | None = None,
     parameters: Mapping[str, str] | None = None, variables: Mapping[str, Any] | None = None,
 ) -> MeshModel:
-    """Load files and folders (recursively: ``*.yaml``, ``*.yml``, ``*.json``, sorted by path).
+    """Load files and folders (recursively: ``*.yaml``, ``*.yml``, ``*.json``, ``*.tf``, sorted by path).
 
     Raises ``ModelError`` listing every problem found in any file (and only ever
     ``ModelError``, whatever the files contain). ``limits`` bounds sizes and counts.
@@ -62,7 +62,7 @@ def load_paths(
     budget = Budget(limits)
     options = ImportOptions(dict(parameters or {}), dict(variables or {}))
     try:
-        texts = list(read_files(with_terraform_files(paths), issues, budget))
+        texts = list(read_files(paths, issues, budget))
         return _load(texts, issues, budget, parse_cache, options)
     except RecursionError:  # last line of defence; the limits should make this unreachable
         raise _too_deep(issues) from None

@@ -44,7 +44,7 @@ from tests.harness.netns import (
     ENVOY_UID, IPTABLES_SH, Netns, create_netns, delete_netns, iptables_env, probe, require_tools, start_app,
     start_serve, start_sidecar, veth,
 )
-from tests.harness.processes import ProcessGroup, wait_until
+from tests.harness.processes import ProcessGroup, pgid_members, wait_until
 from tests.harness.traffic import http_get, split_violations
 from tests.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
 
@@ -261,12 +261,21 @@ def test_outbound_by_service_name_is_redirected_to_envoy_egress_with_model_weigh
     })
 
 
+def _exe_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/exe").resolve().name
+    except OSError:
+        return ""
+
+
 def test_envoy_uid_is_not_redirected(net):
     """Envoy runs as uid 1337 and its upstream connections go straight out (the stats above: one
     egress request per app call, each answered by a catalog app). The same raw request to a
     catalog address shows the rule itself: as uid 0 it lands in Envoy, as uid 1337 it does not."""
-    status = Path(f"/proc/{net.envoy.pid}/status").read_text()
-    assert Path(f"/proc/{net.envoy.pid}/exe").resolve().name == "envoy"
+    # the entrypoint stays Envoy's parent (it drains Envoy on SIGTERM): find Envoy in its group
+    envoys = [pid for pid in pgid_members(os.getpgid(net.envoy.pid)) if _exe_name(pid) == "envoy"]
+    assert len(envoys) == 1, [(pid, _exe_name(pid)) for pid in pgid_members(os.getpgid(net.envoy.pid))]
+    status = Path(f"/proc/{envoys[0]}/status").read_text()
     uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
     assert uids == [str(ENVOY_UID)] * 4, status  # real, effective, saved, filesystem
     before = envoy_stats(net, EGRESS_RQ)

@@ -68,6 +68,15 @@ def test_bootstrap_written_from_the_stock_variables(stock_sidecar):
     assert "127.0.0.1" in json.dumps(bootstrap["static_resources"]) and "18000" in json.dumps(bootstrap["static_resources"])
 
 
+def envoy_process(container: str) -> str:
+    """/proc status and command line of the one process named envoy in the container."""
+    found = in_container(container, "for d in /proc/[0-9]*; do if [ \"$(cat $d/comm 2>/dev/null)\" = envoy ]; then "
+                                    "cat $d/status; echo; tr '\\0' ' ' <$d/cmdline; echo; echo ---; fi; done")
+    processes = [p for p in found.split("---") if p.strip()]
+    assert len(processes) == 1, found
+    return processes[0]
+
+
 def test_envoy_runs_with_the_stock_admin_port_log_level_and_concurrency(stock_sidecar):
     info = server_info(stock_sidecar, 9911)
     options = info["command_line_options"]
@@ -75,8 +84,9 @@ def test_envoy_runs_with_the_stock_admin_port_log_level_and_concurrency(stock_si
     assert options["concurrency"] == 1
     assert info["node"]["id"] == NODE_ID
     assert info["node"]["cluster"] == "catalog-cluster"
-    # Envoy is PID 1 (exec'd by the entrypoint) and runs as uid 1337, the uid the rules exempt
-    status = in_container(stock_sidecar, "cat /proc/1/status; echo; tr '\\0' ' ' </proc/1/cmdline")
+    # Envoy runs as uid 1337, the uid the rules exempt, as the entrypoint's child (the
+    # entrypoint stays PID 1 to drain Envoy on SIGTERM)
+    status = envoy_process(stock_sidecar)
     assert "\nUid:\t1337\t" in status
     assert status.strip().splitlines()[-1].startswith("envoy -c /tmp/envoy.yaml --log-level debug")
     logging = in_container(stock_sidecar, "curl -s -X POST http://127.0.0.1:9911/logging")
@@ -88,7 +98,7 @@ def test_without_the_resource_arn_the_entrypoint_says_what_is_missing(container_
     out = podman("run", "--rm", "--no-healthcheck", "--network", "none", *container_run.label_args(),
                  "-e", "MESHPLANE_XDS=127.0.0.1:18000", meshplane_image, check=False)
     assert out.returncode != 0
-    assert "APPMESH_RESOURCE_ARN is required" in out.stderr
+    assert "APPMESH_RESOURCE_ARN (or APPMESH_VIRTUAL_NODE_NAME / APPMESH_RESOURCE_NAME) is required" in out.stderr
 
 
 def test_as_root_it_applies_the_rules_itself_and_drops_to_uid_1337(container_run, meshplane_image):
@@ -97,7 +107,7 @@ def test_as_root_it_applies_the_rules_itself_and_drops_to_uid_1337(container_run
     container = start(container_run, meshplane_image, "sidecar-root", env, "--user", "0:0", "--cap-add", "NET_ADMIN")
     try:
         server_info(container, 9901)
-        assert "\nUid:\t1337\t" in in_container(container, "cat /proc/1/status")
+        assert "\nUid:\t1337\t" in envoy_process(container)
         rules = in_container(container, "/opt/meshplane/iptables.sh status", user="0:0")
         assert "-A APPMESH_INGRESS -p tcp -m multiport --dports 8080 -j REDIRECT --to-ports 15000" in rules
         assert "-A APPMESH_EGRESS -p tcp -j REDIRECT --to-ports 15001" in rules

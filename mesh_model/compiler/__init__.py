@@ -174,11 +174,20 @@ def _compile_gateway(model, mesh: Mesh, node: NodeRef, placement: Placement, cac
     return out.by_type()
 
 
+def _has_tcp_listeners(mesh) -> bool:
+    """Whether a TCP backend can exist in ``mesh``: a router or node listener speaks tcp."""
+    resources = list(mesh.virtual_routers.values()) + list(mesh.virtual_nodes.values())
+    return any(listener.portMapping.protocol == "tcp"
+               for resource in resources for listener in (resource.spec.listeners or ()))
+
+
 def model_warnings(model: MeshModel) -> list[str]:
     """Valid but probably unintended: what the compiler has to leave out (e.g. two TCP
     backends of one node on the same port). Shown by ``validate`` and logged by ``serve``."""
     warnings = []
     for mesh in model.meshes.values():
+        if not _has_tcp_listeners(mesh):
+            continue  # no TCP backend anywhere in this mesh: nothing to leave out (and no planning)
         for name in mesh.virtual_nodes:
             plan = plan_node(mesh, name)
             http_ports = sorted({sp.port for sp in plan.backends if sp.protocol != "tcp"})

@@ -6,7 +6,7 @@ summary in App Mesh words (``route catalog-router/main: catalog-v2 10% -> 50%``)
 """
 from mesh_model.diff.fields import field_diff
 from mesh_model.diff.nodes import (
-    NodeDiff, ResourceChange, diff_models, diff_node, diff_packed, diff_resources, node_ids, render_text,
+    NodeDiff, ResourceChange, diff_models, diff_node, diff_packed, diff_resources, node_ids, render_text, summary_names,
 )
 
-__all__ = ["NodeDiff", "ResourceChange", "diff_models", "diff_node", "diff_packed", "diff_resources", "field_diff", "node_ids", "render_text"]
+__all__ = ["NodeDiff", "ResourceChange", "diff_models", "diff_node", "diff_packed", "diff_resources", "field_diff", "node_ids", "render_text", "summary_names"]

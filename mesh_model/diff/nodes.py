@@ -92,9 +92,10 @@ def _routes(config: Any) -> dict[tuple[str, str], tuple[Any, Any]]:
 
 
 class _Summarizer:
-    def __init__(self, old_model, new_model, mesh: Optional[str]):
-        self.old_names = AppMeshNames(old_model, mesh)
-        self.new_names = AppMeshNames(new_model, mesh)
+    def __init__(self, old_model, new_model, mesh: Optional[str], names: Optional[tuple] = None):
+        old_names, new_names = names or (AppMeshNames(old_model), AppMeshNames(new_model))
+        self.old_names = old_names.for_mesh(mesh)
+        self.new_names = new_names.for_mesh(mesh)
 
     def node_label(self, cluster: str) -> str:
         for names in (self.new_names, self.old_names):
@@ -223,10 +224,17 @@ def _dur(d) -> str:
     return fmt_duration(d)
 
 
+def summary_names(old_model, new_model) -> tuple:
+    """The App Mesh names of two models, for ``diff_node``/``diff_packed``'s ``names``: built once
+    when many nodes of the same two models are diffed (a reload's summary)."""
+    return AppMeshNames(old_model), AppMeshNames(new_model)
+
+
 def diff_node(node_id: str, old: Mapping, new: Mapping, *, old_model=None, new_model=None, mesh: Optional[str] = None,
-              node_change: Optional[str] = None) -> NodeDiff:
+              node_change: Optional[str] = None, names: Optional[tuple] = None) -> NodeDiff:
+    """``names``: ``summary_names(old_model, new_model)``, when many nodes are diffed."""
     changes = diff_resources(old, new)
-    summary = _Summarizer(old_model, new_model, mesh).summarize(old, new, changes)
+    summary = _Summarizer(old_model, new_model, mesh, names).summarize(old, new, changes)
     if node_change:
         summary.insert(0, f"node {node_change}")
     return NodeDiff(node_id, changes, summary, node_change)
@@ -282,7 +290,7 @@ def _unpack(packed: Any) -> Any:
 
 
 def diff_packed(node_id: str, old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]], *,
-                old_model=None, new_model=None, mesh: Optional[str] = None) -> NodeDiff:
+                old_model=None, new_model=None, mesh: Optional[str] = None, names: Optional[tuple] = None) -> NodeDiff:
     """``diff_node`` for two snapshots of packed resources (``type_url -> name -> Any``), cheaply.
 
     Only resources whose bytes differ are unpacked and compared; identical ones are skipped, so a
@@ -304,5 +312,5 @@ def diff_packed(node_id: str, old: Mapping[str, Mapping[str, Any]], new: Mapping
                 old_changed.setdefault(type_url, {})[name] = _unpack(b)
             if a is not None:
                 new_changed.setdefault(type_url, {})[name] = _unpack(a)
-    return diff_node(node_id, old_changed, new_changed, old_model=old_model, new_model=new_model, mesh=mesh)
+    return diff_node(node_id, old_changed, new_changed, old_model=old_model, new_model=new_model, mesh=mesh, names=names)
 

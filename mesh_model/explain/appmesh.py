@@ -27,6 +27,14 @@ class AppMeshNames:
                     self.clusters[names.egress_cluster(m.name, node.name, pm.protocol, pm.port)] = (node.name, pm.port, pm.protocol)
                     self.local.add(names.local_app_cluster(m.name, node.name, pm.protocol, pm.port))
 
+    def for_mesh(self, mesh: Optional[str]) -> "AppMeshNames":
+        """The same names, about another mesh: the model-wide maps are shared, not rebuilt
+        (a reload that summarises many nodes builds them once per model)."""
+        other = object.__new__(AppMeshNames)
+        other.__dict__.update(self.__dict__)
+        other.mesh_name = mesh
+        return other
+
     @property
     def mesh(self):
         if self.model is None or self.mesh_name is None:

@@ -26,7 +26,7 @@ from mesh_model import ModelError, load_paths
 from mesh_model.load import ParseCache
 from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node, model_warnings
 from mesh_model.compiler import changed_keys, node_dependencies
-from mesh_model.diff import diff_packed
+from mesh_model.diff import diff_packed, summary_names
 from mesh_model.node_id import NodeRef, parse_node_id
 from mesh_model.spec.model import MeshModel
 
@@ -229,12 +229,13 @@ class ControlPlane:
                 if key in keys and old is not None and old.versions() != snapshots[key].versions():
                     changed.setdefault(keys[key].node.node_id, []).append(key)
             lines = []
+            names = summary_names(self.model, model) if changed else None  # once per reload, not per node
             for node_id in sorted(changed)[:limit]:
                 key = changed[node_id][0]  # placements of one node differ in endpoints at most
                 old, new = self.bases[key], snapshots[key]
                 diff = diff_packed(
                     node_id, {t: ts.resources for t, ts in old.types.items()}, {t: ts.resources for t, ts in new.types.items()},
-                    old_model=self.model, new_model=model, mesh=keys[key].node.mesh,
+                    old_model=self.model, new_model=model, mesh=keys[key].node.mesh, names=names,
                 )
                 lines.append(f"changed {diff.summary_line()}")
             if len(changed) > limit:

@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Result, summary
+from bench.common import Result, app_serving, summary, wait_until_serving
 
 SERVICE = "catalog.api.local"
 FRONT = "mesh/api/virtualNode/front"
@@ -111,7 +111,6 @@ def _latency(stores: list[str], edits: int, log) -> tuple[list[float], list[floa
     from tests.harness.apps import AppServer
     from tests.harness.mesh import MeshRunner
     from tests.harness.processes import ProcessGroup, free_port
-    from tests.harness.traffic import http_get
 
     addr = _addresses()
     front_ingress, front_app, front_egress, v1_host, v2_host = (next(addr) for _ in range(5))
@@ -133,17 +132,9 @@ def _latency(stores: list[str], edits: int, log) -> tuple[list[float], list[floa
             url, host_header = front.egress_url(port), f"{SERVICE}:{port}"
 
             def serving() -> str | None:
-                try:
-                    r = http_get(url, host_header=host_header, timeout=1)
-                except OSError:
-                    return None
-                return r.headers.get("x-app") if r.status == 200 else None
+                return app_serving(url, host_header)
 
-            deadline = time.monotonic() + 30
-            while serving() != "v1":
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"front's Envoy never served v1:\n{front.envoy.log_tail(20)}")
-                time.sleep(0.05)
+            wait_until_serving(front, url, host_header, "v1")
             weights = {"v1": 100, "v2": 0}
             for _ in range(edits):
                 weights = {"v1": 100 - weights["v1"], "v2": 100 - weights["v2"]}

@@ -167,3 +167,23 @@ def write_results(results: list[Result], *, directory: Path = RESULTS_DIR, heade
     md.write_text("\n".join(body))
     js.write_text(json.dumps({"machine": info, "results": [r.to_json() for r in results]}, indent=2, default=str))
     return md, js
+
+
+def app_serving(url: str, host_header: str) -> str | None:
+    """Which test app answers ``url`` through a sidecar (its ``x-app`` header), or None."""
+    from tests.harness.traffic import http_get
+
+    try:
+        response = http_get(url, host_header=host_header, timeout=1)
+    except OSError:
+        return None
+    return response.headers.get("x-app") if response.status == 200 else None
+
+
+def wait_until_serving(sidecar, url: str, host_header: str, app: str, timeout: float = 30) -> None:
+    """Block until ``app`` answers through ``sidecar`` (its Envoy has its first config)."""
+    deadline = time.monotonic() + timeout
+    while app_serving(url, host_header) != app:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the sidecar's Envoy never served {app}:\n{sidecar.envoy.log_tail(20)}")
+        time.sleep(0.05)

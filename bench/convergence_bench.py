@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Result, summary, verdict
+from bench.common import Result, app_serving, summary, wait_until_serving, verdict
 from tests.model_builders import dump_model, mesh, route, virtual_node, virtual_router, virtual_service
 
 TARGET_MS = 500.0
@@ -107,7 +107,6 @@ def run(edits: int = 20, log=print) -> list[Result]:
     from tests.harness.envoy import EnvoyNotFoundError, envoy_binary
     from tests.harness.mesh import MeshRunner
     from tests.harness.processes import ProcessGroup, free_port
-    from tests.harness.traffic import http_get
 
     name = f"convergence: file edit -> Envoy serves new weights, p50 of {edits}"
     try:
@@ -146,17 +145,9 @@ def run(edits: int = 20, log=print) -> list[Result]:
             host = f"{SERVICE}:{port}"
 
             def serving() -> str | None:
-                try:
-                    r = http_get(url, host_header=host, timeout=1)
-                except OSError:
-                    return None
-                return r.headers.get("x-app") if r.status == 200 else None
+                return app_serving(url, host)
 
-            deadline = time.monotonic() + 30
-            while serving() != "v1":
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"front's Envoy never served v1:\n{front.envoy.log_tail(20)}")
-                time.sleep(0.05)
+            wait_until_serving(front, url, host, "v1")
             for i in range(edits):
                 weights = (0, 100) if weights == (100, 0) else (100, 0)
                 expected = "v1" if weights[0] else "v2"

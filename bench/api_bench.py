@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Result, app_serving, summary, wait_until_serving
+from bench.common import Result, seconds_until_serving, summary, wait_until_serving
 
 SERVICE = "catalog.api.local"
 FRONT = "mesh/api/virtualNode/front"
@@ -131,9 +131,6 @@ def _latency(stores: list[str], edits: int, log) -> tuple[list[float], list[floa
             front = runner.start_sidecar(FRONT, ingress=front_ingress, app=front_app, egress=front_egress)
             url, host_header = front.egress_url(port), f"{SERVICE}:{port}"
 
-            def serving() -> str | None:
-                return app_serving(url, host_header)
-
             wait_until_serving(front, url, host_header, "v1")
             weights = {"v1": 100, "v2": 0}
             for _ in range(edits):
@@ -142,15 +139,11 @@ def _latency(stores: list[str], edits: int, log) -> tuple[list[float], list[floa
                 started = time.monotonic()
                 c.update_route(meshName="api", virtualRouterName="catalog", routeName="main", spec=_route(weights))
                 round_trips.append(time.monotonic() - started)
-                limit = started + 10
-                while True:
-                    if serving() == expected:
-                        latencies.append(time.monotonic() - started)
-                        break
-                    if time.monotonic() > limit:
-                        failures += 1
-                        break
-                    time.sleep(0.002)
+                latency = seconds_until_serving(url, host_header, expected, started)
+                if latency is None:
+                    failures += 1
+                else:
+                    latencies.append(latency)
                 time.sleep(0.2 + rng.random() * 0.2)
     finally:
         for app in apps:

@@ -187,3 +187,14 @@ def wait_until_serving(sidecar, url: str, host_header: str, app: str, timeout: f
         if time.monotonic() > deadline:
             raise TimeoutError(f"the sidecar's Envoy never served {app}:\n{sidecar.envoy.log_tail(20)}")
         time.sleep(0.05)
+
+
+def seconds_until_serving(url: str, host_header: str, app: str, started: float, timeout: float = 10) -> float | None:
+    """Seconds from ``started`` (time.monotonic) until ``app`` answers ``url``; None after ``timeout``."""
+    deadline = started + timeout
+    while True:
+        if app_serving(url, host_header) == app:
+            return time.monotonic() - started
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.002)

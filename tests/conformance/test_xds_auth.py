@@ -21,44 +21,18 @@ from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
 from tests.harness.processes import free_port
 from tests.harness.traffic import http_get
+from tests.model_builders import mesh, service_with_node, virtual_node, write_model
 
 CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 FRONT, API = "mesh/shop/virtualNode/front", "mesh/shop/virtualNode/api"
 
 
-def write_model(tmp_path, app_host: str, port: int):
+def write_shop_and_bank(tmp_path, app_host: str, port: int):
     model = tmp_path / "model" / "mesh.yaml"
-    model.parent.mkdir()
-    model.write_text(textwrap.dedent(f"""
-        kind: Mesh
-        name: shop
-        ---
-        kind: Mesh
-        name: bank
-        ---
-        kind: VirtualService
-        mesh: shop
-        name: api.shop.local
-        spec: {{provider: {{virtualNode: {{virtualNodeName: api}}}}}}
-        ---
-        kind: VirtualNode
-        mesh: shop
-        name: api
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-          serviceDiscovery: {{dns: {{hostname: {app_host}}}}}
-        ---
-        kind: VirtualNode
-        mesh: shop
-        name: front
-        spec:
-          backends: [{{virtualService: {{virtualServiceName: api.shop.local}}}}]
-        ---
-        kind: VirtualNode
-        mesh: bank
-        name: front
-        spec: {{}}
-        """))
+    write_model(model, mesh("shop"), mesh("bank"),
+                service_with_node("shop", "api.shop.local", "api", host=app_host, port=port),
+                virtual_node("shop", "front", backends=["api.shop.local"]),
+                {**virtual_node("bank", "front"), "spec": {}})
     return model.parent
 
 
@@ -110,7 +84,7 @@ def token_plane(tmp_path, procs, addresses):
           - admin: true
             sha256: {digest("admin-token")}
         """))
-    runner = MeshRunner(procs, write_model(tmp_path, app_host, port), tmp_path)
+    runner = MeshRunner(procs, write_shop_and_bank(tmp_path, app_host, port), tmp_path)
     runner.start_control_plane("--xds-token-file", str(tokens))
     runner.app_host, runner.port = app_host, port
     return runner
@@ -170,7 +144,7 @@ def mtls_plane(tmp_path, procs, addresses):
     server = ca.issue(tmp_path / "pki" / "server", ips=["127.0.0.1"])
     app_host = addresses()
     port = free_port(app_host)
-    runner = MeshRunner(procs, write_model(tmp_path, app_host, port), tmp_path)
+    runner = MeshRunner(procs, write_shop_and_bank(tmp_path, app_host, port), tmp_path)
     runner.start_control_plane(
         "--xds-tls-cert", str(server.cert), "--xds-tls-key", str(server.key), "--xds-client-ca", str(ca_file),
     )
@@ -258,7 +232,7 @@ def test_mesh_ca_issues_the_xds_credentials_end_to_end(tmp_path, procs, addresse
     assert oct((tmp_path / "pki" / "front.key").stat().st_mode & 0o777) == "0o600"
     app_host = addresses()
     port = free_port(app_host)
-    runner = MeshRunner(procs, write_model(tmp_path, app_host, port), tmp_path)
+    runner = MeshRunner(procs, write_shop_and_bank(tmp_path, app_host, port), tmp_path)
     pki = tmp_path / "pki"
     runner.start_control_plane("--xds-tls-cert", str(pki / "server.pem"), "--xds-tls-key", str(pki / "server.key"),
                                "--xds-client-ca", str(pki / "server-ca.pem"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import yaml
@@ -14,6 +13,7 @@ from tests.harness.envoy import EnvoyProcess, validate_config
 from tests.harness.processes import free_port, wait_until
 from tests.harness.traffic import http_get
 from tests.paths import GOLDEN
+from tests.model_builders import mesh, service_with_node, virtual_node, write_model
 
 GOLDEN_RETAIL = GOLDEN / "retail" / "model"
 
@@ -44,28 +44,8 @@ def test_validate_reports_every_error_on_stderr_and_exits_1(tmp_path):
 
 def _two_node_model(tmp_path: Path, app_host: str, port: int) -> Path:
     model = tmp_path / "model.yaml"
-    model.write_text(textwrap.dedent(f"""
-        kind: Mesh
-        name: m
-        ---
-        kind: VirtualService
-        mesh: m
-        name: api.m.local
-        spec: {{provider: {{virtualNode: {{virtualNodeName: api}}}}}}
-        ---
-        kind: VirtualNode
-        mesh: m
-        name: api
-        spec:
-          listeners: [{{portMapping: {{port: {port}, protocol: http}}}}]
-          serviceDiscovery: {{dns: {{hostname: {app_host}}}}}
-        ---
-        kind: VirtualNode
-        mesh: m
-        name: client
-        spec:
-          backends: [{{virtualService: {{virtualServiceName: api.m.local}}}}]
-        """))
+    write_model(model, mesh("m"), service_with_node("m", "api.m.local", "api", host=app_host, port=port),
+                virtual_node("m", "client", backends=["api.m.local"]))
     return model
 
 

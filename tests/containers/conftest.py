@@ -10,6 +10,7 @@ Missing tools (podman, mmdebstrap, podman-compose) are an error, never a skip:
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -35,14 +36,7 @@ def container_run():
 @pytest.fixture(scope="session")
 def meshplane_image(container_run: Run) -> str:
     """envoy/Dockerfile built offline from the local base (see demo/containers)."""
-    started = time.monotonic()
-    try:
-        base = ensure_base_image()
-        TIMINGS["base image"] = time.monotonic() - started
-        image = build_image(container_run, base)
-    except ContainerError as exc:
-        pytest.fail(f"building meshplane's image failed: {exc}", pytrace=False)
-    TIMINGS["image build"] = time.monotonic() - started - TIMINGS["base image"]
+    return _timed_image("", "meshplane's image", ensure_base_image, lambda base: build_image(container_run, base))
     return image
 
 
@@ -58,12 +52,39 @@ def postgres_image(container_run: Run) -> str:
     by recipe like the base image); for compose/docker-compose.replicas.yaml."""
     from demo.containers import build_postgres_image, ensure_postgres_base_image
 
+    return _timed_image("postgres ", "PostgreSQL's image", ensure_postgres_base_image,
+                        lambda base: build_postgres_image(container_run, base))
+
+
+def _timed_image(prefix: str, what: str, ensure_base, build) -> str:
+    """Build an image on its cached base, recording both times in the stage's TIMINGS."""
     started = time.monotonic()
     try:
-        base = ensure_postgres_base_image()
-        TIMINGS["postgres base image"] = time.monotonic() - started
-        image = build_postgres_image(container_run, base)
+        base = ensure_base()
+        TIMINGS[f"{prefix}base image"] = time.monotonic() - started
+        image = build(base)
     except ContainerError as exc:
-        pytest.fail(f"building PostgreSQL's image failed: {exc}", pytrace=False)
-    TIMINGS["postgres image build"] = time.monotonic() - started - TIMINGS["postgres base image"]
+        pytest.fail(f"building {what} failed: {exc}", pytrace=False)
+    TIMINGS[f"{prefix}image build"] = time.monotonic() - started - TIMINGS[f"{prefix}base image"]
     return image
+
+
+def running_mesh(mesh, workdir, what: str, prefix: str = ""):
+    """Yield ``mesh`` up and running; afterwards remove it and ``workdir``. A mesh that does not
+    come up fails the test with its logs. Times go to the stage's TIMINGS."""
+    started = time.monotonic()
+    try:
+        mesh.up()
+    except ContainerError as exc:
+        logs = mesh.logs()
+        mesh.remove()
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.fail(f"the {what} did not come up: {exc}\n{logs}", pytrace=False)
+    TIMINGS[f"{prefix}compose up"] = time.monotonic() - started
+    try:
+        yield mesh
+    finally:
+        started = time.monotonic()
+        mesh.remove()
+        TIMINGS[f"{prefix}compose removal"] = time.monotonic() - started
+        shutil.rmtree(workdir, ignore_errors=True)

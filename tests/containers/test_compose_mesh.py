@@ -6,15 +6,13 @@ model's weights; a weight edit reaches the sidecars."""
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from demo.containers import ComposeMesh, ContainerError, count_upstreams, podman, podman_out
-from tests.containers.conftest import TIMINGS
+from demo.containers import ComposeMesh, count_upstreams, podman, podman_out
+from tests.containers.conftest import TIMINGS, running_mesh
 from tests.harness.traffic import split_violations
 
 REQUESTS = 400
@@ -24,20 +22,7 @@ REQUESTS = 400
 def mesh(container_run, meshplane_image):
     workdir = Path(tempfile.mkdtemp(prefix="meshplane-compose-test-"))
     mesh = ComposeMesh(container_run, meshplane_image, workdir)
-    started = time.monotonic()
-    try:
-        mesh.up()
-    except ContainerError as exc:
-        logs = mesh.logs()
-        mesh.remove()
-        shutil.rmtree(workdir, ignore_errors=True)
-        pytest.fail(f"the compose mesh did not come up: {exc}\n{logs}", pytrace=False)
-    TIMINGS["compose up"] = time.monotonic() - started
-    yield mesh
-    started = time.monotonic()
-    mesh.remove()
-    TIMINGS["compose removal"] = time.monotonic() - started
-    shutil.rmtree(workdir, ignore_errors=True)
+    yield from running_mesh(mesh, workdir, "compose mesh", "")
 
 
 def egress_ingress_2xx(stats: str) -> tuple[int, int]:

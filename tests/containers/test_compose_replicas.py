@@ -8,7 +8,6 @@ surviving replica's API reaches it."""
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 import threading
 import time
@@ -21,7 +20,7 @@ from demo.containers import (
     COMPOSE_DIR, NODES, REPLICAS, REPLICAS_COMPOSE_FILE, ContainerError, ReplicasMesh, count_upstreams, podman,
     podman_env, podman_out, run_cmd, tool, upstream_of, wait_for,
 )
-from tests.containers.conftest import TIMINGS
+from tests.containers.conftest import TIMINGS, running_mesh
 from tests.harness.traffic import split_violations
 
 # --- the file: plain Compose -----------------------------------------------------------------
@@ -55,20 +54,7 @@ def test_replicas_file_holds_no_podman_only_keys():
 def replicas(container_run, meshplane_image, postgres_image):
     workdir = Path(tempfile.mkdtemp(prefix="meshplane-replicas-test-"))
     mesh = ReplicasMesh(container_run, meshplane_image, postgres_image, workdir)
-    started = time.monotonic()
-    try:
-        mesh.up()
-    except ContainerError as exc:
-        logs = mesh.logs()
-        mesh.remove()
-        shutil.rmtree(workdir, ignore_errors=True)
-        pytest.fail(f"the replicas mesh did not come up: {exc}\n{logs}", pytrace=False)
-    TIMINGS["replicas compose up"] = time.monotonic() - started
-    yield mesh
-    started = time.monotonic()
-    mesh.remove()
-    TIMINGS["replicas compose removal"] = time.monotonic() - started
-    shutil.rmtree(workdir, ignore_errors=True)
+    yield from running_mesh(mesh, workdir, "replicas mesh", "replicas ")
 
 
 class Traffic(threading.Thread):

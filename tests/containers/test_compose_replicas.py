@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from demo.containers import (
-    COMPOSE_DIR, NODES, REPLICAS, REPLICAS_COMPOSE_FILE, ContainerError, ReplicasMesh, count_upstreams, podman,
+    COMPOSE_DIR, NODES, REPLICAS, REPLICAS_COMPOSE_FILE, ReplicasMesh, count_upstreams, podman,
     podman_env, podman_out, run_cmd, tool, upstream_of, wait_for,
 )
 from tests.containers.conftest import TIMINGS, running_mesh

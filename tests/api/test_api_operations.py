@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 from tests.api.conftest import ON_BOTH_STORES
+from tests.harness.processes import wait_until
 from tests.api.specs import (
     build_mesh, gateway_route_spec, gateway_spec, node_spec, route_spec, router_spec, service_by_router,
 )
@@ -134,8 +135,14 @@ def test_store_survives_a_restart_and_status_shows_it(procs, free_port, tmp_path
     c = first.client()
     build_mesh(c)
     c.update_route(meshName="m", virtualRouterName="r", routeName="main", spec=route_spec(("blue", 3), ("green", 1)))
-    status = json.loads(urllib.request.urlopen(first.url + "/status", timeout=10).read())
-    assert status["model"]["meshes"] == ["m"] and status["model"]["store"] == store and status["model"]["revision"] >= 9
+    # nine writes so far; the serving model catches up with the store asynchronously (the write
+    # wakes the store watch), so wait for /status to report the revision of the last write
+    def caught_up():
+        model = json.loads(urllib.request.urlopen(first.url + "/status", timeout=10).read())["model"]
+        return model if model["revision"] >= 9 else None
+
+    model = wait_until(caught_up, 20, message="/status never reported the ninth store revision")
+    assert model["meshes"] == ["m"] and model["store"] == store
     assert first.extra["proc"].stop() == 0  # SIGTERM: a clean stop
     second = start_serve(procs, free_port, tmp_path, "--store", store, name="second")
     route = second.client().describe_route(meshName="m", virtualRouterName="r", routeName="main")["route"]

@@ -41,6 +41,15 @@ def read_files(paths: Sequence[str | os.PathLike], issues: list[Issue], budget: 
                 yield file, text
 
 
+def model_files(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The files a load of ``paths`` reads, in its order (what a watcher must watch);
+    paths that are missing or unreadable are left out (the load reports them)."""
+    found: list[str] = []
+    for path in paths:
+        found += _expand(os.fspath(path), [], Limits())
+    return found
+
+
 def _expand(path: str, issues: list[Issue], limits: Limits) -> list[str]:
     """A file as is; a folder as its resource files, recursively, sorted by path.
 

@@ -11,6 +11,12 @@ Shape (all in one mesh, every name deterministic):
 * ``shared_backend=True`` adds ``svc-0`` to every node's backends, so one edit of
   ``route-0`` changes every node's egress route table (the fan-out benchmark's "one route
   change that affects all of them").
+* ``outlier={i: n}`` gives node ``i``'s listener an ``outlierDetection`` with
+  ``maxServerErrors: n`` (10 s interval, 30 s base ejection, 50 %). Every client of that
+  node's service carries it on its cluster for node ``i``: with ``shared_backend=True``,
+  ``outlier={0: 5}`` then editing it to 7 changes every node's CDS (the shared-service
+  benchmark's "one edit of that service's VirtualNode"). ``backends=0`` with
+  ``shared_backend=True``: ``svc-0`` is every node's only backend.
 
 Everything goes through the real loader (:func:`mesh_model.load.load_texts`), so the
 model is validated exactly as ``meshplane serve`` would validate the same files.
@@ -18,7 +24,7 @@ model is validated exactly as ``meshplane serve`` would validate the same files.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from mesh_model.load import load_texts
@@ -38,11 +44,18 @@ class MeshSpec:
     shared_backend: bool = False
     # route index -> (weight to node-i, weight to node-i+1); others use DEFAULT_WEIGHTS
     weights: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    # node index -> maxServerErrors of its listener's outlierDetection; others have none
+    outlier: Mapping[int, int] = field(default_factory=dict)
 
     def with_weights(self, route: int, weights: tuple[int, int]) -> "MeshSpec":
         merged = dict(self.weights)
         merged[route] = weights
-        return MeshSpec(self.nodes, self.backends, self.mesh, self.port, self.seed, self.shared_backend, merged)
+        return replace(self, weights=merged)
+
+    def with_outlier(self, node: int, max_server_errors: int) -> "MeshSpec":
+        merged = dict(self.outlier)
+        merged[node] = max_server_errors
+        return replace(self, outlier=merged)
 
     def service(self, i: int) -> str:
         return f"svc-{i}.{self.mesh}.local"
@@ -78,9 +91,13 @@ class MeshSpec:
 
 def _node_doc(spec: MeshSpec, i: int) -> str:
     backends = ", ".join(f"{{virtualService: {{virtualServiceName: {spec.service(j)}}}}}" for j in spec.backend_indices(i))
+    outlier = ""
+    if i in spec.outlier:
+        outlier = (f", outlierDetection: {{maxServerErrors: {spec.outlier[i]}, maxEjectionPercent: 50, "
+                   f"interval: {{unit: s, value: 10}}, baseEjectionDuration: {{unit: s, value: 30}}}}")
     return (
         f"kind: VirtualNode\nmesh: {spec.mesh}\nname: node-{i}\nspec:\n"
-        f"  listeners: [{{portMapping: {{port: {spec.port}, protocol: http}}}}]\n"
+        f"  listeners: [{{portMapping: {{port: {spec.port}, protocol: http}}{outlier}}}]\n"
         f"  serviceDiscovery: {{dns: {{hostname: node-{i}.{spec.mesh}.local}}}}\n"
         f"  backends: [{backends}]\n"
     )

@@ -13,6 +13,11 @@ Both write ``--ready`` (JSON with the bound port) when serving. On SIGUSR1 they 
 every node to its "after" configuration; the ``time.monotonic()`` of that moment (the
 clock is system-wide on Linux, so the client process can compare) and how long the switch
 took go to ``--t0``. SIGTERM/SIGINT stop the server.
+
+For the raw floor, ``--changed-type`` (cds, eds, lds, rds; default rds) is the one type the
+switch pushes again (its "after" bytes, version v2); ``--port`` binds a fixed port (a restart
+on the same address) and ``--start-changed`` starts in the switched state (the restarted
+floor of the shared-service benchmark's reconnect storm serves what the clients last had).
 """
 from __future__ import annotations
 
@@ -84,26 +89,38 @@ async def _serve_ads(data: dict, args) -> None:
     await _run(server, change, args)
 
 
+TYPE_ORDER = ("type.googleapis.com/envoy.config.cluster.v3.Cluster",
+              "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+              "type.googleapis.com/envoy.config.listener.v3.Listener",
+              "type.googleapis.com/envoy.config.route.v3.RouteConfiguration")
+SHORT_TYPES = dict(zip(("cds", "eds", "lds", "rds"), TYPE_ORDER))
+
+
 async def _serve_raw(data: dict, args) -> None:
     from envoy.service.discovery.v3 import discovery_pb2
     from google.protobuf import any_pb2
 
-    order = ("type.googleapis.com/envoy.config.cluster.v3.Cluster",
-             "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-             "type.googleapis.com/envoy.config.listener.v3.Listener",
-             "type.googleapis.com/envoy.config.route.v3.RouteConfiguration")
-    route_type = order[3]
+    changed_type = SHORT_TYPES[args.changed_type]
+    changed_index = TYPE_ORDER.index(changed_type)
 
     def response(type_url: str, items, version: str, nonce: str) -> bytes:
         resources = [any_pb2.Any(type_url=tu, value=value) for _, tu, value in sorted(items)]
         return discovery_pb2.DiscoveryResponse(version_info=version, resources=resources, type_url=type_url,
                                                nonce=nonce).SerializeToString()
 
-    initial = {n: [response(t, r.get(t, []), "v1", f"raw-{i}") for i, t in enumerate(order)] for n, r in data["before"].items()}
-    final = {n: response(route_type, r.get(route_type, []), "v2", "raw-9") for n, r in data["after"].items()}
+    initial = {n: [response(t, r.get(t, []), "v1", f"raw-{i}") for i, t in enumerate(TYPE_ORDER)] for n, r in data["before"].items()}
+    final = {n: response(changed_type, r.get(changed_type, []), "v2", "raw-9") for n, r in data["after"].items()}
     del data
     waiting: list[asyncio.Event] = []
     state = {"changed": False, "reads": 0}
+
+    def start_changed() -> None:
+        for node_id, payloads in initial.items():
+            payloads[changed_index] = final[node_id]
+        state["changed"] = True
+
+    if args.start_changed:
+        start_changed()
 
     async def drain(request_iterator) -> None:
         async for _ in request_iterator:
@@ -112,9 +129,16 @@ async def _serve_raw(data: dict, args) -> None:
     async def handler(request_iterator, context):
         first = await request_iterator.__anext__()
         node_id = discovery_pb2.DiscoveryRequest.FromString(first).node.id
+        already = state["changed"]
         for payload in initial[node_id]:
             await context.write(payload)
         reader = asyncio.ensure_future(drain(request_iterator))
+        if already:  # opened after the switch: it already has the "after" bytes
+            try:
+                await reader
+            finally:
+                reader.cancel()
+            return
         if not state["changed"]:
             event = asyncio.Event()
             waiting.append(event)
@@ -138,13 +162,14 @@ async def _serve_raw(data: dict, args) -> None:
         state["changed"] = True
         for event in waiting:
             event.set()
+        start_changed()  # streams opened from now on get the "after" bytes at once
         return {"t0": t0, "set_s": time.monotonic() - t0}
 
     await _run(server, change, args)
 
 
 async def _run(server, change, args) -> None:
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -155,7 +180,7 @@ async def _run(server, change, args) -> None:
         _write_json(args.t0, change())
 
     loop.add_signal_handler(signal.SIGUSR1, on_usr1)
-    _write_json(args.ready, {"port": port, "pid": os.getpid()})
+    _write_json(args.ready, {"port": port, "pid": os.getpid(), "at": time.monotonic()})
     try:
         await asyncio.wait_for(stop.wait(), args.max_runtime)
     except asyncio.TimeoutError:
@@ -170,6 +195,10 @@ def main(argv=None) -> int:
     parser.add_argument("--ready", required=True)
     parser.add_argument("--t0", required=True)
     parser.add_argument("--max-runtime", type=float, default=300.0, help="stop by itself after this many seconds")
+    parser.add_argument("--changed-type", choices=tuple(SHORT_TYPES), default="rds",
+                        help="raw: the type the switch pushes again (default rds)")
+    parser.add_argument("--port", type=int, default=0, help="listen on 127.0.0.1:PORT (default: any free port)")
+    parser.add_argument("--start-changed", action="store_true", help="raw: start in the switched state")
     args = parser.parse_args(argv)
     with open(args.data, "rb") as f:
         data = pickle.load(f)

@@ -9,7 +9,8 @@ therefore the same xDS versions across runs, restarts and replicas.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping
 
 from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
@@ -17,6 +18,7 @@ from google.protobuf.message import Message
 from mesh_model.spec.model import Mesh, MeshModel
 from mesh_model.node_id import NodeRef
 from mesh_model.compiler import names, type_urls
+from mesh_model.compiler.built import ROUTE_CONFIGURATION, Built, route_configuration_bytes
 from mesh_model.compiler.compile_cache import CompileCache
 from mesh_model.compiler.clusters import egress_cluster, local_app_cluster
 from mesh_model.compiler.common import to_proto
@@ -26,22 +28,28 @@ from mesh_model.compiler.gateway import gateway_listeners_routes_clusters, heade
 from mesh_model.compiler.listeners import egress_listeners, ingress_listeners, listener_families
 from mesh_model.compiler.passthrough import ALLOW_ALL, allow_all_virtual_host, egress_filter, passthrough_clusters
 from mesh_model.compiler.placement import Placement
-from mesh_model.compiler.plan import node_dependencies, plan_gateway, plan_node
-from mesh_model.compiler.routes import egress_route_config, ingress_route_config, virtual_host
+from mesh_model.compiler.plan import NodePlan, Target, node_dependencies, plan_gateway, plan_node, plan_service
+from mesh_model.compiler.routes import egress_virtual_hosts, ingress_route_config, virtual_host
 from mesh_model.compiler.tcp import tcp_backends
 from mesh_model.compiler.tls import client_policy_for
 
 NodeResources = Mapping[str, Mapping[str, Message]]
 
-__all__ = ["CompileCache", "CompileError", "changed_keys", "node_dependencies", "NodeResources", "Placement", "compile_node", "model_warnings", "type_urls", "names"]
+__all__ = ["Built", "CompileCache", "CompileError", "CompiledNode", "changed_keys", "compile_node", "compile_node_built",
+           "model_warnings", "names", "node_dependencies", "NodeResources", "Placement", "type_urls"]
 
 
 class CompileError(Exception):
     """The node cannot be compiled (e.g. it is not in the model)."""
 
 
-def _sorted(items: dict[str, Message]) -> dict[str, Message]:
-    return {name: items[name] for name in sorted(items)}
+@dataclass(frozen=True)
+class CompiledNode:
+    """One node's resources (type URL -> name -> ``Built``, sorted by name) and every
+    dependency key its compilation read (``dependencies.py``), piece by piece."""
+
+    resources: Mapping[str, Mapping[str, Built]]
+    dependencies: frozenset
 
 
 def compile_node(
@@ -51,6 +59,20 @@ def compile_node(
 
     Pass the same ``cache`` when compiling many nodes of one model: pieces that do not depend
     on the caller (egress clusters, endpoints, backend virtual hosts) are then built once.
+    """
+    compiled = compile_node_built(model, node, placement, cache)
+    return {t: {name: built.message for name, built in items.items()} for t, items in compiled.resources.items()}
+
+
+def compile_node_built(
+    model: MeshModel, node: NodeRef, placement: Placement = Placement(), cache: CompileCache | None = None
+) -> CompiledNode:
+    """``compile_node`` for the server: resources as ``Built`` (serialized and hashed once,
+    shared by every snapshot holding them) and the dependencies the compilation read.
+
+    Every piece goes through ``cache``, keyed by what it is built from, so compiling a node
+    again after a model change (with ``cache.successor``) rebuilds only the pieces whose
+    inputs changed and reassembles the rest.
     """
     if cache is None:
         cache = CompileCache(model)
@@ -63,115 +85,202 @@ def compile_node(
     if node.name not in mesh.virtual_nodes:
         raise CompileError(f"virtual node {node.name!r} is not defined in mesh {node.mesh!r}")
 
-    plan = plan_node(mesh, node.name)
-    out = _Resources()
-    for listener in plan.node.spec.listeners or ():
-        cluster = local_app_cluster(mesh, plan.node, listener, placement.app_address)
-        out.clusters[cluster.name] = cluster
-        if listener.portMapping.protocol != "tcp":
-            route = ingress_route_config(plan, listener)
-            out.routes[route.name] = route
+    out = _Resources(cache, set(), placement)
+    plan = _cached_plan(cache, mesh, ("plan", mesh.name, node.name), out.reads,
+                        lambda plan_service_cached: plan_node(mesh, node.name, plan_service_cached))
+    own = {("Mesh", mesh.name), ("VirtualNode", mesh.name, node.name)}  # what the node's own pieces read
 
-    extra_vhosts = []
-    filter_type = egress_filter(mesh)
+    def own_pieces():
+        clusters, routes = [], []
+        for listener in plan.node.spec.listeners or ():
+            clusters.append(_named(local_app_cluster(mesh, plan.node, listener, placement.app_address)))
+            if listener.portMapping.protocol != "tcp":
+                routes.append(_named(ingress_route_config(plan, listener)))
+        return clusters, routes
+
+    clusters, routes = out.cache.get(("own", mesh.name, node.name, placement), own_pieces, own, into=out.reads, placement=placement)
+    out.clusters.update(clusters)
+    out.routes.update(routes)
     if not placement.explicit:
-        out.clusters.update((c.name, c) for c in passthrough_clusters(mesh))
-        if filter_type == ALLOW_ALL:
-            extra_vhosts.append(to_proto(allow_all_virtual_host(mesh.name), route_components_pb2.VirtualHost))
-    http_ports, tcp = _egress_side(model, plan, placement, cache, out, extra_vhosts, per_port=placement.explicit)
-    families = listener_families(mesh, plan.node)
-    egress = egress_listeners(plan.node, placement, http_ports, tcp, families=families, mesh=mesh.name, egress_filter=filter_type)
-    for listener in ingress_listeners(mesh, plan.node, placement) + egress:
-        out.listeners[listener.name] = listener
-    return out.by_type()
+        out.add(out.clusters, ("passthrough-clusters", mesh.name),
+                lambda: [_named(c) for c in passthrough_clusters(mesh)], {("Mesh", mesh.name)}, shared=True)
+
+    def extra_virtual_hosts() -> list[Built]:
+        if placement.explicit or egress_filter(mesh) != ALLOW_ALL:
+            return []
+        return [cache.get(("allow-all-vhost", mesh.name),
+                          lambda: Built(to_proto(allow_all_virtual_host(mesh.name), route_components_pb2.VirtualHost)),
+                          {("Mesh", mesh.name)})]
+
+    _egress_side(model, plan, out, extra_virtual_hosts, per_port=placement.explicit)
+
+    def listeners():
+        http_ports = sorted({sp.port for sp in plan.backends if sp.protocol != "tcp"})
+        tcp, _conflicts = tcp_backends(plan.backends, http_ports)
+        families = listener_families(mesh, plan.node)
+        egress = egress_listeners(plan.node, placement, http_ports, tcp, families=families, mesh=mesh.name,
+                                  egress_filter=egress_filter(mesh))
+        return [_named(listener) for listener in ingress_listeners(mesh, plan.node, placement) + egress]
+
+    out.add(out.listeners, ("listeners", mesh.name, node.name), listeners, plan.dependencies)
+    return out.compiled()
+
+
+def _named(message: Message) -> tuple[str, Built]:
+    return message.name, Built(message)
+
+
+def _cached_plan(cache: CompileCache, mesh: Mesh, key: tuple, reads: set, build) -> NodePlan:
+    """A node's (or gateway's) plan from the cache, its services' plans too; a plan carried
+    over from an earlier model is pointed at this model's mesh and node objects (its
+    dependencies say their content is the same, but the objects belong to the old model)."""
+    def plan_service_cached(m: Mesh, service: str):
+        return cache.get(("service-plan", m.name, service), lambda: plan_service(m, service), lambda planned: planned[1])
+
+    plan = cache.get(key, lambda: build(plan_service_cached), lambda planned: planned.dependencies, into=reads)
+    if plan.mesh is not mesh:
+        current = mesh.virtual_gateways[plan.node.name] if key[0] == "gateway-plan" else mesh.virtual_nodes[plan.node.name]
+        plan = replace(plan, mesh=mesh, node=current)
+        cache.replace_value(key, plan)  # once per model, not once per compilation
+    return plan
 
 
 class _Resources:
-    """The resources of one node as they are collected, by type and name."""
+    """The resources of one node as they are collected, by type and name, and what they read."""
 
-    def __init__(self) -> None:
-        self.clusters: dict[str, Message] = {}
-        self.endpoints: dict[str, Message] = {}
-        self.listeners: dict[str, Message] = {}
-        self.routes: dict[str, Message] = {}
+    def __init__(self, cache: CompileCache, reads: set, placement: Placement) -> None:
+        self.cache = cache
+        self.reads = reads
+        self.placement = placement
+        self.clusters: dict[str, Built] = {}
+        self.endpoints: dict[str, Built] = {}
+        self.listeners: dict[str, Built] = {}
+        self.routes: dict[str, Built] = {}
 
-    def by_type(self) -> NodeResources:
-        return {
-            type_urls.CLUSTER: _sorted(self.clusters),
-            type_urls.ENDPOINT: _sorted(self.endpoints),
-            type_urls.LISTENER: _sorted(self.listeners),
-            type_urls.ROUTE: _sorted(self.routes),
-            type_urls.SECRET: {},
-        }
+    def add(self, into: dict[str, Built], key: tuple, build, depends_on, *, shared: bool = False) -> None:
+        """Add the (name, Built) pieces of ``key``, from the cache or ``build()``. A piece that
+        is not ``shared`` is the node's own at this placement (cached per placement)."""
+        if shared:
+            pieces = self.cache.get(key, build, depends_on, into=self.reads)
+        else:
+            pieces = self.cache.get(key + (self.placement,), build, depends_on, into=self.reads, placement=self.placement)
+        into.update(pieces)
+
+    def compiled(self) -> CompiledNode:
+        return CompiledNode(
+            resources={
+                type_urls.CLUSTER: _sorted(self.clusters),
+                type_urls.ENDPOINT: _sorted(self.endpoints),
+                type_urls.LISTENER: _sorted(self.listeners),
+                type_urls.ROUTE: _sorted(self.routes),
+                type_urls.SECRET: {},
+            },
+            dependencies=frozenset(self.reads),
+        )
 
 
-def _egress_side(model, plan, placement: Placement, cache: CompileCache, out: _Resources, extra_vhosts, *, per_port: bool):
+def _sorted(items: dict[str, Built]) -> dict[str, Built]:
+    return {name: items[name] for name in sorted(items)}
+
+
+def _egress_side(model, plan: NodePlan, out: _Resources, extra_virtual_hosts: Callable[[], list[Built]], *, per_port: bool) -> None:
     """Clusters, endpoints and route configs for calling the plan's backends (sidecar or gateway).
 
-    Returns the HTTP backend ports and the TCP backends by port, for the egress listeners.
+    This is the hot path of a change to a popular service: every caller comes through here.
+    What a caller's egress side is made of (which targets, with which of its client policies)
+    is cached per caller and only changes with the caller's plan; each target's cluster and
+    endpoints are cached per (target, client policy) and shared by all callers.
     """
-    mesh = plan.mesh
-    for target in plan.targets:
-        client_tls = client_policy_for(plan, target)  # the caller's own policy shapes its copy of the cluster
-        target_deps = {("Mesh", mesh.name), ("VirtualNode", mesh.name, target.node)}
-        out.clusters[target.cluster_name] = cache.get(
-            ("cluster", target, client_tls), lambda: egress_cluster(mesh, target, client_tls=client_tls), target_deps
-        )
-        if needs_eds(mesh, target):
-            out.endpoints[target.cluster_name] = cache.get(
-                ("endpoints", target), lambda: load_assignment(model, mesh, target), lambda: {("Mesh", mesh.name)} | node_keys(mesh, target.node)
-            )
+    mesh, cache, reads = plan.mesh, out.cache, out.reads
 
-    def shared_virtual_host(name: str, domains: tuple[str, ...], service_port) -> Message:
-        key = ("vhost", mesh.name, service_port.service, service_port.port, name, domains)
+    def egress_keys() -> tuple[tuple[tuple[str, tuple], ...], frozenset]:
+        """The (cluster name, cache key) of each target, and what those pieces read."""
+        # client_policy_for: the caller's own policy shapes its copy of the cluster. Plain
+        # tuples of strings and numbers: hashed in C on every look-up of the hot path.
+        keys = tuple((target.cluster_name, ("egress", target.mesh, target.node, target.port, target.protocol,
+                                            client_policy_for(plan, target))) for target in plan.targets)
+        reads_of_pieces = {("Mesh", mesh.name)}
+        for target in plan.targets:
+            reads_of_pieces |= node_keys(mesh, target.node)
+        return keys, frozenset(reads_of_pieces)
+
+    def egress_pieces(target, client_tls) -> tuple[Built, Built | None]:
+        cluster = Built(egress_cluster(mesh, target, client_tls=client_tls))
+        endpoints = None
+        if needs_eds(mesh, target):  # the same for every client policy
+            endpoints = cache.get(("endpoints", target), lambda: Built(load_assignment(model, mesh, target)),
+                                  lambda _built: {("Mesh", mesh.name)} | node_keys(mesh, target.node))
+        return cluster, endpoints
+
+    keys, reads_of_pieces = cache.get(("egress-keys", mesh.name, plan.node.kind, plan.node.name), egress_keys,
+                                      plan.dependencies, into=reads)
+    reads |= reads_of_pieces  # once, rather than piece by piece below
+    clusters, endpoints = out.clusters, out.endpoints
+    for cluster_name, key in keys:
+        pieces = cache.peek(key)
+        if pieces is None:
+            pieces = cache.get(key, lambda: egress_pieces(Target(*key[1:5]), key[5]),
+                               lambda _pieces: {("Mesh", mesh.name)} | node_keys(mesh, key[2]))
+        clusters[cluster_name] = pieces[0]
+        if pieces[1] is not None:
+            endpoints[cluster_name] = pieces[1]
+
+    def shared_virtual_host(name: str, domains: tuple[str, ...], service_port) -> Built:
         return cache.get(
-            key,
-            lambda: virtual_host(name, domains, service_port),
-            lambda: service_port.dependencies | {("Mesh", mesh.name)},
+            ("vhost", mesh.name, service_port.service, service_port.port, name, domains),
+            lambda: Built(virtual_host(name, domains, service_port)),
+            service_port.dependencies | {("Mesh", mesh.name)},
         )
 
-    http_backends = [sp for sp in plan.backends if sp.protocol != "tcp"]
-    main = egress_route_config(
-        names.egress_route_config(placement.egress_port),
-        http_backends,
-        by_port=False,
-        extra_virtual_hosts=extra_vhosts,
-        build_virtual_host=shared_virtual_host,
-    )
-    out.routes[main.name] = main
-    http_ports = sorted({sp.port for sp in http_backends})
-    if per_port:
-        for port in http_ports:
-            if port == placement.egress_port:
-                continue
-            config = egress_route_config(
-                names.egress_route_config(port),
-                [sp for sp in http_backends if sp.port == port],
-                by_port=True,
-                build_virtual_host=shared_virtual_host,
-            )
-            out.routes[config.name] = config
-    tcp, _conflicts = tcp_backends(plan.backends, http_ports)
-    return http_ports, tcp
+    def route_configs() -> list[tuple[str, Built]]:
+        http_backends = [sp for sp in plan.backends if sp.protocol != "tcp"]
+        egress_port = out.placement.egress_port
+        configs = [(names.egress_route_config(egress_port),
+                    egress_virtual_hosts(http_backends, by_port=False, build_virtual_host=shared_virtual_host) + extra_virtual_hosts())]
+        if per_port:
+            for port in sorted({sp.port for sp in http_backends} - {egress_port}):
+                same_port = [sp for sp in http_backends if sp.port == port]
+                configs.append((names.egress_route_config(port),
+                                egress_virtual_hosts(same_port, by_port=True, build_virtual_host=shared_virtual_host)))
+        # a node's route configuration is its shared virtual hosts' bytes, concatenated
+        return [(name, Built.from_bytes(ROUTE_CONFIGURATION, route_configuration_bytes(name, [v.data for v in vhosts])))
+                for name, vhosts in configs]
+
+    # the extra virtual hosts (allow-all, a gateway's header routing) read the mesh and the plan only
+    out.add(out.routes, ("egress-routes", mesh.name, plan.node.kind, plan.node.name), route_configs,
+            plan.dependencies | {("Mesh", mesh.name)})
 
 
-def _compile_gateway(model, mesh: Mesh, node: NodeRef, placement: Placement, cache: CompileCache) -> NodeResources:
+def _compile_gateway(model, mesh: Mesh, node: NodeRef, placement: Placement, cache: CompileCache) -> CompiledNode:
     """A virtual gateway: its listeners and gateway routes, then an egress side like a sidecar's."""
     gateway = mesh.virtual_gateways.get(node.name)
     if gateway is None:
         raise CompileError(f"virtual gateway {node.name!r} is not defined in mesh {node.mesh!r}")
-    plan = plan_gateway(mesh, gateway)
-    out = _Resources()
-    listeners, route_configs, redirect_clusters = gateway_listeners_routes_clusters(mesh, gateway, placement)
-    out.clusters.update((c.name, c) for c in redirect_clusters)
-    out.routes.update((r.name, r) for r in route_configs)
-    header_vhost = header_routed_virtual_host(plan)
-    # The gateway's egress side is reached through its own self-redirect cluster only (no
-    # iptables): one listener on egress_port, no per-port listeners, no TCP backends.
-    _egress_side(model, plan, placement, cache, out, [header_vhost] if header_vhost is not None else [], per_port=False)
-    for listener in listeners + egress_listeners(gateway, placement, [], {}, transparent=False):
-        out.listeners[listener.name] = listener
-    return out.by_type()
+    out = _Resources(cache, set(), placement)
+    plan = _cached_plan(cache, mesh, ("gateway-plan", mesh.name, node.name), out.reads,
+                        lambda plan_service_cached: plan_gateway(mesh, gateway, plan_service_cached))
+
+    def gateway_side():
+        listeners, route_configs, redirect_clusters = gateway_listeners_routes_clusters(mesh, gateway, placement)
+        # The gateway's egress side is reached through its own self-redirect cluster only (no
+        # iptables): one listener on egress_port, no per-port listeners, no TCP backends.
+        listeners = listeners + egress_listeners(gateway, placement, [], {}, transparent=False)
+        return {"clusters": [_named(c) for c in redirect_clusters], "routes": [_named(r) for r in route_configs],
+                "listeners": [_named(l) for l in listeners]}
+
+    own = cache.get(("gateway", mesh.name, node.name, placement), gateway_side, plan.dependencies,
+                    into=out.reads, placement=placement)
+    out.clusters.update(own["clusters"])
+    out.routes.update(own["routes"])
+    out.listeners.update(own["listeners"])
+    header_vhost = cache.get(("gateway-header-vhost", mesh.name, node.name),
+                             lambda: _optional_built(header_routed_virtual_host(plan)), plan.dependencies, into=out.reads)
+    _egress_side(model, plan, out, lambda: [header_vhost] if header_vhost is not None else [], per_port=False)
+    return out.compiled()
+
+
+def _optional_built(message: Message | None) -> Built | None:
+    return None if message is None else Built(message)
 
 
 def _has_tcp_listeners(mesh) -> bool:

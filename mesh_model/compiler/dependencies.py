@@ -9,6 +9,14 @@ node is rebuilt when the two meet. Keys are tuples:
 ``("VirtualRouter", mesh, name)``, ``("Routes", mesh, router)`` (any route of the router,
 including added or removed ones), ``("VirtualGateway", mesh, name)``,
 ``("GatewayRoutes", mesh, gateway)``, ``("CloudMapService", namespace, service)``.
+
+One key is finer than a resource: ``("VirtualNodeListeners", mesh, name)`` stands for a
+node's existence and its listeners' ports and protocols, which is all that routing *to* the
+node reads (a route's target is the cluster ``cds_egress_<mesh>_<node>_<protocol>_<port>``).
+The rest of the node (health checks, outlier detection, TLS, discovery) reaches its callers
+only through their egress cluster and endpoints, which read ``("VirtualNode", ...)``. So an
+outlier-detection edit of a popular service's node rebuilds that one shared cluster, and
+leaves every caller's routes, listeners and plans as they were.
 """
 from __future__ import annotations
 
@@ -32,8 +40,21 @@ def resource_key(resource: Resource) -> Key:
     return (resource.kind, resource.mesh, resource.name)
 
 
+def listener_key(mesh: str, node_name: str) -> Key:
+    """What routing to a node reads of it: whether it exists, its listeners' ports and protocols."""
+    return ("VirtualNodeListeners", mesh, node_name)
+
+
+def listener_ports(resource: Resource | None) -> tuple:
+    """The part of a virtual node that ``listener_key`` stands for (``None``: no such node)."""
+    if resource is None:
+        return None
+    return tuple((l.portMapping.port, l.portMapping.protocol) for l in resource.spec.listeners or ())
+
+
 def node_keys(mesh: Mesh, node_name: str) -> set[Key]:
-    """What calling a node reads of it: the node, and the Cloud Map service its endpoints come from."""
+    """What a caller's egress cluster and endpoints for a node read of it: the node, and the
+    Cloud Map service its endpoints come from."""
     keys: set[Key] = {("VirtualNode", mesh.name, node_name)}
     node = mesh.virtual_nodes.get(node_name)
     sd = node.spec.serviceDiscovery if node is not None else None
@@ -70,10 +91,15 @@ def changed_keys(old: MeshModel, new: MeshModel) -> set[Key]:
         if a is b:  # unchanged files give back the very same objects (load.ParseCache)
             continue
         if a is None or b is None:
-            changed.add(resource_key(a or b))
+            differs = True
         elif a.digest and b.digest:
-            if a.digest != b.digest:  # the loader's content hash of the validated spec
-                changed.add(resource_key(a))
-        elif a.spec != b.spec:
-            changed.add(resource_key(a or b))
+            differs = a.digest != b.digest  # the loader's content hash of the validated spec
+        else:
+            differs = a.spec != b.spec
+        if not differs:
+            continue
+        resource = a or b
+        changed.add(resource_key(resource))
+        if resource.kind == "VirtualNode" and listener_ports(a) != listener_ports(b):
+            changed.add(listener_key(resource.mesh, resource.name))
     return changed

@@ -12,10 +12,11 @@ model change that touches none of it leaves the node's config as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from functools import cached_property
+from typing import Any, Callable, Optional
 
 from mesh_model.compiler import names
-from mesh_model.compiler.dependencies import Key, node_keys
+from mesh_model.compiler.dependencies import Key, listener_key, node_keys
 from mesh_model.spec.model import Mesh, MeshModel, Resource
 from mesh_model.spec.route_types import route_of, serves_router_listener
 
@@ -72,7 +73,7 @@ class NodePlan:
     backends: tuple[ServicePort, ...]  # sorted by (service, port)
     dependencies: frozenset[Key] = frozenset()  # every model resource compiling this node reads
 
-    @property
+    @cached_property
     def targets(self) -> tuple[Target, ...]:
         found = {wt.target for sp in self.backends for r in sp.routes for wt in r.targets}
         return tuple(sorted(found))
@@ -123,7 +124,7 @@ def _router_ports(mesh: Mesh, router_name: str, reads: set[Key]) -> list[Service
                 continue
             targets = []
             for wt in body.action.weightedTargets:
-                reads |= node_keys(mesh, wt.virtualNode)
+                reads.add(listener_key(mesh.name, wt.virtualNode))
                 target = node_listener_target(mesh, wt.virtualNode, wt.port)
                 if target is not None:
                     targets.append(WeightedTarget(target, wt.weight))
@@ -144,7 +145,7 @@ def plan_service(mesh: Mesh, service_name: str) -> tuple[tuple[ServicePort, ...]
         ports = _router_ports(mesh, provider.virtualRouter.virtualRouterName, reads)
     else:
         node_name = provider.virtualNode.virtualNodeName
-        reads |= node_keys(mesh, node_name)
+        reads.add(listener_key(mesh.name, node_name))
         ports = []
         for listener in mesh.virtual_nodes[node_name].spec.listeners or ():
             target = Target(mesh.name, node_name, listener.portMapping.port, listener.portMapping.protocol)
@@ -159,22 +160,26 @@ def service_ports(mesh: Mesh, service_name: str) -> tuple[ServicePort, ...]:
     return plan_service(mesh, service_name)[0]
 
 
-def _plan_backends(mesh: Mesh, node: Resource, services, reads: set[Key]) -> NodePlan:
+ServicePlanner = Callable[[Mesh, str], tuple[tuple[ServicePort, ...], frozenset[Key]]]
+
+
+def _plan_backends(mesh: Mesh, node: Resource, services, reads: set[Key], service_plan: ServicePlanner) -> NodePlan:
     backends: list[ServicePort] = []
     for service in services:
-        ports, dependencies = plan_service(mesh, service)
+        ports, dependencies = service_plan(mesh, service)
         backends.extend(ports)
         reads |= dependencies
     backends.sort(key=lambda sp: (sp.service, sp.port))
     return NodePlan(mesh, node, tuple(backends), frozenset(reads))
 
 
-def plan_node(mesh: Mesh, node_name: str) -> NodePlan:
-    """A virtual node calls the virtual services listed in its backends."""
+def plan_node(mesh: Mesh, node_name: str, service_plan: ServicePlanner = plan_service) -> NodePlan:
+    """A virtual node calls the virtual services listed in its backends. ``service_plan``
+    may answer from a cache (``plan_service``'s result depends only on its reads)."""
     node = mesh.virtual_nodes[node_name]
     services = [b.virtualService.virtualServiceName for b in node.spec.backends or () if b.virtualService is not None]
     reads: set[Key] = {("Mesh", mesh.name), ("VirtualNode", mesh.name, node_name)}
-    return _plan_backends(mesh, node, services, reads)
+    return _plan_backends(mesh, node, services, reads, service_plan)
 
 
 def gateway_routes(mesh: Mesh, gateway: str) -> list[GatewayRoutePlan]:
@@ -187,22 +192,31 @@ def gateway_routes(mesh: Mesh, gateway: str) -> list[GatewayRoutePlan]:
     return plans
 
 
-def plan_gateway(mesh: Mesh, gateway: Resource) -> NodePlan:
+def plan_gateway(mesh: Mesh, gateway: Resource, service_plan: ServicePlanner = plan_service) -> NodePlan:
     """Every virtual service a gateway route targets becomes a backend of the gateway's egress side."""
     services = sorted({p.service for p in gateway_routes(mesh, gateway.name)})
     reads: set[Key] = {("Mesh", mesh.name), ("VirtualGateway", mesh.name, gateway.name), ("GatewayRoutes", mesh.name, gateway.name)}
-    return _plan_backends(mesh, gateway, services, reads)
+    return _plan_backends(mesh, gateway, services, reads, service_plan)
+
+
+def compiled_dependencies(plan: NodePlan) -> frozenset[Key]:
+    """Everything compiling a planned node reads: its plan's reads, and all of every target
+    node (its egress cluster and endpoints carry the target's checks, TLS and discovery)."""
+    keys = set(plan.dependencies)
+    for target in plan.targets:
+        keys |= node_keys(plan.mesh, target.node)
+    return frozenset(keys)
 
 
 def node_dependencies(model: MeshModel, mesh_name: str, node_name: str, kind: str = "virtualNode") -> frozenset[Key]:
-    """Everything ``compile_node`` reads for this node or gateway (its plan's dependencies;
-    for a node or mesh not in the model, the keys that would bring it in)."""
+    """Everything ``compile_node`` reads for this node or gateway (``compiled_dependencies``
+    of its plan; for a node or mesh not in the model, the keys that would bring it in)."""
     mesh = model.meshes.get(mesh_name)
     if kind == "virtualGateway":
         gateway = mesh.virtual_gateways.get(node_name) if mesh is not None else None
         if gateway is None:
             return frozenset({("Mesh", mesh_name), ("VirtualGateway", mesh_name, node_name), ("GatewayRoutes", mesh_name, node_name)})
-        return plan_gateway(mesh, gateway).dependencies
+        return compiled_dependencies(plan_gateway(mesh, gateway))
     if mesh is None or node_name not in mesh.virtual_nodes:
         return frozenset({("Mesh", mesh_name), ("VirtualNode", mesh_name, node_name)})
-    return plan_node(mesh, node_name).dependencies
+    return compiled_dependencies(plan_node(mesh, node_name))

@@ -7,13 +7,15 @@ listener's timeouts.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from mesh_model.compiler import names
 from mesh_model.compiler.common import DEFAULT_IDLE_MS, DEFAULT_PER_REQUEST_MS, duration, millis, to_proto, typed
 from mesh_model.compiler.plan import NodePlan, RoutePlan, ServicePort
+
+T = TypeVar("T")
 
 # App Mesh's retry event names -> Envoy retry_on conditions / status codes, as App Mesh mapped them.
 HTTP_RETRY_STATUS = {
@@ -178,27 +180,20 @@ def virtual_host(name: str, domains: tuple[str, ...], service_port: ServicePort)
     return to_proto({"name": name, "domains": list(domains), "routes": routes}, route_components_pb2.VirtualHost)
 
 
-VirtualHostBuilder = Callable[[str, tuple[str, ...], ServicePort], route_components_pb2.VirtualHost]
+VirtualHostBuilder = Callable[[str, tuple[str, ...], ServicePort], T]
 
 
-def egress_route_config(
-    name: str,
-    service_ports: Iterable[ServicePort],
-    *,
-    by_port: bool,
-    extra_virtual_hosts: Iterable[route_components_pb2.VirtualHost] = (),
-    build_virtual_host: VirtualHostBuilder = virtual_host,
-) -> route_pb2.RouteConfiguration:
-    """Virtual hosts for the HTTP backends of a node.
+def egress_virtual_hosts(service_ports: Iterable[ServicePort], *, by_port: bool, build_virtual_host: VirtualHostBuilder) -> list[T]:
+    """The virtual hosts of a node's egress route configuration, one per HTTP backend port.
 
     ``by_port``: a route config for one port (explicit data path), where each service appears
     once with domains ``[name, name:port]``. Otherwise (the 15001 listener, which sees every
     port) a service with several ports gets one virtual host per port and its bare name goes
     to the lowest port only, because Envoy rejects a domain that appears twice.
-    ``build_virtual_host`` lets the caller share one built virtual host between the many
-    nodes that call the same service (see ``cache.CompileCache``).
+    ``build_virtual_host(name, domains, service_port)`` builds (or fetches from the cache
+    shared by every node calling the same service) one virtual host (``virtual_host``).
     """
-    config = route_pb2.RouteConfiguration(name=name)
+    hosts = []
     seen_bare: set[str] = set()
     for sp in service_ports:
         if sp.protocol not in ("http", "http2", "grpc"):
@@ -208,9 +203,8 @@ def egress_route_config(
             domains.insert(0, sp.service)
             seen_bare.add(sp.service)
         vhost_name = sp.service if by_port else f"{sp.service}_{sp.port}"
-        config.virtual_hosts.append(build_virtual_host(vhost_name, tuple(domains), sp))
-    config.virtual_hosts.extend(extra_virtual_hosts)
-    return config
+        hosts.append(build_virtual_host(vhost_name, tuple(domains), sp))
+    return hosts
 
 
 def ingress_route_config(plan: NodePlan, listener) -> route_pb2.RouteConfiguration:

@@ -87,9 +87,12 @@ def test_shared_pieces_are_built_once_per_model():
     model = load_paths([RETAIL])
     cache = CompileCache(model)
     first = compile_node(model, _node("front"), Placement(), cache)
-    misses = cache.misses
-    second = compile_node(model, _node("front"), Placement(app_address="127.0.0.9"), cache)
-    assert cache.misses == misses, "a second placement of the same node reuses every shared piece"
+    before = set(cache._items)
+    other = Placement(app_address="127.0.0.9")
+    second = compile_node(model, _node("front"), other, cache)
+    added = set(cache._items) - before
+    assert added, "the node's own pieces (local-app cluster, listeners) are built for the new placement"
+    assert all(cache._items[key][2] == other for key in added), "a second placement reuses every shared piece"
     cluster_url = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
     name = "cds_egress_retail_catalog-v1_http_8080"
     assert first[cluster_url][name] is second[cluster_url][name]
@@ -134,7 +137,7 @@ def test_successor_cache_keeps_only_untouched_pieces():
     edited = load_texts_with(RETAIL, "routers.yaml", "weight: 90}", "weight: 80}")
     nxt = cache.successor(edited, changed_keys(model, edited))
     kept = {key[0] for key in nxt._items}
-    assert "cluster" in kept and "endpoints" in kept
+    assert "egress" in kept and "endpoints" in kept
     assert not any(key[0] == "vhost" and key[2] == "catalog.retail.local" for key in nxt._items)
     assert any(key[0] == "vhost" and key[2] == "cart.retail.local" for key in nxt._items)
     fresh = compile_node(edited, _node("front"), Placement())

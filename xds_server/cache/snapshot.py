@@ -5,6 +5,10 @@ Versions are content hashes over deterministic protobuf bytes, never counters or
 a restarted server or another replica computes the same version for the same configuration,
 so a reconnecting Envoy's ``version_info`` can never collide with different content, and
 the same content always gets the same version.
+
+A type's version is a hash of its resources' names and digests (each digest a hash of the
+resource's bytes), so a snapshot assembled from shared, already hashed resources
+(``Snapshot.from_built``) costs a hash over a few hundred bytes, not over the resources.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from typing import Mapping
 
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
+
+from mesh_model.compiler.built import Built
 
 # One definition of the type URLs and their make-before-break order: the compiler's.
 from mesh_model.compiler.type_urls import CLUSTER as TYPE_CLUSTER
@@ -46,28 +52,16 @@ _NAME_FIELD = {
     TYPE_SECRET: "name",
 }
 
-_TYPE_PREFIX = "type.googleapis.com/"
-
-
 def short_type(type_url: str) -> str:
     """``cds``/``eds``/... for the five core types, else the message name lowercased."""
     return TYPE_ABBREVIATIONS.get(type_url) or type_url.rsplit(".", 1)[-1].lower()
 
 
-def _hash16(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _version_of(pairs: list[tuple[str, bytes]]) -> str:
-    """Hash of sorted (name, bytes) pairs; length-prefixed so concatenations can't collide."""
-    h = hashlib.sha256()
-    for name, value in pairs:
-        n = name.encode()
-        h.update(len(n).to_bytes(4, "big"))
-        h.update(n)
-        h.update(len(value).to_bytes(8, "big"))
-        h.update(value)
-    return h.hexdigest()[:16]
+def _version_of(names: list[str], digests: list[str]) -> str:
+    """Hash of sorted (name, digest) pairs; each name length-prefixed (digests have a fixed
+    length) so that no two different lists give the same text."""
+    text = "".join(f"{len(name)}:{name}{digest}" for name, digest in zip(names, digests))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -85,32 +79,49 @@ class TypeSnapshot:
 
     @classmethod
     def from_packed(cls, packed: Mapping[str, any_pb2.Any]) -> "TypeSnapshot":
-        names = sorted(packed)
-        resources = {n: packed[n] for n in names}
+        return cls.from_built({name: Built(packed=value) for name, value in packed.items()})
+
+    @classmethod
+    def from_built(cls, built: Mapping[str, Built]) -> "TypeSnapshot":
+        """From resources serialized and hashed once (shared with other snapshots)."""
+        names = sorted(built)
+        digests = [built[n].digest for n in names]
         return cls(
-            version=_version_of([(n, resources[n].value) for n in names]),
-            resources=MappingProxyType(resources),
-            resource_versions=MappingProxyType({n: _hash16(resources[n].value) for n in names}),
+            version=_version_of(names, digests),
+            resources=MappingProxyType({n: built[n].packed for n in names}),
+            resource_versions=MappingProxyType(dict(zip(names, digests))),
         )
 
 
 EMPTY_TYPE = TypeSnapshot.from_packed({})
 
 
-def _pack(type_url: str, name: str, msg: Message) -> any_pb2.Any:
-    if isinstance(msg, any_pb2.Any):
-        packed = msg  # pre-packed (e.g. shared by many nodes): serialized once by the caller
+def _checked(type_url: str, name: str, resource: Message | Built) -> Built:
+    """``resource`` as a ``Built`` filed under the right type and, for a message, under its own name."""
+    if isinstance(resource, Built):
+        built = resource
+    elif isinstance(resource, any_pb2.Any):
+        built = Built(packed=resource)  # pre-packed: serialized once by the caller
     else:
-        packed = any_pb2.Any(
-            type_url=_TYPE_PREFIX + msg.DESCRIPTOR.full_name,
-            value=msg.SerializeToString(deterministic=True),
-        )
-    if packed.type_url != type_url:
-        raise ValueError(f"resource {name!r} is {packed.type_url}, filed under {type_url}")
+        built = Built(resource)
+    if built.type_url != type_url:
+        raise ValueError(f"resource {name!r} is {built.type_url}, filed under {type_url}")
     field_name = _NAME_FIELD.get(type_url)
-    if field_name is not None and not isinstance(msg, any_pb2.Any) and getattr(msg, field_name) != name:
-        raise ValueError(f"{short_type(type_url)} resource keyed {name!r} has {field_name}={getattr(msg, field_name)!r}")
-    return packed
+    if field_name is not None and not isinstance(resource, any_pb2.Any) and getattr(built.message, field_name) != name:
+        raise ValueError(f"{short_type(type_url)} resource keyed {name!r} has {field_name}={getattr(built.message, field_name)!r}")
+    return built
+
+
+def _same_objects(old: TypeSnapshot, built: Mapping[str, Built]) -> bool:
+    """Whether ``built`` is exactly ``old``'s resources, object for object (no bytes compared)."""
+    resources = old.resources
+    if len(resources) != len(built):
+        return False
+    for name, item in built.items():
+        packed = resources.get(name)
+        if packed is None or packed is not item.packed:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -120,18 +131,38 @@ class Snapshot:
     types: Mapping[str, TypeSnapshot]
 
     @classmethod
-    def from_resources(cls, resources: Mapping[str, Mapping[str, Message]]) -> "Snapshot":
+    def from_resources(cls, resources: Mapping[str, Mapping[str, Message | Built]]) -> "Snapshot":
         """Pack ``type_url -> {name -> message}`` deterministically.
 
         Identical input gives identical bytes and versions across processes, restarts and
-        replicas. Messages may also be given already packed as ``Any``.
+        replicas. Resources may also be given already packed (an ``Any``) or as ``Built``
+        (the compiler's shared, serialized-once form: nothing is serialized again).
         """
         types: dict[str, TypeSnapshot] = {}
         extra = sorted(t for t in resources if t not in PUSH_ORDER)
         for type_url in (*PUSH_ORDER, *extra):
             by_name = resources.get(type_url) or {}
-            packed = {name: _pack(type_url, name, msg) for name, msg in by_name.items()}
-            types[type_url] = TypeSnapshot.from_packed(packed) if packed else EMPTY_TYPE
+            built = {name: _checked(type_url, name, resource) for name, resource in by_name.items()}
+            types[type_url] = TypeSnapshot.from_built(built) if built else EMPTY_TYPE
+        return cls(types=MappingProxyType(types))
+
+    @classmethod
+    def from_built(cls, resources: Mapping[str, Mapping[str, Built]], previous: "Snapshot | None" = None) -> "Snapshot":
+        """The compiler's resources (type URL -> name -> ``Built``, filed by the compiler under
+        their own type and name); nothing is serialized or hashed again. A type whose resources
+        are the very objects of ``previous`` keeps ``previous``'s TypeSnapshot: reassembling a
+        node after a change to one shared cluster rebuilds its CDS entry and nothing else."""
+        types: dict[str, TypeSnapshot] = {}
+        for type_url in PUSH_ORDER:
+            built = resources.get(type_url) or {}
+            if not built:
+                types[type_url] = EMPTY_TYPE
+                continue
+            old = previous.types.get(type_url) if previous is not None else None
+            if old is not None and _same_objects(old, built):
+                types[type_url] = old
+            else:
+                types[type_url] = TypeSnapshot.from_built(built)
         return cls(types=MappingProxyType(types))
 
     @classmethod

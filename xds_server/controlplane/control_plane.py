@@ -24,8 +24,8 @@ from google.protobuf import any_pb2, json_format
 
 from mesh_model import ModelError, load_paths
 from mesh_model.load import ParseCache
-from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node, model_warnings
-from mesh_model.compiler import changed_keys, node_dependencies
+from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node_built, model_warnings
+from mesh_model.compiler import changed_keys
 from mesh_model.diff import diff_packed, summary_names
 from mesh_model.node_id import NodeRef, parse_node_id
 from mesh_model.spec.model import MeshModel
@@ -53,7 +53,16 @@ class NodeKey:
 
 
 def compile_snapshot(model: MeshModel, node: NodeRef, placement: Placement, cache: CompileCache | None = None) -> Snapshot:
-    return Snapshot.from_resources(compile_node(model, node, placement, cache))
+    return compile_snapshot_and_dependencies(model, node, placement, cache)[0]
+
+
+def compile_snapshot_and_dependencies(model: MeshModel, node: NodeRef, placement: Placement,
+                                      cache: CompileCache | None = None, previous: Snapshot | None = None) -> tuple[Snapshot, frozenset]:
+    """A node placement's snapshot, assembled from the cache's shared serialized pieces, and
+    the dependency keys its compilation read (what decides whether a change rebuilds it).
+    Types whose resources are those of ``previous`` (the node's last snapshot) are kept."""
+    compiled = compile_node_built(model, node, placement, cache)
+    return Snapshot.from_built(compiled.resources, previous), compiled.dependencies
 
 
 def with_secrets(base: Snapshot, secrets: Mapping[str, any_pb2.Any]) -> Snapshot:
@@ -121,12 +130,12 @@ class ControlPlane:
         if node_key.key not in self.keys or self.cache.get(node_key.key) is None:
             started = time.perf_counter()
             try:
-                snapshot = compile_snapshot(self.model, ref, placement, self.compile_cache)
+                snapshot, dependencies = compile_snapshot_and_dependencies(self.model, ref, placement, self.compile_cache)
                 metrics.observe_compile(time.perf_counter() - started, 1)
             except CompileError as exc:
                 raise StreamError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
             self.keys[node_key.key] = node_key
-            self.dependencies[node_key.key] = node_dependencies(self.model, ref.mesh, ref.name, ref.kind)
+            self.dependencies[node_key.key] = dependencies
             self._publish(node_key.key, snapshot)
         return node_key.key
 
@@ -187,21 +196,22 @@ class ControlPlane:
     ) -> tuple[dict[str, Snapshot], dict[str, frozenset], list[str], CompileCache]:
         """Snapshots of the nodes a new model affects (pure: no state is changed here).
 
-        Only nodes whose dependency set meets a changed resource are recompiled; the others
-        keep their snapshot object as it is. Pieces shared between nodes are built once
-        (``CompileCache``; pieces the change did not touch carry over from the last model).
+        Only nodes whose dependency set meets a changed resource are reassembled; the others
+        keep their snapshot object as it is. Every piece the change did not touch carries over
+        from the last model (``CompileCache.successor``), and a changed piece shared by many
+        nodes is built and serialized once, so reassembling a node is mostly cache look-ups.
         Returns new snapshots, their new dependency sets, warnings and the new model's cache.
         """
         changed = changed_keys(self.model, model)
         cache = self.compile_cache.successor(model, changed)  # untouched shared pieces carry over
         snapshots, dependencies, warnings = {}, {}, []
         for key, node_key in (self.keys if keys is None else keys).items():
-            if not (self.dependencies.get(key, frozenset()) & changed):
+            if self.dependencies.get(key, frozenset()).isdisjoint(changed):
                 continue
             node = node_key.node
             try:
-                snapshots[key] = compile_snapshot(model, node, node_key.placement, cache)
-                dependencies[key] = node_dependencies(model, node.mesh, node.name, node.kind)
+                snapshots[key], dependencies[key] = compile_snapshot_and_dependencies(
+                    model, node, node_key.placement, cache, self.bases.get(key))
             except CompileError as exc:
                 warnings.append(f"{node.node_id}: {exc}; keeping its last config")
         return snapshots, dependencies, warnings, cache
@@ -264,7 +274,8 @@ class ControlPlane:
             if self.secrets is not None:
                 self.secrets.forget(key)
             self.cache.delete(key)
-        if unused:
+        if unused:  # and the compiled pieces only those placements used
+            self.compile_cache.retain_placements({node_key.placement for node_key in self.keys.values()})
             log.info("forgot %d node placement(s) without a connected Envoy", len(unused))
         return len(unused)
 
@@ -295,8 +306,8 @@ class ControlPlane:
         for key in self.keys.keys() - keys.keys():  # connected while we compiled, from the old model
             node_key = self.keys[key]
             try:
-                snapshots[key] = compile_snapshot(model, node_key.node, node_key.placement, self.compile_cache)
-                self.dependencies[key] = node_dependencies(model, node_key.node.mesh, node_key.node.name, node_key.node.kind)
+                snapshots[key], self.dependencies[key] = compile_snapshot_and_dependencies(
+                    model, node_key.node, node_key.placement, self.compile_cache)
             except CompileError as exc:
                 warnings.append(f"{node_key.node.node_id}: {exc}; keeping its last config")
         for key, snapshot in snapshots.items():

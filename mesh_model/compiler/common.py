@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, TypeVar
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 # Import every Envoy extension the compiler emits inside a typed Any, so that their
-# descriptors are registered before ParseDict meets an "@type".
+# descriptors are registered before to_proto meets an "@type".
 from envoy.config.cluster.v3 import cluster_pb2  # noqa: F401
 from envoy.config.endpoint.v3 import endpoint_pb2  # noqa: F401
 from envoy.config.listener.v3 import listener_pb2  # noqa: F401
@@ -27,6 +26,8 @@ from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2  # 
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 
+from mesh_model.compiler import proto_build
+
 M = TypeVar("M", bound=Message)
 
 MAX_INT32 = 2147483647
@@ -39,42 +40,14 @@ EGRESS_CONNECT_TIMEOUT = "1s"
 
 
 def to_proto(data: Mapping[str, Any], message_type: type[M]) -> M:
-    """Build a proto from its JSON form; unknown fields are a programming error, not ignored."""
-    message = json_format.ParseDict(data, message_type(), ignore_unknown_fields=False)
-    _repack_any_deterministically(message)
-    return message
+    """Build a proto from its JSON form; unknown fields are a programming error, not ignored.
 
-
-def _repack_any_deterministically(message: Message) -> None:
-    """Re-serialize every nested ``Any`` with deterministic map ordering.
-
-    ``SerializeToString(deterministic=True)`` on the outer resource does not reach into the
-    bytes already inside an ``Any`` (an HCM inside a listener, a JSON log format map inside
-    the HCM), and map order there is otherwise unspecified. Versions are content hashes, so
-    those bytes must be canonical too.
+    ``proto_build.build`` reads the same JSON as ``json_format.ParseDict`` several times
+    faster and packs every nested ``Any`` deterministically as it builds it (canonical map
+    order inside the bytes of an HCM or a JSON log format: versions are content hashes). A
+    bad field raises ``proto_build.ProtoBuildError`` (a ``ValueError``) naming its path.
     """
-    for field, value in message.ListFields():
-        if field.message_type is None:
-            continue
-        if field.message_type.GetOptions().map_entry:
-            if field.message_type.fields_by_name["value"].message_type is not None:
-                for item in value.values():
-                    _repack_any_deterministically(item)
-            continue
-        for item in value if field.is_repeated else (value,):
-            if item.DESCRIPTOR.full_name == "google.protobuf.Any":
-                _repack_one(item)
-            else:
-                _repack_any_deterministically(item)
-
-
-def _repack_one(packed: Message) -> None:
-    from google.protobuf import symbol_database
-
-    inner = symbol_database.Default().GetSymbol(packed.TypeName())()
-    packed.Unpack(inner)
-    _repack_any_deterministically(inner)
-    packed.Pack(inner, deterministic=True)
+    return proto_build.build(data, message_type)  # type: ignore[return-value]
 
 
 def millis(ms: int) -> str:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import difflib
 import math
+import threading
 from typing import Any, Callable, Mapping
 
 from google.protobuf import descriptor_pool, duration_pb2, field_mask_pb2, message_factory, struct_pb2, timestamp_pb2
@@ -87,15 +88,50 @@ def build(data: Mapping[str, Any], message_type: type[Message]) -> Message:
 # a Struct, a message.
 Converter = Callable[[Any], Any]
 
-# descriptor -> converter (proto3 JSON value -> constructor argument). Filled on first use
-# of a message type; the table is never invalidated (descriptors live as long as the process).
+# descriptor -> converter (proto3 JSON value -> constructor argument). Compiled on first use
+# of a message type and never invalidated (descriptors live as long as the process).
+#
+# The compiler runs on the event loop and in a worker thread (a reload), so compiling is
+# serialized by a lock, and what one compilation makes (converters and field tables that
+# refer to each other, and are registered half-filled so that a message type can contain
+# itself) is published only once all of it is complete: another thread never sees a table
+# that is still being filled. Lookups of published entries take no lock.
 _CONVERTERS: dict[Descriptor, Converter] = {}
+_LOCK = threading.RLock()
+_pending_converters: dict[Descriptor, Converter] = {}
+_pending_tables: dict[Descriptor, dict] = {}
+_depth = 0
+
+
+class _Compiling:
+    """``with _Compiling():`` around any compilation; the outermost one publishes."""
+
+    def __enter__(self) -> None:
+        global _depth
+        _LOCK.acquire()
+        _depth += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        global _depth
+        _depth -= 1
+        try:
+            if _depth == 0:
+                if exc_type is None:
+                    _TABLES.update(_pending_tables)
+                    _CONVERTERS.update(_pending_converters)
+                _pending_tables.clear()
+                _pending_converters.clear()
+        finally:
+            _LOCK.release()
 
 
 def _converter(descriptor: Descriptor) -> Converter:
     converter = _CONVERTERS.get(descriptor)
     if converter is None:
-        converter = _compile_message(descriptor)
+        with _Compiling():
+            converter = _CONVERTERS.get(descriptor) or _pending_converters.get(descriptor)
+            if converter is None:
+                converter = _compile_message(descriptor)
     return converter
 
 
@@ -361,6 +397,7 @@ def _map_converter(field: FieldDescriptor) -> Converter:
 
 
 def _compile_message(descriptor: Descriptor) -> Converter:
+    """(Under ``_Compiling``.)"""
     special = _WELL_KNOWN.get(descriptor.full_name)
     if special is not None:
         converter = special(descriptor)
@@ -368,7 +405,7 @@ def _compile_message(descriptor: Descriptor) -> Converter:
         converter = _wrapper_converter(descriptor)
     else:
         converter = _regular_converter(descriptor)  # registers itself before compiling its fields
-    _CONVERTERS[descriptor] = converter
+    _pending_converters[descriptor] = converter
     return converter
 
 
@@ -381,6 +418,7 @@ def _regular_converter(descriptor: Descriptor, *, inside_any: bool = False) -> C
     """A message's fields: the table is compiled once; converting is a loop over the dict's keys.
 
     ``inside_any``: the variant for the body of a typed ``Any``, which skips its ``"@type"``.
+    (Under ``_Compiling``.)
     """
     table: dict[str, tuple[str, Converter, str | None, int, bool]]
 
@@ -426,7 +464,7 @@ def _regular_converter(descriptor: Descriptor, *, inside_any: bool = False) -> C
         return out
 
     if not inside_any:
-        _CONVERTERS[descriptor] = convert  # before the fields: a message type may contain itself
+        _pending_converters[descriptor] = convert  # before the fields: a message type may contain itself
     table = _regular_table(descriptor)  # shared with the other variant; filled in place
     return convert
 
@@ -436,11 +474,14 @@ _TABLES: dict[Descriptor, dict[str, tuple[str, Converter, str | None, int, bool]
 
 
 def _regular_table(descriptor: Descriptor) -> dict[str, tuple[str, Converter, str | None, int, bool]]:
+    """(Under ``_Compiling``.)"""
     table = _TABLES.get(descriptor)
+    if table is None:
+        table = _pending_tables.get(descriptor)
     if table is not None:
         return table
     table = {}
-    _TABLES[descriptor] = table  # a message type that contains itself finds its (partly filled) table
+    _pending_tables[descriptor] = table  # a message type that contains itself finds its (partly filled) table
     for field in descriptor.fields:
         if field.message_type is not None and field.message_type.full_name == "google.protobuf.Value" and not field.is_repeated:
             null = _NULL_VALUE
@@ -475,9 +516,13 @@ def _any_target(type_url: Any) -> tuple[type[Message], Converter, str, bool]:
         raise ProtoBuildError(f"unknown @type {type_url!r} (is its _pb2 module imported?)") from None
     message_class = message_factory.GetMessageClass(descriptor)
     wkt = descriptor.full_name in _WELL_KNOWN or descriptor.file.name == "google/protobuf/wrappers.proto"
-    converter = _converter(descriptor) if wkt else _regular_converter(descriptor, inside_any=True)
+    if wkt:
+        converter = _converter(descriptor)
+    else:
+        with _Compiling():
+            converter = _regular_converter(descriptor, inside_any=True)
     target = (message_class, converter, TYPE_URL_PREFIX + descriptor.full_name, wkt)
-    _ANY_TARGETS[type_url] = target  # only known types are cached: an import may register more later
+    _ANY_TARGETS[type_url] = target  # complete by now; only known types are cached: an import may register more later
     return target
 
 

@@ -438,3 +438,42 @@ def test_to_proto_raises_for_a_typo():
     with pytest.raises(ValueError, match=r"RouteConfiguration\.virtualHosts\[0\]\.routes\[0\]\.mach: "):
         to_proto({"name": "r", "virtualHosts": [{"name": "v", "domains": ["*"], "routes": [{"mach": {"prefix": "/"}}]}]},
                  route_pb2.RouteConfiguration)
+
+
+def test_first_use_from_many_threads_at_once():
+    """The control plane compiles on the event loop and in a reload thread: a type's table
+    being compiled by one thread must never be seen half-filled by another (a spurious
+    "no field named" error). A fresh interpreter, so that nothing is compiled yet, with
+    thread switches forced as often as possible."""
+    import subprocess
+    import sys
+
+    script = r'''
+import sys, threading
+sys.setswitchinterval(1e-6)
+from tests.unit.test_proto_build import CONSTRUCTS, canonical, _import_for
+from mesh_model.compiler.proto_build import build
+from google.protobuf import symbol_database
+cases = []
+for type_name, data in CONSTRUCTS.values():
+    _import_for(type_name)
+    cases.append((data, symbol_database.Default().GetSymbol(type_name)))
+results, errors = [], []
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()
+    try:
+        results.append([canonical(build(data, message_type)) for data, message_type in cases])
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert not errors, errors
+assert len(results) == 8 and all(r == results[0] for r in results)
+print("ok")
+'''
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).resolve().parents[2])
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -39,7 +39,6 @@ from __future__ import annotations
 import base64
 import difflib
 import math
-import threading
 from typing import Any, Callable, Mapping
 
 from google.protobuf import descriptor_pool, duration_pb2, field_mask_pb2, message_factory, struct_pb2, timestamp_pb2
@@ -91,47 +90,42 @@ Converter = Callable[[Any], Any]
 # descriptor -> converter (proto3 JSON value -> constructor argument). Compiled on first use
 # of a message type and never invalidated (descriptors live as long as the process).
 #
-# The compiler runs on the event loop and in a worker thread (a reload), so compiling is
-# serialized by a lock, and what one compilation makes (converters and field tables that
-# refer to each other, and are registered half-filled so that a message type can contain
-# itself) is published only once all of it is complete: another thread never sees a table
-# that is still being filled. Lookups of published entries take no lock.
+# The compiler runs on the event loop and in a reload thread, and it may not take locks (it
+# is pure: tests/unit/test_import_rules.py). So each compilation works in a private
+# ``_Compilation`` (its converters and field tables refer to each other, and a table is
+# registered half-filled so that a message type can contain itself) and publishes all of it
+# when it is complete: another thread never sees a table that is still being filled. Two
+# threads compiling the same type at once each make a complete, equivalent set; the last
+# one published wins, harmlessly.
 _CONVERTERS: dict[Descriptor, Converter] = {}
-_LOCK = threading.RLock()
-_pending_converters: dict[Descriptor, Converter] = {}
-_pending_tables: dict[Descriptor, dict] = {}
-_depth = 0
 
 
-class _Compiling:
-    """``with _Compiling():`` around any compilation; the outermost one publishes."""
+class _Compilation:
+    """What one compilation has made so far, published (to ``_CONVERTERS``/``_TABLES``) when done."""
 
-    def __enter__(self) -> None:
-        global _depth
-        _LOCK.acquire()
-        _depth += 1
+    def __init__(self) -> None:
+        self.converters: dict[Descriptor, Converter] = {}
+        self.tables: dict[Descriptor, dict] = {}
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        global _depth
-        _depth -= 1
-        try:
-            if _depth == 0:
-                if exc_type is None:
-                    _TABLES.update(_pending_tables)
-                    _CONVERTERS.update(_pending_converters)
-                _pending_tables.clear()
-                _pending_converters.clear()
-        finally:
-            _LOCK.release()
+    def converter(self, descriptor: Descriptor) -> Converter:
+        converter = _CONVERTERS.get(descriptor)
+        if converter is None:
+            converter = self.converters.get(descriptor)
+        if converter is None:
+            converter = _compile_message(descriptor, self)
+        return converter
+
+    def publish(self) -> None:
+        _TABLES.update(self.tables)
+        _CONVERTERS.update(self.converters)
 
 
 def _converter(descriptor: Descriptor) -> Converter:
     converter = _CONVERTERS.get(descriptor)
     if converter is None:
-        with _Compiling():
-            converter = _CONVERTERS.get(descriptor) or _pending_converters.get(descriptor)
-            if converter is None:
-                converter = _compile_message(descriptor)
+        compilation = _Compilation()
+        converter = compilation.converter(descriptor)
+        compilation.publish()
     return converter
 
 
@@ -343,12 +337,12 @@ def _map_key_converter(field: FieldDescriptor) -> Converter:
 # ---------------------------------------------------------------------------- fields
 
 
-def _field_converter(field: FieldDescriptor) -> Converter:
+def _field_converter(field: FieldDescriptor, compilation: _Compilation) -> Converter:
     """The converter of one field's JSON value (a list for repeated fields, an object for maps)."""
     message_type = field.message_type
     if message_type is not None and message_type.GetOptions().map_entry:
-        return _map_converter(field)
-    item = _converter(message_type) if message_type is not None else _scalar_converter(field)
+        return _map_converter(field, compilation)
+    item = compilation.converter(message_type) if message_type is not None else _scalar_converter(field)
     if not field.is_repeated:
         return item
     nullable_items = message_type is not None and message_type.full_name == "google.protobuf.Value"
@@ -372,11 +366,11 @@ def _field_converter(field: FieldDescriptor) -> Converter:
     return convert_list
 
 
-def _map_converter(field: FieldDescriptor) -> Converter:
+def _map_converter(field: FieldDescriptor, compilation: _Compilation) -> Converter:
     entry = field.message_type
     key_converter = _map_key_converter(entry.fields_by_name["key"])
     value_field = entry.fields_by_name["value"]
-    value_converter = _converter(value_field.message_type) if value_field.message_type is not None else _scalar_converter(value_field)
+    value_converter = compilation.converter(value_field.message_type) if value_field.message_type is not None else _scalar_converter(value_field)
 
     def convert_map(value: Any) -> dict:
         if not isinstance(value, Mapping):
@@ -396,16 +390,15 @@ def _map_converter(field: FieldDescriptor) -> Converter:
 # ---------------------------------------------------------------------------- messages
 
 
-def _compile_message(descriptor: Descriptor) -> Converter:
-    """(Under ``_Compiling``.)"""
+def _compile_message(descriptor: Descriptor, compilation: _Compilation) -> Converter:
     special = _WELL_KNOWN.get(descriptor.full_name)
     if special is not None:
         converter = special(descriptor)
     elif descriptor.file.name == "google/protobuf/wrappers.proto":
         converter = _wrapper_converter(descriptor)
     else:
-        converter = _regular_converter(descriptor)  # registers itself before compiling its fields
-    _pending_converters[descriptor] = converter
+        converter = _regular_converter(descriptor, compilation)  # registers itself before compiling its fields
+    compilation.converters[descriptor] = converter
     return converter
 
 
@@ -414,11 +407,10 @@ def _compile_message(descriptor: Descriptor) -> Converter:
 _NULL_CLEARS, _NULL_VALUE, _NULL_ENUM = 0, 1, 2
 
 
-def _regular_converter(descriptor: Descriptor, *, inside_any: bool = False) -> Converter:
+def _regular_converter(descriptor: Descriptor, compilation: _Compilation, *, inside_any: bool = False) -> Converter:
     """A message's fields: the table is compiled once; converting is a loop over the dict's keys.
 
     ``inside_any``: the variant for the body of a typed ``Any``, which skips its ``"@type"``.
-    (Under ``_Compiling``.)
     """
     table: dict[str, tuple[str, Converter, str | None, int, bool]]
 
@@ -464,8 +456,8 @@ def _regular_converter(descriptor: Descriptor, *, inside_any: bool = False) -> C
         return out
 
     if not inside_any:
-        _pending_converters[descriptor] = convert  # before the fields: a message type may contain itself
-    table = _regular_table(descriptor)  # shared with the other variant; filled in place
+        compilation.converters[descriptor] = convert  # before the fields: a message type may contain itself
+    table = _regular_table(descriptor, compilation)  # shared with the other variant; filled in place
     return convert
 
 
@@ -473,15 +465,14 @@ def _regular_converter(descriptor: Descriptor, *, inside_any: bool = False) -> C
 _TABLES: dict[Descriptor, dict[str, tuple[str, Converter, str | None, int, bool]]] = {}
 
 
-def _regular_table(descriptor: Descriptor) -> dict[str, tuple[str, Converter, str | None, int, bool]]:
-    """(Under ``_Compiling``.)"""
+def _regular_table(descriptor: Descriptor, compilation: _Compilation) -> dict[str, tuple[str, Converter, str | None, int, bool]]:
     table = _TABLES.get(descriptor)
     if table is None:
-        table = _pending_tables.get(descriptor)
+        table = compilation.tables.get(descriptor)
     if table is not None:
         return table
     table = {}
-    _pending_tables[descriptor] = table  # a message type that contains itself finds its (partly filled) table
+    compilation.tables[descriptor] = table  # a message type that contains itself finds its (partly filled) table
     for field in descriptor.fields:
         if field.message_type is not None and field.message_type.full_name == "google.protobuf.Value" and not field.is_repeated:
             null = _NULL_VALUE
@@ -491,7 +482,7 @@ def _regular_table(descriptor: Descriptor) -> dict[str, tuple[str, Converter, st
             null = _NULL_CLEARS
         oneof = field.containing_oneof
         string = field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated
-        entry = (field.name, _field_converter(field), oneof.name if oneof is not None else None, null, string)
+        entry = (field.name, _field_converter(field, compilation), oneof.name if oneof is not None else None, null, string)
         table[field.json_name] = entry
         table[field.name] = entry
     return table
@@ -519,8 +510,9 @@ def _any_target(type_url: Any) -> tuple[type[Message], Converter, str, bool]:
     if wkt:
         converter = _converter(descriptor)
     else:
-        with _Compiling():
-            converter = _regular_converter(descriptor, inside_any=True)
+        compilation = _Compilation()
+        converter = _regular_converter(descriptor, compilation, inside_any=True)
+        compilation.publish()
     target = (message_class, converter, TYPE_URL_PREFIX + descriptor.full_name, wkt)
     _ANY_TARGETS[type_url] = target  # complete by now; only known types are cached: an import may register more later
     return target

@@ -9,6 +9,7 @@ therefore the same xDS versions across runs, restarts and replicas.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
@@ -25,7 +26,7 @@ from mesh_model.compiler.common import to_proto
 from mesh_model.compiler.dependencies import changed_keys, node_keys
 from mesh_model.compiler.endpoints import load_assignment, needs_eds
 from mesh_model.compiler.gateway import gateway_listeners_routes_clusters, header_routed_virtual_host
-from mesh_model.compiler.listeners import egress_listeners, ingress_listeners, listener_families
+from mesh_model.compiler.listeners import egress_listeners, ingress_listeners, listener_families, listener_proto
 from mesh_model.compiler.passthrough import ALLOW_ALL, allow_all_virtual_host, egress_filter, passthrough_clusters
 from mesh_model.compiler.placement import Placement
 from mesh_model.compiler.plan import NodePlan, Target, node_dependencies, plan_gateway, plan_node, plan_service
@@ -119,8 +120,12 @@ def compile_node_built(
         tcp, _conflicts = tcp_backends(plan.backends, http_ports)
         families = listener_families(mesh, plan.node)
         egress = egress_listeners(plan.node, placement, http_ports, tcp, families=families, mesh=mesh.name,
-                                  egress_filter=egress_filter(mesh))
-        return [_named(listener) for listener in ingress_listeners(mesh, plan.node, placement) + egress]
+                                  egress_filter=egress_filter(mesh), build=shared_listener)
+        return ingress_listeners(mesh, plan.node, placement, build=shared_listener) + egress
+
+    def shared_listener(body: dict) -> tuple[str, Built]:
+        # most sidecars' listeners are identical (no node name in them): built once for all
+        return cache.by_content(("listener", json.dumps(body, sort_keys=True)), lambda: _named(listener_proto(body)))
 
     out.add(out.listeners, ("listeners", mesh.name, node.name), listeners, plan.dependencies)
     return out.compiled()

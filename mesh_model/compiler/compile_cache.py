@@ -22,6 +22,8 @@ from mesh_model.spec.model import MeshModel
 
 T = TypeVar("T")
 
+CONTENT_LIMIT = 100_000
+
 Dependencies = Iterable[tuple] | Callable[[object], Iterable[tuple]]
 
 
@@ -30,6 +32,8 @@ class CompileCache:
         self.model = model
         # key -> (value, dependency keys, placement it was built for or None)
         self._items: dict[Hashable, tuple[object, frozenset, object]] = {}
+        # content-addressed pieces (``by_content``): valid for any model, handed on to successors
+        self._content: dict[Hashable, object] = {}
         self.hits = 0
         self.misses = 0
 
@@ -56,6 +60,17 @@ class CompileCache:
             into |= entry[1]
         return entry[0]  # type: ignore[return-value]
 
+    def by_content(self, key: Hashable, build: Callable[[], T]) -> T:
+        """A piece that is a function of ``key`` alone (e.g. the canonical JSON of a listener):
+        built once for every node and every model that needs the same content. Bounded: past
+        ``CONTENT_LIMIT`` entries the memo starts afresh (it only ever saves work)."""
+        value = self._content.get(key)
+        if value is None:
+            if len(self._content) >= CONTENT_LIMIT:
+                self._content = {}
+            value = self._content[key] = build()
+        return value  # type: ignore[return-value]
+
     def peek(self, key: Hashable) -> object | None:
         """The cached value of ``key`` or ``None``, counting nothing and recording nothing: for
         a hot loop whose reads the caller records once for the whole loop."""
@@ -71,6 +86,7 @@ class CompileCache:
     def successor(self, model: MeshModel, changed: set) -> "CompileCache":
         """A cache for ``model`` holding every entry whose dependencies ``changed`` does not touch."""
         nxt = CompileCache(model)
+        nxt._content = self._content
         # list(): one C-level copy, safe while another thread (the control plane's event loop
         # compiling a newly connected node) adds entries to this cache.
         nxt._items = {key: entry for key, entry in list(self._items.items()) if entry[1] and entry[1].isdisjoint(changed)}

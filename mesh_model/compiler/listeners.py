@@ -6,7 +6,7 @@ listener per virtual-node listener port and per backend port on the instance's o
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from envoy.config.listener.v3 import listener_pb2
 
@@ -110,8 +110,14 @@ def bind(address: str, port: int, families: tuple[str, ...]) -> dict[str, Any]:
 ORIGINAL_DST = {"name": "envoy.filters.listener.original_dst", "typedConfig": typed("envoy.extensions.filters.listener.original_dst.v3.OriginalDst")}
 
 
-def ingress_listeners(mesh: Mesh, node: Resource, placement: Placement) -> list[listener_pb2.Listener]:
-    """The inbound listener(s); listener TLS (STRICT / PERMISSIVE / DISABLED) shapes the filter chains (``tls.py``)."""
+def listener_proto(body: Mapping[str, Any]) -> listener_pb2.Listener:
+    return to_proto(body, listener_pb2.Listener)
+
+
+def ingress_listeners(mesh: Mesh, node: Resource, placement: Placement, build: Callable[[dict], Any] = listener_proto) -> list:
+    """The inbound listener(s); listener TLS (STRICT / PERMISSIVE / DISABLED) shapes the filter chains (``tls.py``).
+    ``build`` turns each listener's JSON form into what the caller wants (by default the proto;
+    the compiler shares one built listener between the nodes whose listeners are identical)."""
     node_listeners = node.spec.listeners or ()
     if not node_listeners:
         return []
@@ -146,7 +152,7 @@ def ingress_listeners(mesh: Mesh, node: Resource, placement: Placement) -> list[
                 "filterChains": chains,
             }
         ]
-    return [to_proto(body, listener_pb2.Listener) for body in result]
+    return [build(body) for body in result]
 
 
 def egress_listeners(
@@ -159,7 +165,8 @@ def egress_listeners(
     families: tuple[str, ...] = ("v4",),
     mesh: str | None = None,
     egress_filter: str = passthrough.DROP_ALL,
-) -> list[listener_pb2.Listener]:
+    build: Callable[[dict], Any] = listener_proto,
+) -> list:
     """The catch-all egress listener (15001), plus one per backend port on the explicit path.
 
     TCP backends (``tcp``: port -> backend) get a tcp_proxy: on the transparent path as a
@@ -170,6 +177,7 @@ def egress_listeners(
     ``ALLOW_ALL``, HTTP) and adds App Mesh's passthrough chains after the port chains: AWS
     endpoints by SNI under any egress filter, everything else under ``ALLOW_ALL`` only; the
     HTTP chain takes plaintext (``passthrough.py`` describes App Mesh's listener and the order).
+    ``build`` as for ``ingress_listeners``.
     """
     tcp = tcp or {}
     transparent = not placement.explicit if transparent is None else transparent
@@ -210,4 +218,4 @@ def egress_listeners(
                     "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(port), logs, websocket=True, tracer=placement.tracing)]}],
                 }
             )
-    return [to_proto(body, listener_pb2.Listener) for body in result]
+    return [build(body) for body in result]

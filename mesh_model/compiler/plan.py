@@ -76,7 +76,8 @@ class NodePlan:
     @cached_property
     def targets(self) -> tuple[Target, ...]:
         found = {wt.target for sp in self.backends for r in sp.routes for wt in r.targets}
-        return tuple(sorted(found))
+        # the dataclass order (mesh, node, port, protocol), compared as plain tuples: much faster
+        return tuple(sorted(found, key=lambda t: (t.mesh, t.node, t.port, t.protocol)))
 
 
 @dataclass(frozen=True)

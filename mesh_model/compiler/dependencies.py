@@ -20,7 +20,8 @@ leaves every caller's routes, listeners and plans as they were.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from types import MappingProxyType
+from typing import Mapping
 
 from mesh_model.spec.model import Mesh, MeshModel, Resource
 
@@ -63,43 +64,55 @@ def node_keys(mesh: Mesh, node_name: str) -> set[Key]:
     return keys
 
 
-def _all_resources(model: MeshModel) -> Iterable[Resource]:
-    for mesh in model.meshes.values():
-        yield mesh.resource
-        yield from mesh.virtual_services.values()
-        yield from mesh.virtual_routers.values()
-        for routes in mesh.routes.values():
-            yield from routes.values()
-        yield from mesh.virtual_nodes.values()
-        yield from mesh.virtual_gateways.values()
-        for routes in mesh.gateway_routes.values():
-            yield from routes.values()
-    yield from model.cloud_map.values()
+def _differs(a: Resource | None, b: Resource | None) -> bool:
+    if a is b:  # unchanged files give back the very same objects (load.ParseCache)
+        return False
+    if a is None or b is None:
+        return True
+    if a.digest and b.digest:
+        return a.digest != b.digest  # the loader's content hash of the validated spec
+    return a.spec != b.spec
 
 
-def _identity(resource: Resource) -> tuple:
-    return (resource.kind, resource.mesh, resource.virtualRouter, resource.virtualGateway, resource.namespaceName, resource.name)
+def _changed_in(old: Mapping[str, Resource], new: Mapping[str, Resource], changed: set[Key]) -> None:
+    """Add the keys of the resources that differ between two name -> resource mappings."""
+    for name in old.keys() | new.keys() if old.keys() != new.keys() else new.keys():
+        a, b = old.get(name), new.get(name)
+        if _differs(a, b):
+            resource = a or b
+            changed.add(resource_key(resource))
+            if resource.kind == "VirtualNode" and listener_ports(a) != listener_ports(b):
+                changed.add(listener_key(resource.mesh, resource.name))
+
+
+def _changed_in_nested(old: Mapping[str, Mapping[str, Resource]], new: Mapping[str, Mapping[str, Resource]], changed: set[Key]) -> None:
+    for parent in old.keys() | new.keys():
+        _changed_in(old.get(parent, _EMPTY), new.get(parent, _EMPTY), changed)
+
+
+_EMPTY: Mapping[str, Resource] = MappingProxyType({})
 
 
 def changed_keys(old: MeshModel, new: MeshModel) -> set[Key]:
-    """Dependency keys of every resource added, removed or modified between two models."""
-    before = {_identity(r): r for r in _all_resources(old)}
-    after = {_identity(r): r for r in _all_resources(new)}
+    """Dependency keys of every resource added, removed or modified between two models.
+
+    Walks the two models side by side, name by name: a resource of an unchanged file is the
+    very same object in both (an identity check), so the cost is a dictionary look-up per
+    resource, not a comparison.
+    """
     changed: set[Key] = set()
-    for ident in before.keys() | after.keys():
-        a, b = before.get(ident), after.get(ident)
-        if a is b:  # unchanged files give back the very same objects (load.ParseCache)
-            continue
-        if a is None or b is None:
-            differs = True
-        elif a.digest and b.digest:
-            differs = a.digest != b.digest  # the loader's content hash of the validated spec
-        else:
-            differs = a.spec != b.spec
-        if not differs:
-            continue
-        resource = a or b
-        changed.add(resource_key(resource))
-        if resource.kind == "VirtualNode" and listener_ports(a) != listener_ports(b):
-            changed.add(listener_key(resource.mesh, resource.name))
+    for name in old.meshes.keys() | new.meshes.keys():
+        a, b = old.meshes.get(name), new.meshes.get(name)
+        if a is None or b is None or _differs(a.resource, b.resource):
+            changed.add(("Mesh", name))
+        for field in _BY_NAME:
+            _changed_in(getattr(a, field, _EMPTY), getattr(b, field, _EMPTY), changed)
+        for field in _BY_PARENT:
+            _changed_in_nested(getattr(a, field, _EMPTY), getattr(b, field, _EMPTY), changed)
+    _changed_in(old.cloud_map, new.cloud_map, changed)
     return changed
+
+
+# a Mesh's name -> resource mappings, and its parent -> name -> resource ones
+_BY_NAME = ("virtual_services", "virtual_routers", "virtual_nodes", "virtual_gateways")
+_BY_PARENT = ("routes", "gateway_routes")

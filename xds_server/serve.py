@@ -33,6 +33,13 @@ log = logging.getLogger("meshplane.serve")
 
 # Envoy holds its ADS stream open for hours: keepalive finds dead peers, and a generous
 # message size fits large route tables (500 routes x 10 targets is well under 16 MiB).
+# A reconnect storm (a fleet of Envoys after a restart) opens thousands of streams within
+# seconds, faster than the event loop takes them: grpc core keeps the ones not yet taken
+# ("pending") and by default refuses more than 1,000-3,000 of them (random early detection;
+# RESOURCE_EXHAUSTED "Too many pending requests", which a client still writing its requests
+# sees as INTERNAL or CANCELLED). Room for a whole fleet instead: the admission limits
+# (--max-streams, --max-new-streams-per-second) decide once a stream is taken.
+MAX_PENDING_STREAMS = 20_000
 GRPC_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -40,6 +47,8 @@ GRPC_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.server.max_pending_requests", MAX_PENDING_STREAMS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_STREAMS),
 ]
 
 

@@ -29,7 +29,8 @@ disconnects and refused connections while no server listens from failures once t
 server is ready. An attempt is a connect, as for Envoy: a gRPC channel fails calls at once
 while it waits out its own reconnect backoff, even when the server is back, so in this mode
 the channels retry every ``CHANNEL_BACKOFF_MS`` and an attempt on a channel that is not
-connected first waits ``CONNECT_WINDOW_S`` for it (else it counts as refused).
+connected takes the outcome of a connection attempt (``connect``: refused, or through; at
+most ``CONNECT_TIMEOUT_S``).
 """
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregate
 ENVOY_BACKOFF_BASE_S = 0.5   # Envoy's xDS gRPC stream retry: base interval ...
 ENVOY_BACKOFF_MAX_S = 30.0   # ... and its cap (envoyproxy/envoy: RetryInitialDelayMs / RetryMaxDelayMs)
 CHANNEL_BACKOFF_MS = 100     # --reconnect: the channel retries its connection this often (gRPC: 1 s x 1.6 up to 120 s)
-CONNECT_WINDOW_S = 0.25      # --reconnect: how long an attempt waits for its channel to connect
+CONNECT_TIMEOUT_S = 5.0      # --reconnect: an attempt's connect timeout (Envoy's default connect_timeout)
+RETRY_WINDOW_S = 2.5 * CHANNEL_BACKOFF_MS / 1000  # --reconnect: a failing channel's next retry (with jitter)
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -122,6 +124,31 @@ class Fleet:
             self.errors.append(text)
 
 
+async def connect(channel: grpc.aio.Channel, timeout: float) -> bool:
+    """The outcome of a connection attempt on ``channel``: True once it is READY, False when
+    the attempt fails. A channel that is already failing (gRPC keeps it in TRANSIENT_FAILURE
+    while it retries every ``CHANNEL_BACKOFF_MS``) gets one retry's time to become READY;
+    otherwise the first failure, or ``timeout`` (Envoy's default connect timeout is 5 s)."""
+    states = grpc.ChannelConnectivity
+    start = time.monotonic()
+    state = channel.get_state(try_to_connect=True)
+    failing = state == states.TRANSIENT_FAILURE
+    while state != states.READY:
+        if state == states.SHUTDOWN or (state == states.TRANSIENT_FAILURE and not failing):
+            return False
+        limit = start + (RETRY_WINDOW_S if state == states.TRANSIENT_FAILURE else timeout)
+        remaining = limit - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+        except asyncio.TimeoutError:
+            return False
+        state = channel.get_state(try_to_connect=True)
+        failing = failing and state == states.TRANSIENT_FAILURE
+    return True
+
+
 async def one_attempt(channel: grpc.aio.Channel, node: core_pb2.Node, index: int, fleet: Fleet,
                       versions: dict[str, str], st: dict) -> bool:
     """One ADS stream until it ends; True if it received a response. ``versions``: what this
@@ -129,12 +156,11 @@ async def one_attempt(channel: grpc.aio.Channel, node: core_pb2.Node, index: int
     attempt_at = time.monotonic()
     if st["reconnect"] and channel.get_state() != grpc.ChannelConnectivity.READY:
         # Envoy's attempt is a connect: refused at once while no server listens, through once
-        # one does. A gRPC channel instead fails calls fast during its own reconnect backoff,
-        # even after the server is back: give the attempt one connect window of the channel.
+        # one does. A gRPC channel instead fails calls fast while it waits out its own
+        # reconnect backoff, even after the server is back: so wait for the channel's next
+        # real connection attempt and take its outcome as this attempt's.
         fleet.attempts += 1
-        try:
-            await asyncio.wait_for(channel.channel_ready(), CONNECT_WINDOW_S)
-        except asyncio.TimeoutError:
+        if not await connect(channel, CONNECT_TIMEOUT_S):
             fleet.ends.append([round(time.monotonic(), 6), index, "UNAVAILABLE", False, "not connected (refused)",
                                round(attempt_at, 6)])
             return False

@@ -5,8 +5,10 @@
     python -m bench compile --profile    # + cProfile of the compiler's top costs
     python -m bench --quick              # toy sizes: checks the benchmark code runs, not the targets
 
-Benchmarks: compile, fanout (also gives memory), memory (= fanout), convergence,
-serialization, api (App Mesh API: write -> Envoy latency, update_route throughput). Results also go to bench/results/latest.md and latest.json (git-ignored).
+Benchmarks: compile, fanout (also gives memory), memory (= fanout), shared (N nodes calling one
+service against `meshplane serve`: one VirtualNode edit -> every stream ACKed, per-stream memory,
+and the 10,000-stream reconnect storm), convergence, serialization, api (App Mesh API: write ->
+Envoy latency, update_route throughput). Results also go to bench/results/latest.md and latest.json (git-ignored).
 Exit status: 0 when every benchmark ran (MISS is a result, not a failure), 1 on an ERROR.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import traceback
 
 from bench.common import Result, notes_section, table, write_results
 
-ORDER = ("compile", "fanout", "convergence", "serialization", "api")
+ORDER = ("compile", "fanout", "shared", "convergence", "serialization", "api")
 ALIASES = {"memory": "fanout"}
 
 
@@ -31,6 +33,11 @@ def _run_one(name: str, args) -> list[Result]:
         from bench import fanout_bench
         return fanout_bench.run(streams=args.streams, channels=args.channels, backends=args.backends,
                                 rounds=args.rounds, log=log)
+    if name == "shared":
+        from bench import shared_service_bench
+        sizes = [int(x) for x in args.shared_sizes.split(",") if x.strip()]
+        return shared_service_bench.run(sizes, rounds=args.shared_rounds, backends=args.shared_backends,
+                                        backoff_max=args.shared_backoff_max, log=log)
     if name == "convergence":
         from bench import convergence_bench
         return convergence_bench.run(edits=args.edits, log=log)
@@ -53,18 +60,30 @@ def main(argv=None) -> int:
     parser.add_argument("--streams", type=int, default=1000, help="fanout: ADS streams (default 1000)")
     parser.add_argument("--channels", type=int, default=None, help="fanout: gRPC channels (default streams/50, at most 20)")
     parser.add_argument("--rounds", type=int, default=3, help="fanout: rounds of ADS + floor, medians reported (default 3)")
+    parser.add_argument("--shared-sizes", default="1000,10000",
+                        help="shared: numbers of streams (virtual nodes calling one service), comma-separated; the "
+                             "reconnect storm runs at the largest (default 1000,10000)")
+    parser.add_argument("--shared-rounds", type=int, default=None,
+                        help="shared: rounds of ADS + floor per size, medians reported (default 3 up to 2,000 streams, else 1)")
+    parser.add_argument("--shared-backends", type=int, default=0,
+                        help="shared: backends per node besides the shared service (default 0: it is their only one)")
+    parser.add_argument("--shared-backoff-max", type=float, default=5.0,
+                        help="shared: the simulated Envoys' reconnect backoff cap in the storm, seconds (default 5; "
+                             "Envoy's built-in default is 30)")
     parser.add_argument("--edits", type=int, default=20, help="convergence: file edits (default 20)")
     parser.add_argument("--api-nodes", type=int, default=500,
                         help="api: meshgen nodes in the store (4 resources each: 500 -> 2,001 resources)")
     parser.add_argument("--api-writes", type=int, default=25, help="api: update_route calls per throughput run (default 25)")
     parser.add_argument("--vhosts", type=int, default=200, help="serialization: virtual hosts (default 200)")
     parser.add_argument("--profile", action="store_true", help="compile: also print a cProfile of the compiler")
-    parser.add_argument("--quick", action="store_true", help="toy sizes (20 nodes/streams, 3 edits, 20 vhosts, api: 10 nodes, 5 writes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="toy sizes (20 nodes/streams, 3 edits, 20 vhosts, api: 10 nodes, 5 writes, shared: 20 and 60 streams, 1 round)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/latest.*")
     args = parser.parse_args(argv)
     if args.quick:
         args.nodes, args.streams, args.edits, args.vhosts, args.rounds = 20, 20, 3, 20, 1
         args.api_nodes, args.api_writes = 10, 5
+        args.shared_sizes, args.shared_rounds = "20,60", 1
     names = []
     for name in args.names or ORDER:
         name = ALIASES.get(name, name)

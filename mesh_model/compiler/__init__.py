@@ -288,24 +288,35 @@ def _optional_built(message: Message | None) -> Built | None:
     return None if message is None else Built(message)
 
 
-def _has_tcp_listeners(mesh) -> bool:
+def _has_tcp_listeners(mesh, cache: CompileCache) -> bool:
     """Whether a TCP backend can exist in ``mesh``: a router or node listener speaks tcp."""
-    resources = list(mesh.virtual_routers.values()) + list(mesh.virtual_nodes.values())
-    return any(listener.portMapping.protocol == "tcp"
-               for resource in resources for listener in (resource.spec.listeners or ()))
+    def speaks_tcp(resource) -> bool:
+        return any(listener.portMapping.protocol == "tcp" for listener in resource.spec.listeners or ())
+
+    for kind, resources in (("VirtualRouter", mesh.virtual_routers), ("VirtualNode", mesh.virtual_nodes)):
+        for name, resource in resources.items():
+            if cache.get(("speaks-tcp", kind, mesh.name, name), lambda: speaks_tcp(resource), {(kind, mesh.name, name)}):
+                return True
+    return False
 
 
-def model_warnings(model: MeshModel) -> list[str]:
+def model_warnings(model: MeshModel, cache: CompileCache | None = None) -> list[str]:
     """Valid but probably unintended: what the compiler has to leave out (e.g. two TCP
-    backends of one node on the same port). Shown by ``validate`` and logged by ``serve``."""
+    backends of one node on the same port). Shown by ``validate`` and logged by ``serve``.
+    With the model's ``cache`` (as ``serve`` passes it), a reload re-checks only what changed."""
+    if cache is None:
+        cache = CompileCache(model)
+    cache.check(model)
     warnings = []
     for mesh in model.meshes.values():
-        if not _has_tcp_listeners(mesh):
+        if not _has_tcp_listeners(mesh, cache):
             continue  # no TCP backend anywhere in this mesh: nothing to leave out (and no planning)
         for name in mesh.virtual_nodes:
-            plan = plan_node(mesh, name)
-            http_ports = sorted({sp.port for sp in plan.backends if sp.protocol != "tcp"})
-            _, conflicts = tcp_backends(plan.backends, http_ports)
-            warnings.extend(f"VirtualNode {mesh.name}/{name}: {conflict}" for conflict in conflicts)
-    return warnings
+            def conflicts() -> list[str]:
+                plan = plan_node(mesh, name)
+                http_ports = sorted({sp.port for sp in plan.backends if sp.protocol != "tcp"})
+                return tcp_backends(plan.backends, http_ports)[1]
 
+            found = cache.get(("tcp-conflicts", mesh.name, name), conflicts, lambda _found: node_dependencies(model, mesh.name, name))
+            warnings.extend(f"VirtualNode {mesh.name}/{name}: {conflict}" for conflict in found)
+    return warnings

@@ -43,6 +43,7 @@ from xds_server.ca.authority import Identity, Leaf, MeshCA, format_duration
 from xds_server.cache.snapshot import TYPE_SECRET
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mesh_model.compiler import CompileCache
     from mesh_model.spec.model import MeshModel
 
     from xds_server.cache.snapshot_cache import SnapshotCache
@@ -169,17 +170,22 @@ def trust_acked(registry: "StatusRegistry", cache: "SnapshotCache") -> bool:
 # Model checks
 # ---------------------------------------------------------------------------------------
 
-def mesh_ca_warnings(model: "MeshModel", ca_enabled: bool) -> list[str]:
+def mesh_ca_warnings(model: "MeshModel", ca_enabled: bool, cache: "CompileCache | None" = None) -> list[str]:
     """Problems with ``meshplane:`` secret names in a model (logged at start and on reload).
 
     Without a CA (no ``--ca-dir``), every node using them is named: those secrets will never
-    arrive, so the listeners/clusters that reference them stay warming.
+    arrive, so the listeners/clusters that reference them stay warming. With the model's
+    compile ``cache``, a reload looks again only at the nodes that changed.
     """
     warnings: list[str] = []
     users: list[str] = []
     for mesh in model.meshes.values():
         for name, node in mesh.virtual_nodes.items():
-            uses = mesh_ca_secret_uses(node)
+            if cache is None:
+                uses = mesh_ca_secret_uses(node)
+            else:
+                uses = cache.get(("mesh-ca-uses", mesh.name, name), lambda: mesh_ca_secret_uses(node),
+                                 {("VirtualNode", mesh.name, name)})
             if uses:
                 users.append(f"mesh/{mesh.name}/virtualNode/{name}")
             for where, role, secret in uses:

@@ -99,7 +99,7 @@ def compile_node_built(
                 routes.append(_named(ingress_route_config(plan, listener)))
         return clusters, routes
 
-    clusters, routes = out.cache.get(("own", mesh.name, node.name, placement), own_pieces, own, into=out.reads, placement=placement)
+    clusters, routes = out.cache.get(("own", mesh.name, node.name, out.placement_key), own_pieces, own, into=out.reads, placement=placement)
     out.clusters.update(clusters)
     out.routes.update(routes)
     if not placement.explicit:
@@ -157,6 +157,7 @@ class _Resources:
         self.cache = cache
         self.reads = reads
         self.placement = placement
+        self.placement_key = placement.key  # a string: hashed once, not field by field on every look-up
         self.clusters: dict[str, Built] = {}
         self.endpoints: dict[str, Built] = {}
         self.listeners: dict[str, Built] = {}
@@ -168,7 +169,7 @@ class _Resources:
         if shared:
             pieces = self.cache.get(key, build, depends_on, into=self.reads)
         else:
-            pieces = self.cache.get(key + (self.placement,), build, depends_on, into=self.reads, placement=self.placement)
+            pieces = self.cache.get(key + (self.placement_key,), build, depends_on, into=self.reads, placement=self.placement)
         into.update(pieces)
 
     def compiled(self) -> CompiledNode:
@@ -273,7 +274,7 @@ def _compile_gateway(model, mesh: Mesh, node: NodeRef, placement: Placement, cac
         return {"clusters": [_named(c) for c in redirect_clusters], "routes": [_named(r) for r in route_configs],
                 "listeners": [_named(l) for l in listeners]}
 
-    own = cache.get(("gateway", mesh.name, node.name, placement), gateway_side, plan.dependencies,
+    own = cache.get(("gateway", mesh.name, node.name, out.placement_key), gateway_side, plan.dependencies,
                     into=out.reads, placement=placement)
     out.clusters.update(own["clusters"])
     out.routes.update(own["routes"])

@@ -87,9 +87,13 @@ class CompileCache:
         """A cache for ``model`` holding every entry whose dependencies ``changed`` does not touch."""
         nxt = CompileCache(model)
         nxt._content = self._content
-        # list(): one C-level copy, safe while another thread (the control plane's event loop
-        # compiling a newly connected node) adds entries to this cache.
-        nxt._items = {key: entry for key, entry in list(self._items.items()) if entry[1] and entry[1].isdisjoint(changed)}
+        # copy() is one C-level pass that reuses the stored hashes (and is atomic under the GIL,
+        # so safe while the event loop adds entries to this cache for a newly connected node);
+        # then only the entries the change touches are removed
+        items = nxt._items = self._items.copy()
+        stale = [key for key, entry in items.items() if not entry[1] or not entry[1].isdisjoint(changed)]
+        for key in stale:
+            del items[key]
         return nxt
 
     def retain_placements(self, placements: Collection[object]) -> int:

@@ -2,7 +2,7 @@
 
 What is timed (model already loaded and validated, as the server holds it):
 
-* **cold**: for every virtual node, ``compile_node`` + ``Snapshot.from_resources`` (the
+* **cold**: for every virtual node, ``compile_node_built`` + ``Snapshot.from_built`` (the
   issue's "snapshots ready": packed, serialized, content-hashed).
 * **one route change**, through the public ``ControlPlane`` behaviour: every node is
   registered with ``ControlPlane.resolve`` (what a connecting Envoy triggers), then one
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import hashlib
-import inspect
 import io
 import os
 import pstats
@@ -43,7 +42,7 @@ from xds_server.cache.snapshot import Snapshot
 from bench.common import Result, Stopwatch, verdict
 from bench.meshgen import MeshSpec, generate_texts
 
-COLD_TARGET_S = 5.0
+COLD_TARGET_S = 1.0  # issue 9: on the machine where the code before it took 2.3 s
 CHANGE_TARGET_MS = 50.0
 
 
@@ -52,16 +51,12 @@ def _message_class(type_url: str):
 
 
 def compiler_for(model):
-    """``node_ref -> Snapshot`` the way the server compiles: with one shared-piece cache per
-    model (``CompileCache``) when this compiler has one, else plain ``compile_node``."""
-    try:
-        from mesh_model.compiler import CompileCache
-    except ImportError:
-        CompileCache = None
-    if CompileCache is None or len(inspect.signature(compile_node).parameters) < 4:
-        return lambda ref, placement=Placement(): Snapshot.from_resources(compile_node(model, ref, placement)), False
+    """``node_ref -> Snapshot`` the way the server compiles: resources built once per model and
+    serialized once (``compile_node_built`` + ``Snapshot.from_built`` with one ``CompileCache``)."""
+    from mesh_model.compiler import CompileCache, compile_node_built
+
     cache = CompileCache(model)
-    return lambda ref, placement=Placement(): Snapshot.from_resources(compile_node(model, ref, placement, cache)), True
+    return lambda ref, placement=Placement(): Snapshot.from_built(compile_node_built(model, ref, placement, cache).resources), True
 
 
 def compile_all(model, spec: MeshSpec, placement: Placement = Placement()) -> dict[str, Snapshot]:
@@ -155,17 +150,17 @@ async def _control_plane_change(spec: MeshSpec, new_spec: MeshSpec, route: int, 
         tmp.write_text(new_texts[label])
         os.replace(tmp, workdir / label)
     started = time.perf_counter()
-    result = control.reload()
-    if asyncio.iscoroutine(result):
-        result = await result
-    if result is False:
-        raise RuntimeError(f"the control plane rejected the edited model: {getattr(control, 'last_error', '?')}")
+    reload = asyncio.ensure_future(control.reload())
     deadline = time.monotonic() + 30
     while any(cache.generation(keys[i]) == before[i] for i in affected):
+        if reload.done() and reload.result() is False:
+            raise RuntimeError(f"the control plane rejected the edited model: {getattr(control, 'last_error', '?')}")
         if time.monotonic() > deadline:
             raise TimeoutError("affected snapshots never changed in the cache after ControlPlane.reload()")
         await asyncio.sleep(0.001)
-    out["reload_s"] = time.perf_counter() - started
+    out["reload_s"] = time.perf_counter() - started  # the new snapshots are served from here on
+    await reload  # then reload() logs what changed (the diff summary), off the critical path
+    out["reload_call_s"] = time.perf_counter() - started
     out["reload_changed"] = sorted(i for i in keys if cache.generation(keys[i]) != before[i])
     return out
 
@@ -194,7 +189,7 @@ def run(nodes: int = 2000, backends: int = 10, route: int = 7, files: int = 50, 
         measured=cold_sw.elapsed, unit="s", floor=floor_cold,
         floor_desc="re-create every output proto from its bytes, serialize deterministically, sha256 (no compile logic).",
         target=f"<= {COLD_TARGET_S:g} s", verdict=verdict(cold_sw.elapsed <= COLD_TARGET_S),
-        notes=(f"compile_node + Snapshot.from_resources for every node{' (one CompileCache for the model, as the server does)' if compiler_for(model)[1] else ''}: {cold_sw.elapsed / nodes * 1000:.2f} ms per node, "
+        notes=(f"compile_node_built + Snapshot.from_built for every node, one CompileCache for the model (as the server does): {cold_sw.elapsed / nodes * 1000:.2f} ms per node, "
                f"{n_resources} resources, {n_bytes / 1e6:.1f} MB serialized; loading+validating the model took "
                f"{load_sw.elapsed:.2f} s (not included)."),
         details={"per_node_ms": cold_sw.elapsed / nodes * 1000, "resources": n_resources, "bytes": n_bytes,
@@ -262,8 +257,10 @@ def run(nodes: int = 2000, backends: int = 10, route: int = 7, files: int = 50, 
         floor_desc="materialize+serialize+hash the affected nodes' output (what must change).",
         target=f"<= {CHANGE_TARGET_MS:g} ms", verdict=verdict(ms <= CHANGE_TARGET_MS),
         notes=(f"reload() after rewriting the one model file (of {files}) that holds the route, until every affected snapshot "
-               f"is in the cache: includes re-reading and validating the whole model, which is what a file edit costs "
-               f"after the debounce." + check(out["reload_changed"], "changed in the cache") + " " + common),
+               f"is in the cache: includes re-reading and validating the model (incrementally: the changed file, and "
+               f"the references into and out of what changed), which is what a file edit costs after the watcher sees it. "
+               f"The whole reload() call, including the change summary it logs after publishing, took "
+               f"{out['reload_call_s'] * 1000:.0f} ms." + check(out["reload_changed"], "changed in the cache") + " " + common),
         details={"reload_s": out["reload_s"], "changed": len(out["reload_changed"]), "files": files,
                  "changed_files": out["changed_files"]},
     ))
@@ -274,7 +271,7 @@ def run(nodes: int = 2000, backends: int = 10, route: int = 7, files: int = 50, 
 
 
 def profile_compile(model, spec: MeshSpec, count: int, top: int = 30) -> str:
-    """cProfile of compile_node + Snapshot.from_resources for ``count`` nodes: top costs."""
+    """cProfile of compile_node_built + Snapshot.from_built for ``count`` nodes: top costs."""
     prof = cProfile.Profile()
     prof.enable()
     build, _ = compiler_for(model)

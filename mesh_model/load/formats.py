@@ -144,14 +144,15 @@ class Parsed:
 
 
 def k8s_context(files: list[tuple[str, str, bytes]], issues: list[Issue], budget: Budget,
-                parse_cache: ParseCache | None) -> tuple[k8s_adapter.Context, dict[str, Parsed]]:
+                parse_cache: ParseCache | None, k8s: set[str] | None = None) -> tuple[k8s_adapter.Context, dict[str, Parsed]]:
     """The identities of every Kubernetes App Mesh custom resource of the load (refs, meshes
     and gateways are resolved across files), and the files parsed to find them.
-    ``files``: ``(label, text, digest)``, the digest used only with a ``parse_cache``."""
+    ``files``: ``(label, text, digest)``, the digest used only with a ``parse_cache``;
+    ``k8s``: the labels of the files that hold such resources (found in the texts if None)."""
     facts: list = []
     parsed: dict[str, Parsed] = {}
     for label, text, digest in files:
-        if adapters.K8S_API_PREFIX not in text:
+        if label not in k8s if k8s is not None else adapters.K8S_API_PREFIX not in text:
             continue
         known = parse_cache.get_facts(label, digest) if parse_cache is not None else None
         if known is not None:

@@ -3,7 +3,9 @@ the whole model on every change), and of per-document results across ``load_docu
 calls (an API validates the whole would-be model on every write).
 
 Results are keyed by the file's label and a digest of its content, computed once per load
-(``text_digest``), or by a document's label and content digest (``document_digest``).
+(``text_digest``), or by a document's label and content digest (``document_digest``). Inside
+a changed YAML file, each document's text is a key too (``ChunkResult``): an edit of one
+route in a file of hundreds of documents parses that document only.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from mesh_model import adapters
 from mesh_model.errors import Issue
 from mesh_model.load.input_limits import Budget
 from mesh_model.spec.model import Resource
@@ -30,22 +33,73 @@ class FileResult:
     origins: tuple[tuple[str, str, Any], ...] = ()  # converted documents: (native label, label naming the original, Origin)
 
 
+@dataclass(frozen=True)
+class ChunkResult:
+    """The native documents of one piece of a YAML file (``yaml_scan.split_documents``) that
+    parsed and validated on their own without a single issue: their resources."""
+
+    resources: tuple[Resource, ...]
+    documents: int
+    nodes: int
+
+
 def text_digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def chunk_digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class ParseCache:
     """Per-file results of parsing and per-document validation, keyed by the file's content.
 
     A control plane reloads the whole model on every change; with this, an edit of one file
-    re-parses that file only (the other files' ``Resource`` objects are reused as they are,
-    which also makes "what changed" an identity check). Cross-file checks always run on the
-    whole model. One entry per file label: memory stays proportional to the model.
+    re-parses that file only, and in a YAML file of native documents only the documents
+    whose text changed (the other ``Resource`` objects are reused as they are, which also
+    makes "what changed" an identity check). The checks between resources and the model's
+    assembly keep their state here too (``incremental``, see ``build.Incremental``), so
+    they cost what changed as well. One entry per file label: memory stays proportional to
+    the model.
     """
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[bytes, FileResult]] = {}
         self._facts: dict[str, tuple[bytes, tuple]] = {}  # Kubernetes custom resource identities per file
+        self._chunks: dict[str, dict[bytes, ChunkResult]] = {}  # per file: the clean documents of its latest texts
+        self._texts: dict[str, tuple[str, bytes, bool]] = {}  # per file: its latest text, digest, Kubernetes or not
+        self.incremental: Any = None  # build.Incremental, made by the first load that uses this cache
+        self.lock = threading.Lock()  # held by the load using this cache (loads in two threads take turns)
+
+    def get_chunk(self, label: str, digest: bytes, budget: Budget) -> ChunkResult | None:
+        """The cached result of this piece of ``label``, if reusing it keeps the load within its limits."""
+        cached = self._chunks.get(label, {}).get(digest)
+        if cached is None:
+            return None
+        limits = budget.limits
+        if budget.documents + cached.documents > limits.max_documents or budget.nodes + cached.nodes > limits.max_nodes:
+            return None
+        return cached
+
+    def put_chunks(self, label: str, chunks: dict[bytes, ChunkResult], *, complete: bool) -> None:
+        """The pieces of ``label``'s latest text: all of them (``complete``), or some of them
+        (added to those of its earlier texts while they stay few: a file broken for a while
+        keeps its valid documents)."""
+        if not complete:
+            kept = self._chunks.get(label, {})
+            if len(kept) + len(chunks) <= 2 * len(chunks) + 64:
+                chunks = {**kept, **chunks}
+        self._chunks[label] = chunks
+
+    def text_facts(self, label: str, text: str) -> tuple[bytes, bool]:
+        """``text_digest(text)`` and whether the text holds Kubernetes custom resources; a text
+        equal to the file's last one (a comparison, much cheaper than a hash) reuses both."""
+        known = self._texts.get(label)
+        if known is not None and known[0] == text:
+            return known[1], known[2]
+        facts = text_digest(text), adapters.K8S_API_PREFIX in text
+        self._texts[label] = (text, *facts)
+        return facts
 
     def get_facts(self, label: str, digest: bytes) -> tuple | None:
         entry = self._facts.get(label)
@@ -75,6 +129,12 @@ class ParseCache:
         for label in list(self._facts):
             if label not in labels:
                 del self._facts[label]
+        for label in list(self._chunks):
+            if label not in labels:
+                del self._chunks[label]
+        for label in list(self._texts):
+            if label not in labels:
+                del self._texts[label]
 
 
 def document_digest(data: Any) -> bytes | None:

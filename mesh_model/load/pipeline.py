@@ -13,7 +13,8 @@ Native format: one resource per YAML document (``---`` separated), many per file
 
 The steps, one module each: ``files`` (read, within limits) -> ``yaml_scan`` (parse, within
 limits) -> ``documents`` (each document -> a ``Resource``) -> ``build`` (checks between
-resources, then the model). ``parse_cache`` lets a reload skip the files that did not change.
+resources, then the model). ``parse_cache`` lets a reload skip the files and documents that did
+not change, and check and assemble only what changed (``build.Incremental``).
 
 Kubernetes App Mesh custom resources (``appmesh.k8s.aws/v1beta2``) and CloudFormation
 templates (``AWS::AppMesh::*``) are read too: ``mesh_model.adapters`` turns them into native
@@ -31,15 +32,15 @@ from typing import Any, Mapping, Sequence
 from mesh_model import adapters
 from mesh_model.adapters import k8s as k8s_adapter
 from mesh_model.errors import Issue, ModelError
-from mesh_model.load.build import checked_model, clean
+from mesh_model.load.build import Incremental, checked_model, clean
 from mesh_model.load.documents import resource_from_document
 from mesh_model.load.files import read_files, text_from_input
 from mesh_model.load.formats import (TERRAFORM_SUFFIX, ImportOptions, Imports, Parsed, format_of, imports_context,
                                      k8s_context, resources_from_converted, terraform_file)
 from mesh_model.load.input_limits import DEFAULT_LIMITS, Budget, Limits
-from mesh_model.load.parse_cache import (DocumentCache, DocumentResult, FileResult, ParseCache, document_digest,
-                                         text_digest)
-from mesh_model.load.yaml_scan import documents_from_data, parse_documents
+from mesh_model.load.parse_cache import (ChunkResult, DocumentCache, DocumentResult, FileResult, ParseCache, chunk_digest,
+                                         document_digest)
+from mesh_model.load.yaml_scan import documents_from_data, parse_documents, split_documents
 from mesh_model.spec.model import MeshModel, Resource
 
 
@@ -63,7 +64,10 @@ def load_paths(
     options = ImportOptions(dict(parameters or {}), dict(variables or {}))
     try:
         texts = list(read_files(paths, issues, budget))
-        return _load(texts, issues, budget, parse_cache, options)
+        if parse_cache is None:
+            return _load(texts, issues, budget, None, options)
+        with parse_cache.lock:  # its state follows one load at a time
+            return _load(texts, issues, budget, parse_cache, options)
     except RecursionError:  # last line of defence; the limits should make this unreachable
         raise _too_deep(issues) from None
 
@@ -157,8 +161,19 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
     max_issues = budget.limits.max_issues
     complete = not issues  # an unreadable file hides resources too
     resources: list[Resource] = []
-    files = [(label, text, text_digest(text) if parse_cache is not None else b"") for label, text in texts]
-    context, parsed = k8s_context(files, issues, budget, parse_cache)
+    groups: list[tuple[str, tuple[Resource, ...]]] = []  # each file's resources: the unit of "unchanged"
+    incremental = None
+    if parse_cache is not None:
+        if parse_cache.incremental is None:
+            parse_cache.incremental = Incremental()
+        incremental = parse_cache.incremental
+        facts = [parse_cache.text_facts(label, text) for label, text in texts]
+        files = [(label, text, digest) for (label, text), (digest, _) in zip(texts, facts)]
+        k8s = {label for (label, _), (_, is_k8s) in zip(texts, facts) if is_k8s}
+    else:
+        files = [(label, text, b"") for label, text in texts]
+        k8s = {label for label, text in texts if adapters.K8S_API_PREFIX in text}
+    context, parsed = k8s_context(files, issues, budget, parse_cache, k8s)
     imports = imports_context(files, issues, budget, options)
     complete = complete and not issues
     origins: dict[tuple[str, str], tuple[str, adapters.Origin]] = {}
@@ -166,11 +181,12 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
         if budget.stopped or len(issues) >= max_issues:
             complete = False
             break
-        if parse_cache is not None and adapters.K8S_API_PREFIX in text:
+        if parse_cache is not None and label in k8s:
             digest += context.identity_digest.encode()  # its conversion depends on the other custom resources
         if label.endswith(TERRAFORM_SUFFIX):  # converted with the whole module: never from the cache
             result = terraform_file(label, imports, budget)
             resources.extend(result.resources)
+            groups.append((label, result.resources))
             origins.update(((label, native), (shown, origin)) for native, shown, origin in result.origins)
             issues.extend(result.issues)
             complete = complete and result.complete
@@ -182,16 +198,78 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
             budget.nodes += cached.nodes
             result = cached
         else:
-            result = _load_file(label, text, budget, max_issues - len(issues), context, parsed.pop(label, None), imports)
+            ahead = parsed.pop(label, None)
+            result = _load_pieces(label, text, budget, parse_cache) if parse_cache is not None and ahead is None else None
+            if result is None:
+                result = _load_file(label, text, budget, max_issues - len(issues), context, ahead, imports)
             if parse_cache is not None and not budget.stopped:
                 parse_cache.put(label, digest, result)
         resources.extend(result.resources)
+        groups.append((label, result.resources))
         origins.update(((label, native), (shown, origin)) for native, shown, origin in result.origins)
         issues.extend(result.issues)
         complete = complete and result.complete
     if parse_cache is not None:
         parse_cache.keep_only({label for label, _ in texts})
-    return checked_model(resources, issues, complete=complete, max_issues=max_issues, origins=origins)
+    return checked_model(resources, issues, complete=complete, max_issues=max_issues, origins=origins, groups=groups,
+                         incremental=incremental)
+
+
+def _load_pieces(label: str, text: str, budget: Budget, cache: ParseCache) -> FileResult | None:
+    """A YAML file of native documents, piece by piece (``split_documents``), each piece's
+    resources reused from ``cache`` when its text was seen before: an edit of one document
+    parses that document only. None (and the budget as it was) as soon as a piece is not
+    plainly valid (any issue, a converted format, a piece that cannot be cut safely): the
+    file is then loaded whole, so every message is exactly that of a whole-file load."""
+    if (label.endswith(".json") or "AWS::" in text or adapters.K8S_API_PREFIX in text
+            or "AWSTemplateFormatVersion" in text):
+        return None
+    pieces = split_documents(text)
+    if pieces is None or len(pieces) < 2:
+        return None
+    documents, nodes = budget.documents, budget.nodes
+    known: dict[bytes, ChunkResult] = {}
+    resources: list[Resource] = []
+    for piece in pieces:
+        digest = chunk_digest(piece)
+        entry = cache.get_chunk(label, digest, budget) if digest not in known else None  # a piece given twice: its own resources
+        if entry is not None:
+            budget.documents += entry.documents
+            budget.nodes += entry.nodes
+        else:
+            entry = _load_piece(label, piece, budget)
+            if entry is None:
+                budget.documents, budget.nodes, budget.stopped = documents, nodes, False
+                cache.put_chunks(label, known, complete=False)
+                return None
+        known.setdefault(digest, entry)
+        resources.extend(entry.resources)
+    cache.put_chunks(label, known, complete=True)
+    return FileResult(tuple(resources), (), True, budget.documents - documents, budget.nodes - nodes)
+
+
+def _load_piece(label: str, piece: str, budget: Budget) -> ChunkResult | None:
+    """The resources of one piece of a file, or None unless every document in it is a native
+    one that validates on its own without any issue."""
+    issues: list[Issue] = []
+    documents, nodes = budget.documents, budget.nodes
+    docs, complete = parse_documents(label, piece, issues, budget)
+    if issues or not complete or budget.stopped:
+        return None
+    resources = []
+    for doc in docs:
+        if doc.problems:
+            return None
+        form = format_of(doc.data)
+        if form == "k8s-other":
+            continue  # as in a whole-file load
+        if form is not None:
+            return None
+        resource = resource_from_document(doc, issues)
+        if resource is None or issues:
+            return None
+        resources.append(resource)
+    return ChunkResult(tuple(resources), budget.documents - documents, budget.nodes - nodes)
 
 
 def _load_file(label: str, text: str, budget: Budget, room: int,

@@ -114,6 +114,27 @@ def parse_documents(label: str, text: str, issues: list[Issue], budget: Budget) 
     return docs, parsed
 
 
+# a document start marker: "---" at the start of a line, then a blank, a line break or the end
+_DOCUMENT_START = re.compile("\n(?=---(?:[ \t\r\n\x85\u2028\u2029]|\\Z))")
+
+
+def split_documents(text: str) -> list[str] | None:
+    """A YAML text cut before each ``---`` line, so each piece can be parsed on its own; None
+    when that is not safe (directives, ``...`` document ends, a byte order mark).
+
+    A ``---`` at the start of a line always starts a document (it ends a block or plain
+    scalar; inside a quoted one it is an error, which parsing the piece before it reports
+    as well), and anchors never cross documents: when every piece parses without a
+    problem, the pieces' documents are the file's documents. A marker after another line
+    break than a newline stays inside its piece (which then holds two documents).
+    """
+    if "\ufeff" in text or text.startswith(("%", "...")) or "\n%" in text or "\n..." in text:
+        return None
+    starts = [0] + [m.end() for m in _DOCUMENT_START.finditer(text)]
+    starts.append(len(text))
+    return [text[a:b] for a, b in zip(starts, starts[1:]) if b > a]
+
+
 def _value_error(err: Exception) -> str:
     if isinstance(err, KeyError):
         return f"unknown value {err}"

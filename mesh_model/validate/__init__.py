@@ -1,2 +1,3 @@
 """Checks between resources (references, duplicates) once every document is parsed; the
-loader runs them. Import ``check_references`` from ``mesh_model.validate.references``."""
+loader runs them. Import ``check_references`` (one check) or ``ReferenceChecker`` (a model
+checked again and again, at the cost of what changed) from ``mesh_model.validate.references``."""

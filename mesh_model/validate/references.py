@@ -5,9 +5,19 @@ problem is reported at the referring field (``spec.provider.virtualNode.virtualN
 with a "did you mean" hint, because a typo in a name is the usual cause. Resources whose
 own spec failed validation arrive with ``spec=None``: they still count as existing (no
 spurious "not found"), but their outgoing references are not checked.
+
+``ReferenceChecker`` keeps what the last check found, so the next check of nearly the same
+resources costs what changed: every resource's result is kept with what it read (which
+names it needed to exist, which resources' specs it read: a reverse index), and only the
+resources that are new, or that read a name whose first definition appeared, disappeared
+or changed its spec, are checked again. Hints are not kept: they depend on every name of a
+kind and on a budget shared by the whole check, so they are made afresh, in resource
+order, for the few failing references of each check. A fresh checker and a kept one give
+the same issues for the same resources (``check_references`` is a fresh one).
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Iterable, Sequence
 
 from mesh_model.errors import Issue
@@ -15,41 +25,8 @@ from mesh_model.spec.model import Resource
 from mesh_model.spec.pydantic_errors import HintBudget, did_you_mean
 from mesh_model.spec.route_types import route_of
 
-
-class _Index:
-    """First definition of every resource, by mesh and name; and the "did you mean" hints
-    (cached, and within a budget: a renamed node can leave thousands of dangling references,
-    each compared with thousands of names)."""
-
-    def __init__(self, resources: Iterable[Resource]):
-        self.meshes: set[str] = set()
-        self.by_kind: dict[tuple[str, str], dict[str, Resource]] = {}  # (kind, mesh) -> name -> resource
-        for r in resources:
-            if r.kind == "Mesh":
-                self.meshes.add(r.name)
-            scope = {"Route": f"{r.mesh}/{r.virtualRouter}", "GatewayRoute": f"{r.mesh}/{r.virtualGateway}"}.get(r.kind, r.mesh)
-            self.by_kind.setdefault((r.kind, scope), {}).setdefault(r.name, r)
-        self._names: dict[tuple[str, str], list[str]] = {}
-        self._hints: dict[tuple[str, str, str], str] = {}
-        self._budget = HintBudget()
-
-    def get(self, kind: str, mesh: str, name: str) -> Resource | None:
-        return self.by_kind.get((kind, mesh), {}).get(name)
-
-    def names(self, kind: str, mesh: str) -> list[str]:
-        key = (kind, mesh)
-        if key not in self._names:
-            self._names[key] = sorted(self.by_kind.get(key, {}))
-        return self._names[key]
-
-    def hint(self, name: str, kind: str, mesh: str) -> str:
-        """`` (did you mean 'x'?)`` among the names of ``kind`` in ``mesh`` (kind "Mesh": meshes)."""
-        key = (name, kind, mesh)
-        if key not in self._hints:
-            candidates = sorted(self.meshes) if kind == "Mesh" else self.names(kind, mesh)
-            self._hints[key] = did_you_mean(name, candidates, self._budget)
-        return self._hints[key]
-
+Key = tuple[str, str, str]  # (kind, scope, name): scope is the mesh, "mesh/router" for routes, "mesh/gateway" for gateway routes
+Template = tuple[str, str, "tuple[str, str, str] | None"]  # (field path, message, hint wanted: (name, kind, mesh) or None)
 
 _NOUN = {
     "VirtualNode": "virtual node", "VirtualRouter": "virtual router", "VirtualService": "virtual service",
@@ -59,41 +36,287 @@ _NOUN = {
 
 def check_references(resources: Sequence[Resource]) -> list[Issue]:
     """Every cross-resource problem of a fully parsed set of resources."""
-    index = _Index(resources)
-    issues = _duplicates(resources)
-    checks = {
-        "Route": _check_route, "VirtualService": _check_service, "VirtualNode": _check_node, "GatewayRoute": _check_gateway_route,
-    }
-    for r in resources:
-        if r.kind not in ("Mesh", "CloudMapService") and r.mesh not in index.meshes:
-            issues.append(_issue(r, "mesh", f"mesh '{r.mesh}' is not defined (no kind: Mesh document with that name){index.hint(r.mesh, 'Mesh', '')}"))
-        if r.spec is not None and r.kind in checks:
-            issues += checks[r.kind](r, index)
-    return issues
+    return ReferenceChecker(record=False).check([("", tuple(resources))])
 
 
-def _issue(r: Resource, path: str, message: str) -> Issue:
-    return Issue(r.file, r.label, path, message)
+def lookup_key(r: Resource) -> Key:
+    scope = f"{r.mesh}/{r.virtualRouter}" if r.kind == "Route" else f"{r.mesh}/{r.virtualGateway}" if r.kind == "GatewayRoute" else r.mesh
+    return (r.kind, scope, r.name)
 
 
-def _missing(r: Resource, index: _Index, kind: str, name: str, path: str) -> Issue | None:
-    """An issue if ``kind name`` does not exist in ``r``'s mesh."""
-    if index.get(kind, r.mesh, name) is not None:
-        return None
-    return _issue(r, path, f"{_NOUN[kind]} '{name}' not found in mesh '{r.mesh}'{index.hint(name, kind, r.mesh)}")
+def identity_key(r: Resource) -> tuple:
+    """What must be unique: kind, mesh, parent and name."""
+    return (r.kind, r.mesh, r.virtualRouter, r.virtualGateway, r.namespaceName, r.name)
 
 
-def _duplicates(resources: Sequence[Resource]) -> list[Issue]:
-    """The same kind+mesh(+router)+name defined twice: reported on every later copy."""
-    first: dict[tuple, Resource] = {}
-    issues = []
-    for r in resources:
-        key = (r.kind, r.mesh, r.virtualRouter, r.virtualGateway, r.namespaceName, r.name)
-        if key in first:
-            issues.append(_issue(r, "name", f"duplicate {r.kind} '{r.name}': also defined in {first[key].file}"))
+def keyed_groups(groups: Iterable[tuple[str, Sequence[Resource]]]) -> dict[str, Sequence[Resource]]:
+    """``(label, resources)`` groups by a unique key (a label given twice gets a numbered key), in order."""
+    keyed: dict[str, Sequence[Resource]] = {}
+    for label, resources in groups:
+        key, n = label, 1
+        while key in keyed:
+            n += 1
+            key = f"{label}\0{n}"
+        keyed[key] = resources
+    return keyed
+
+
+def group_changes(old: dict[str, Sequence[Resource]], new: dict[str, Sequence[Resource]]) -> tuple[list[Resource], list[Resource]]:
+    """The resources added and removed between two keyed group sets, by identity (a group
+    that is the very same object as before is skipped without looking inside)."""
+    added: list[Resource] = []
+    removed: list[Resource] = []
+    for key, resources in new.items():
+        before = old.get(key)
+        if before is resources:
+            continue
+        if not before:
+            added.extend(resources)
+            continue
+        old_ids, new_ids = set(map(id, before)), set(map(id, resources))
+        if len(old_ids) == len(before) and len(new_ids) == len(resources):  # each object once (the usual case)
+            added.extend(r for r in resources if id(r) not in old_ids)
+            removed.extend(r for r in before if id(r) not in new_ids)
+            continue
+        objects = {id(r): r for r in before}
+        objects.update((id(r), r) for r in resources)
+        count = Counter(map(id, resources))
+        count.subtract(Counter(map(id, before)))
+        for ident, n in count.items():
+            if n > 0:
+                added.extend([objects[ident]] * n)
+            elif n < 0:
+                removed.extend([objects[ident]] * -n)
+    for key in old.keys() - new.keys():
+        removed.extend(old[key])
+    return added, removed
+
+
+class _Entry:
+    __slots__ = ("resource", "count", "templates", "exists", "reads")
+
+    def __init__(self, resource: Resource):
+        self.resource = resource
+        self.count = 0
+        self.templates: tuple[Template, ...] = ()
+        self.exists: tuple[Key, ...] = ()  # names whose existence the result depends on
+        self.reads: tuple[Key, ...] = ()  # names whose first definition (and its spec) the result depends on
+
+
+class _View:
+    """The first definition of every name, as one check reads it (recording what it read)."""
+
+    __slots__ = ("first", "exists", "reads", "record")
+
+    def __init__(self, first: dict[Key, Resource], record: bool):
+        self.first = first
+        self.record = record
+        self.exists: list[Key] = []
+        self.reads: list[Key] = []
+
+    def has_mesh(self, mesh: str) -> bool:
+        key = ("Mesh", mesh, mesh)
+        if self.record:
+            self.exists.append(key)
+        return key in self.first
+
+    def has(self, kind: str, mesh: str, name: str) -> bool:
+        key = (kind, mesh, name)
+        if self.record:
+            self.exists.append(key)
+        return key in self.first
+
+    def get(self, kind: str, mesh: str, name: str) -> Resource | None:
+        key = (kind, mesh, name)
+        if self.record:
+            self.reads.append(key)
+        return self.first.get(key)
+
+
+class ReferenceChecker:
+    """The cross-resource checks of a model that is loaded again and again (see the module
+    docstring). ``check`` takes the resources in groups (one per file, in load order):
+    a group that is the very same tuple as last time is skipped without looking inside.
+
+    ``record=False`` keeps nothing for a next check (a one-off check costs less).
+    """
+
+    def __init__(self, record: bool = True):
+        self.record = record
+        self.reset()
+
+    def reset(self) -> None:
+        self.groups: dict[str, Sequence[Resource]] = {}
+        self.entries: dict[int, _Entry] = {}
+        self.definers: dict[tuple, list[Resource]] = {}  # identity key -> its definitions, in load order
+        self.duplicated: set[tuple] = set()  # identity keys defined more than once
+        self.first: dict[Key, Resource] = {}  # lookup key -> first definition (not CloudMapService: never looked up)
+        self.names: dict[tuple[str, str], set[str]] = {}  # (kind, scope) -> names defined (for hints)
+        self.exists_deps: dict[Key, set[int]] = {}  # lookup key -> entries whose result needs to know it exists
+        self.read_deps: dict[Key, set[int]] = {}  # lookup key -> entries whose result read its definition
+        self.failing: set[int] = set()
+
+    def check(self, groups: Iterable[tuple[str, Sequence[Resource]]]) -> list[Issue]:
+        """Every cross-resource problem of these resources (as ``check_references`` finds them)."""
+        try:
+            return self._check(keyed_groups(groups))
+        except BaseException:
+            self.reset()  # a half-updated state must not answer the next check
+            raise
+
+    def _check(self, groups: dict[str, Sequence[Resource]]) -> list[Issue]:
+        added, removed = group_changes(self.groups, groups)
+        self.groups = groups
+        touched: set[tuple] = set()
+        for r in removed:
+            entry = self.entries[id(r)]
+            entry.count -= 1
+            if entry.count == 0:
+                self._forget(entry)
+            ident = identity_key(r)
+            definers = self.definers[ident]
+            del definers[next(i for i, d in enumerate(definers) if d is r)]
+            touched.add(ident)
+        to_check: dict[int, _Entry] = {}
+        for r in added:
+            entry = self.entries.get(id(r))
+            if entry is None:
+                entry = to_check[id(r)] = self.entries[id(r)] = _Entry(r)
+            entry.count += 1
+            ident = identity_key(r)
+            self.definers.setdefault(ident, []).append(r)
+            touched.add(ident)
+        for ident in touched:
+            if len(self.definers[ident]) > 1:
+                self.duplicated.add(ident)
+            else:
+                self.duplicated.discard(ident)
+                if not self.definers[ident]:
+                    del self.definers[ident]
+        positions = self._positions() if self.duplicated else None
+        if positions is not None:  # load order decides which definition is the first (and files can move)
+            for ident in self.duplicated:
+                self.definers[ident].sort(key=lambda d: positions[id(d)])
+                touched.add(ident)
+        for ident in touched:
+            if ident[0] != "CloudMapService":
+                self._update_first(ident, to_check)
+        for entry in to_check.values():
+            self._check_entry(entry)
+        return self._issues(positions)
+
+    def _positions(self) -> dict[int, tuple[int, int]]:
+        positions: dict[int, tuple[int, int]] = {}
+        for g, resources in enumerate(self.groups.values()):
+            for i, r in enumerate(resources):
+                positions.setdefault(id(r), (g, i))
+        return positions
+
+    def _update_first(self, ident: tuple, to_check: dict[int, _Entry]) -> None:
+        definers = self.definers.get(ident)
+        new = definers[0] if definers else None
+        kind, mesh, router, gateway, _, name = ident
+        key = lookup_key(new) if new is not None else (kind, f"{mesh}/{router}" if kind == "Route" else f"{mesh}/{gateway}" if kind == "GatewayRoute" else mesh, name)
+        old = self.first.get(key)
+        if old is new:
+            return
+        if new is None:
+            del self.first[key]
+            self.names[key[:2]].discard(name)
         else:
-            first[key] = r
-    return issues
+            self.first[key] = new
+            if old is None:
+                self.names.setdefault(key[:2], set()).add(name)
+        if old is None or new is None:
+            dependents = self.exists_deps.get(key, set()) | self.read_deps.get(key, set())
+        elif old.digest and old.digest == new.digest:
+            return  # the same spec (what the checks read of a definition)
+        else:
+            dependents = self.read_deps.get(key, ())
+        to_check.update((dependent, self.entries[dependent]) for dependent in dependents)
+
+    def _forget(self, entry: _Entry) -> None:
+        ident = id(entry.resource)
+        for key in entry.exists:
+            self.exists_deps[key].discard(ident)
+        for key in entry.reads:
+            self.read_deps[key].discard(ident)
+        self.failing.discard(ident)
+        del self.entries[ident]
+
+    def _check_entry(self, entry: _Entry) -> None:
+        r = entry.resource
+        ident = id(r)
+        if self.record:
+            for key in entry.exists:
+                self.exists_deps[key].discard(ident)
+            for key in entry.reads:
+                self.read_deps[key].discard(ident)
+        view = _View(self.first, self.record)
+        templates: list[Template] = []
+        if r.kind not in ("Mesh", "CloudMapService") and not view.has_mesh(r.mesh):
+            templates.append(("mesh", f"mesh '{r.mesh}' is not defined (no kind: Mesh document with that name)", (r.mesh, "Mesh", "")))
+        check = _CHECKS.get(r.kind)
+        if r.spec is not None and check is not None:
+            check(r, view, templates)
+        entry.templates = tuple(templates)
+        if templates:
+            self.failing.add(ident)
+        else:
+            self.failing.discard(ident)
+        if self.record:
+            entry.exists, entry.reads = tuple(dict.fromkeys(view.exists)), tuple(dict.fromkeys(view.reads))
+            for key in entry.exists:
+                self.exists_deps.setdefault(key, set()).add(ident)
+            for key in entry.reads:
+                self.read_deps.setdefault(key, set()).add(ident)
+
+    def _issues(self, positions: dict[int, tuple[int, int]] | None) -> list[Issue]:
+        issues = []
+        for ident in self.duplicated:
+            definers = self.definers[ident]
+            first = definers[0]
+            issues.extend(Issue(r.file, r.label, "name", f"duplicate {r.kind} '{r.name}': also defined in {first.file}")
+                          for r in definers[1:])
+        if not self.failing:
+            return issues
+        if positions is None:
+            positions = self._positions()
+        hints = _Hints(self)
+        for ident in sorted(self.failing, key=positions.__getitem__):  # hints share a budget: resource order, as always
+            r = self.entries[ident].resource
+            for path, message, wanted in self.entries[ident].templates:
+                issues.append(Issue(r.file, r.label, path, message + (hints.hint(*wanted) if wanted else "")))
+        return issues
+
+
+class _Hints:
+    """"Did you mean" hints of one check: cached, and within one budget (a renamed node can
+    leave thousands of dangling references, each compared with thousands of names)."""
+
+    def __init__(self, checker: ReferenceChecker):
+        self.checker = checker
+        self.cache: dict[tuple[str, str, str], str] = {}
+        self.budget = HintBudget()
+
+    def hint(self, name: str, kind: str, mesh: str) -> str:
+        """`` (did you mean 'x'?)`` among the names of ``kind`` in ``mesh`` (kind "Mesh": meshes)."""
+        key = (name, kind, mesh)
+        if key not in self.cache:
+            names = self.checker.names
+            if kind == "Mesh":
+                candidates = sorted(n for (k, _), found in names.items() if k == "Mesh" for n in found)
+            else:
+                candidates = sorted(names.get((kind, mesh), ()))
+            self.cache[key] = did_you_mean(name, candidates, self.budget)
+        return self.cache[key]
+
+
+def _missing(r: Resource, view: _View, kind: str, name: str, path: str) -> Template | None:
+    """A problem if ``kind name`` does not exist in ``r``'s mesh."""
+    if view.has(kind, r.mesh, name):
+        return None
+    return (path, f"{_NOUN[kind]} '{name}' not found in mesh '{r.mesh}'", (name, kind, r.mesh))
 
 
 def _ports(resource: Resource | None) -> list[int] | None:
@@ -107,104 +330,103 @@ def _port_list(ports: list[int]) -> str:
     return ", ".join(map(str, ports)) or "none"
 
 
-def _parent(r: Resource, index: _Index, kind: str, name: str, field: str) -> tuple[Resource | None, list[Issue]]:
-    """The router of a route / the gateway of a gateway route, or an issue at ``field``."""
-    parent = index.get(kind, r.mesh, name)
-    if parent is None and r.mesh in index.meshes:
-        hint = index.hint(name, kind, r.mesh)
-        return None, [_issue(r, field, f"{_NOUN[kind]} '{name}' not found in mesh '{r.mesh}'{hint}")]
-    return parent, []
+def _parent(r: Resource, view: _View, kind: str, name: str, field: str, out: list[Template]) -> Resource | None:
+    """The router of a route / the gateway of a gateway route, or a problem at ``field``."""
+    parent = view.get(kind, r.mesh, name)
+    if parent is None and view.has_mesh(r.mesh):
+        out.append((field, f"{_NOUN[kind]} '{name}' not found in mesh '{r.mesh}'", (name, kind, r.mesh)))
+    return parent
 
 
-def _check_route(r: Resource, index: _Index) -> list[Issue]:
-    router, issues = _parent(r, index, "VirtualRouter", r.virtualRouter, "virtualRouter")
+def _check_route(r: Resource, view: _View, out: list[Template]) -> None:
+    router = _parent(r, view, "VirtualRouter", r.virtualRouter, "virtualRouter", out)
     route_type, route = route_of(r.spec)
-    issues += _check_match_port(r, f"spec.{route_type}.match.port", route.match.port if route.match else None, router)
+    _check_match_port(f"spec.{route_type}.match.port", route.match.port if route.match else None, router, out)
     for i, target in enumerate(route.action.weightedTargets):
-        issues += _check_target(r, index, f"spec.{route_type}.action.weightedTargets[{i}]", target)
-    return issues
+        _check_target(r, view, f"spec.{route_type}.action.weightedTargets[{i}]", target, out)
 
 
-def _check_match_port(r: Resource, path: str, port: int | None, parent: Resource | None) -> list[Issue]:
+def _check_match_port(path: str, port: int | None, parent: Resource | None, out: list[Template]) -> None:
     """``match.port`` must be a listener port of the route's router (or gateway); required
     when it has several listeners."""
     ports = _ports(parent)
     if ports is None:
-        return []
+        return
     noun = _NOUN[parent.kind]
     if port is not None and port not in ports:
-        return [_issue(r, path, f"port {port} is not a listener port of {noun} '{parent.name}' (ports: {_port_list(ports)})")]
-    if port is None and len(ports) > 1:
-        return [_issue(r, path, f"port is required: {noun} '{parent.name}' has {len(ports)} listeners (ports: {_port_list(ports)})")]
-    return []
+        out.append((path, f"port {port} is not a listener port of {noun} '{parent.name}' (ports: {_port_list(ports)})", None))
+    elif port is None and len(ports) > 1:
+        out.append((path, f"port is required: {noun} '{parent.name}' has {len(ports)} listeners (ports: {_port_list(ports)})", None))
 
 
-def _check_target(r: Resource, index: _Index, path: str, target) -> list[Issue]:
+def _check_target(r: Resource, view: _View, path: str, target, out: list[Template]) -> None:
     """A weighted target names an existing node and one of its listener ports."""
-    missing = _missing(r, index, "VirtualNode", target.virtualNode, f"{path}.virtualNode")
+    missing = _missing(r, view, "VirtualNode", target.virtualNode, f"{path}.virtualNode")
     if missing:
-        return [missing]
-    ports = _ports(index.get("VirtualNode", r.mesh, target.virtualNode))
+        out.append(missing)
+        return
+    ports = _ports(view.get("VirtualNode", r.mesh, target.virtualNode))
     if ports is None:
-        return []
+        return
     node = f"virtual node '{target.virtualNode}'"
     if target.port is not None and target.port not in ports:
-        return [_issue(r, f"{path}.port", f"port {target.port} is not a listener port of {node} (ports: {_port_list(ports)})")]
-    if target.port is None and not ports:
-        return [_issue(r, f"{path}.virtualNode", f"{node} has no listeners to send traffic to")]
-    if target.port is None and len(ports) > 1:
-        return [_issue(r, f"{path}.port", f"port is required: {node} has {len(ports)} listeners (ports: {_port_list(ports)})")]
-    return []
+        out.append((f"{path}.port", f"port {target.port} is not a listener port of {node} (ports: {_port_list(ports)})", None))
+    elif target.port is None and not ports:
+        out.append((f"{path}.virtualNode", f"{node} has no listeners to send traffic to", None))
+    elif target.port is None and len(ports) > 1:
+        out.append((f"{path}.port", f"port is required: {node} has {len(ports)} listeners (ports: {_port_list(ports)})", None))
 
 
-def _check_service(r: Resource, index: _Index) -> list[Issue]:
+def _check_service(r: Resource, view: _View, out: list[Template]) -> None:
     provider = r.spec.provider
     if provider is None:
-        return []
+        return
     if provider.virtualNode is not None:
-        found = _missing(r, index, "VirtualNode", provider.virtualNode.virtualNodeName, "spec.provider.virtualNode.virtualNodeName")
+        found = _missing(r, view, "VirtualNode", provider.virtualNode.virtualNodeName, "spec.provider.virtualNode.virtualNodeName")
     else:
-        found = _missing(r, index, "VirtualRouter", provider.virtualRouter.virtualRouterName, "spec.provider.virtualRouter.virtualRouterName")
-    return [found] if found else []
+        found = _missing(r, view, "VirtualRouter", provider.virtualRouter.virtualRouterName, "spec.provider.virtualRouter.virtualRouterName")
+    if found:
+        out.append(found)
 
 
-def _check_node(r: Resource, index: _Index) -> list[Issue]:
+def _check_node(r: Resource, view: _View, out: list[Template]) -> None:
     """Backends must be virtual services of the same mesh. (A Cloud Map service with no
     CloudMapService document is fine: it just has no endpoints yet.)"""
-    issues = []
     for i, backend in enumerate(r.spec.backends or ()):
         name = backend.virtualService.virtualServiceName
-        found = _missing(r, index, "VirtualService", name, f"spec.backends[{i}].virtualService.virtualServiceName")
+        found = _missing(r, view, "VirtualService", name, f"spec.backends[{i}].virtualService.virtualServiceName")
         if found:
-            issues.append(found)
-    return issues
+            out.append(found)
 
 
-def _service_ports(index: _Index, mesh: str, name: str) -> list[int] | None:
+def _service_ports(view: _View, mesh: str, name: str) -> list[int] | None:
     """The ports a virtual service answers on (its provider's listeners); None if unknown."""
-    service = index.get("VirtualService", mesh, name)
+    service = view.get("VirtualService", mesh, name)
     if service is None or service.spec is None or service.spec.provider is None:
         return None
     provider = service.spec.provider
     if provider.virtualNode is not None:
-        return _ports(index.get("VirtualNode", mesh, provider.virtualNode.virtualNodeName))
-    return _ports(index.get("VirtualRouter", mesh, provider.virtualRouter.virtualRouterName))
+        return _ports(view.get("VirtualNode", mesh, provider.virtualNode.virtualNodeName))
+    return _ports(view.get("VirtualRouter", mesh, provider.virtualRouter.virtualRouterName))
 
 
-def _check_gateway_route(r: Resource, index: _Index) -> list[Issue]:
+def _check_gateway_route(r: Resource, view: _View, out: list[Template]) -> None:
     """The gateway exists and has the matched port; the target service exists and has the target port."""
-    gateway, issues = _parent(r, index, "VirtualGateway", r.virtualGateway, "virtualGateway")
+    gateway = _parent(r, view, "VirtualGateway", r.virtualGateway, "virtualGateway", out)
     route_type, route = route_of(r.spec)
-    issues += _check_match_port(r, f"spec.{route_type}.match.port", route.match.port, gateway)
+    _check_match_port(f"spec.{route_type}.match.port", route.match.port, gateway, out)
     target = route.action.target
     path = f"spec.{route_type}.action.target"
-    missing = _missing(r, index, "VirtualService", target.virtualService.virtualServiceName, f"{path}.virtualService.virtualServiceName")
+    missing = _missing(r, view, "VirtualService", target.virtualService.virtualServiceName, f"{path}.virtualService.virtualServiceName")
     if missing:
-        return issues + [missing]
-    service_ports = _service_ports(index, r.mesh, target.virtualService.virtualServiceName)
+        out.append(missing)
+        return
+    service_ports = _service_ports(view, r.mesh, target.virtualService.virtualServiceName)
     service = f"virtual service '{target.virtualService.virtualServiceName}'"
     if service_ports is not None and target.port is not None and target.port not in service_ports:
-        issues.append(_issue(r, f"{path}.port", f"port {target.port} is not a port of {service} (ports: {_port_list(service_ports)})"))
+        out.append((f"{path}.port", f"port {target.port} is not a port of {service} (ports: {_port_list(service_ports)})", None))
     elif service_ports is not None and target.port is None and len(service_ports) > 1:
-        issues.append(_issue(r, f"{path}.port", f"port is required: {service} has {len(service_ports)} ports ({_port_list(service_ports)})"))
-    return issues
+        out.append((f"{path}.port", f"port is required: {service} has {len(service_ports)} ports ({_port_list(service_ports)})", None))
+
+
+_CHECKS = {"Route": _check_route, "VirtualService": _check_service, "VirtualNode": _check_node, "GatewayRoute": _check_gateway_route}

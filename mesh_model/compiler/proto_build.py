@@ -21,15 +21,17 @@ and produces the same message:
   ``Any.Pack(inner, deterministic=True)`` does, type URL ``type.googleapis.com/<full name>``
   included. The bytes inside an ``Any`` (an HCM inside a listener, a JSON log format map
   inside the HCM) are therefore canonical without a second pass; versions are content
-  hashes, so they must be.
+  hashes, so they must be. (This includes an ``Any`` that is itself a map value, which the
+  former re-pack pass missed; the compiler's only such map holds no maps inside.)
 * What ``ParseDict`` rejects is rejected here too, as a ``ProtoBuildError`` (a
   ``ValueError``; ``ProtoBuildTypeError`` is also a ``TypeError``) whose message starts with
   the path of the offending field (``Listener.filterChains[0].filters[0].typedConfig.statPrefx``):
   unknown fields, two members of one oneof, values of the wrong JSON type, unknown enum
   names, integers out of range, unknown ``"@type"``. A typo still fails at compile time
-  instead of as an Envoy NACK. It is a little stricter than ``ParseDict`` in two corners:
-  ``true``/``false`` are not accepted as numbers, and a field given under both its JSON
-  and its proto name is an error instead of "last one wins".
+  instead of as an Envoy NACK. It is a little stricter than ``ParseDict`` in three corners:
+  ``true``/``false`` are not accepted as numbers or enum values, a field given under both
+  its JSON and its proto name is an error instead of "last one wins", and a well-known type
+  inside an ``Any`` takes no keys besides ``"@type"`` and ``"value"``.
 
 Not supported (never emitted by the compiler): proto2 extensions (``"[ext.name]"`` keys)
 and ``pb.enumvalue.json`` custom enum names; both are reported as unknown.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import base64
 import difflib
 import math
+import re
 from typing import Any, Callable, Mapping
 
 from google.protobuf import descriptor_pool, duration_pb2, field_mask_pb2, message_factory, struct_pb2, timestamp_pb2
@@ -242,14 +245,8 @@ def _convert_bool(value: Any) -> bool:
     raise _type_error("true or false", value)
 
 
-def _has_unpaired_surrogate(value: str) -> bool:
-    return any(0xD800 <= ord(c) <= 0xDFFF for c in value) and _json_surrogate_check(value)
-
-
-def _json_surrogate_check(value: str) -> bool:
-    from google.protobuf.json_format import _UNPAIRED_SURROGATE_PATTERN  # the exact rule ParseDict applies
-
-    return _UNPAIRED_SURROGATE_PATTERN.search(value) is not None
+# json_format's rule: a lone surrogate cannot be encoded as UTF-8.
+_UNPAIRED_SURROGATE = re.compile("[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]")
 
 
 def _convert_string(value: Any) -> str:
@@ -257,7 +254,7 @@ def _convert_string(value: Any) -> str:
         return value
     if not isinstance(value, str):
         raise _type_error("a string", value)
-    if _has_unpaired_surrogate(value):
+    if _UNPAIRED_SURROGATE.search(value) is not None:
         raise ProtoBuildError(f"unpaired surrogate in {value!r}")
     return value
 

@@ -407,6 +407,8 @@ ERRORS = {
     "bad map value": (
         "envoy.config.cluster.v3.Cluster", {"name": "c", "typedExtensionProtocolOptions": {"k": {"@type": 3}}},
         ProtoBuildTypeError, "Cluster.typedExtensionProtocolOptions['k']", ["type URL"]),
+    "unpaired surrogate": (
+        "envoy.config.cluster.v3.Cluster", {"name": "a\ud800b"}, ProtoBuildError, "Cluster.name", ["unpaired surrogate"]),
     "not an object": ("envoy.config.cluster.v3.Cluster", ["name"], ProtoBuildTypeError, "Cluster", ["an object"]),
     "field given under both names": (
         "envoy.config.cluster.v3.Cluster", {"name": "c", "connectTimeout": "1s", "connect_timeout": "2s"}, ProtoBuildError,

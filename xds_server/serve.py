@@ -37,9 +37,12 @@ log = logging.getLogger("meshplane.serve")
 # seconds, faster than the event loop takes them: grpc core keeps the ones not yet taken
 # ("pending") and by default refuses more than 1,000-3,000 of them (random early detection;
 # RESOURCE_EXHAUSTED "Too many pending requests", which a client still writing its requests
-# sees as INTERNAL or CANCELLED). Room for a whole fleet instead: the admission limits
+# sees as INTERNAL or CANCELLED), and cancels those waiting longer than 30 s (the last of
+# 10,000 Envoys wait longer than that while the first are compiled, and come back only to
+# wait again). Room for a whole fleet instead, for up to 5 minutes: the admission limits
 # (--max-streams, --max-new-streams-per-second) decide once a stream is taken.
 MAX_PENDING_STREAMS = 20_000
+MAX_PENDING_SECONDS = 300
 GRPC_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -49,6 +52,7 @@ GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.server.max_pending_requests", MAX_PENDING_STREAMS),
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_STREAMS),
+    ("grpc.server_max_unrequested_time_in_server", MAX_PENDING_SECONDS),
 ]
 
 

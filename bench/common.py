@@ -198,3 +198,13 @@ def seconds_until_serving(url: str, host_header: str, app: str, started: float, 
         if time.monotonic() > deadline:
             return None
         time.sleep(0.002)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far (/proc/<pid>/stat); 0.0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -29,8 +29,8 @@ disconnects and refused connections while no server listens from failures once t
 server is ready. An attempt is a connect, as for Envoy: a gRPC channel fails calls at once
 while it waits out its own reconnect backoff, even when the server is back, so in this mode
 the channels retry every ``CHANNEL_BACKOFF_MS`` and an attempt on a channel that is not
-connected takes the outcome of a connection attempt (``connect``: refused, or through; at
-most ``CONNECT_TIMEOUT_S``).
+connected takes the outcome of a connection attempt (``connect``: refused when a TCP connect
+is, else through once the channel is READY; at most ``CONNECT_TIMEOUT_S``).
 """
 from __future__ import annotations
 
@@ -60,7 +60,6 @@ ENVOY_BACKOFF_BASE_S = 0.5   # Envoy's xDS gRPC stream retry: base interval ...
 ENVOY_BACKOFF_MAX_S = 30.0   # ... and its cap (envoyproxy/envoy: RetryInitialDelayMs / RetryMaxDelayMs)
 CHANNEL_BACKOFF_MS = 100     # --reconnect: the channel retries its connection this often (gRPC: 1 s x 1.6 up to 120 s)
 CONNECT_TIMEOUT_S = 5.0      # --reconnect: an attempt's connect timeout (Envoy's default connect_timeout)
-RETRY_WINDOW_S = 2.5 * CHANNEL_BACKOFF_MS / 1000  # --reconnect: a failing channel's next retry (with jitter)
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -124,20 +123,33 @@ class Fleet:
             self.errors.append(text)
 
 
-async def connect(channel: grpc.aio.Channel, timeout: float) -> bool:
-    """The outcome of a connection attempt on ``channel``: True once it is READY, False when
-    the attempt fails. A channel that is already failing (gRPC keeps it in TRANSIENT_FAILURE
-    while it retries every ``CHANNEL_BACKOFF_MS``) gets one retry's time to become READY;
-    otherwise the first failure, or ``timeout`` (Envoy's default connect timeout is 5 s)."""
+async def listening(target: str, timeout: float) -> bool:
+    """Does anything accept a TCP connection at ``target`` (host:port)?"""
+    host, _, port = target.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+async def connect(channel: grpc.aio.Channel, target: str, timeout: float) -> bool:
+    """The outcome of a connection attempt on ``channel``, as Envoy has it: False at once when
+    nothing listens (refused), else True once the channel is READY (False after ``timeout``,
+    Envoy's connect timeout, or when a connection attempt meanwhile fails). gRPC keeps a
+    failing channel in TRANSIENT_FAILURE while it retries in the background, which says
+    nothing about now: then a TCP connect to the target decides "refused"."""
     states = grpc.ChannelConnectivity
-    start = time.monotonic()
+    deadline = time.monotonic() + timeout
     state = channel.get_state(try_to_connect=True)
     failing = state == states.TRANSIENT_FAILURE
+    if failing and not await listening(target, timeout):
+        return False
     while state != states.READY:
         if state == states.SHUTDOWN or (state == states.TRANSIENT_FAILURE and not failing):
             return False
-        limit = start + (RETRY_WINDOW_S if state == states.TRANSIENT_FAILURE else timeout)
-        remaining = limit - time.monotonic()
+        remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
         try:
@@ -160,7 +172,7 @@ async def one_attempt(channel: grpc.aio.Channel, node: core_pb2.Node, index: int
         # reconnect backoff, even after the server is back: so wait for the channel's next
         # real connection attempt and take its outcome as this attempt's.
         fleet.attempts += 1
-        if not await connect(channel, CONNECT_TIMEOUT_S):
+        if not await connect(channel, st["target"], CONNECT_TIMEOUT_S):
             fleet.ends.append([round(time.monotonic(), 6), index, "UNAVAILABLE", False, "not connected (refused)",
                                round(attempt_at, 6)])
             return False
@@ -235,7 +247,7 @@ async def one_attempt(channel: grpc.aio.Channel, node: core_pb2.Node, index: int
 async def one_stream(channel: grpc.aio.Channel, node_id: str, index: int, fleet: Fleet, args, rng: random.Random) -> None:
     node = core_pb2.Node(id=node_id, cluster="bench", user_agent_name="bench-fanout")
     versions: dict[str, str] = {}
-    st = {"first_watch": None, "reconnect": args.reconnect}
+    st = {"first_watch": None, "reconnect": args.reconnect, "target": args.target}
     backoff = Backoff(args.backoff_base, args.backoff_max, rng)
     while True:
         got_response = await one_attempt(channel, node, index, fleet, versions, st)

@@ -59,7 +59,7 @@ from pathlib import Path
 from mesh_model.load import ParseCache, load_paths
 from tests.harness.processes import ProcessGroup, free_port, wait_until
 
-from bench.common import Result, stable_rss_kb, summary, verdict
+from bench.common import Result, cpu_seconds, stable_rss_kb, summary, verdict
 from bench.compile_bench import compiler_for
 from bench.meshgen import MeshSpec, generate_texts
 
@@ -331,6 +331,29 @@ class RawProcess:
         return {"started": started, "ready": info["at"]}
 
 
+class Cpu:
+    """CPU seconds used by the server and by the clients between laps (wall time beside)."""
+
+    def __init__(self, server, clients) -> None:
+        self.server, self.clients = server, clients
+        self.last = self._now()
+
+    def _now(self) -> dict:
+        return {"server": cpu_seconds(self.server.pid), "clients": sum(cpu_seconds(p.pid) for p in self.clients),
+                "wall": time.monotonic()}
+
+    def switch(self, server) -> None:
+        """The server was restarted: count the new process from its start."""
+        self.server = server
+        self.last["server"] = 0.0
+
+    def lap(self) -> dict:
+        now = self._now()
+        used = {k: round(max(0.0, now[k] - self.last[k]), 1) for k in now}
+        self.last = now
+        return used
+
+
 # -- one run
 
 def run_once(mode: str, streams: int, model_dir: Path, edited: Path, texts: tuple[str, str], data: Path, prefix: str,
@@ -348,7 +371,9 @@ def run_once(mode: str, streams: int, model_dir: Path, edited: Path, texts: tupl
         rss_idle = stable_rss_kb(server.proc.pid)
         clients = Clients(group, run_dir, server.target, streams, shape, prefix, storm=storm, timeout=connect_timeout,
                           storm_timeout=connect_timeout + 60, backoff_max=backoff_max)
+        cpu = Cpu(server.proc, clients.procs)
         out["connect"] = clients.wait_ready(connect_timeout + 30, server.proc)
+        out["connect"]["cpu"] = cpu.lap()
         rss_streams = stable_rss_kb(server.proc.pid, settle=1.0)
         out.update(rss_idle_kb=rss_idle, rss_streams_kb=rss_streams, per_stream_kb=(rss_streams - rss_idle) / streams)
 
@@ -361,7 +386,9 @@ def run_once(mode: str, streams: int, model_dir: Path, edited: Path, texts: tupl
         else:
             os.kill(server.proc.pid, signal.SIGUSR1)
             t0 = _wait_file(server.t0_file, 10, [server.proc], "change time")["t0"]
+        cpu.lap()
         changed = clients.wait_changed(timeout + 30)
+        out["change_cpu"] = cpu.lap()
         if changed["timeout"]:
             raise TimeoutError(f"{mode}: clients timed out waiting for '{changed['timeout']}': {changed['changed']} "
                                f"of {streams} changed; errors: {changed['errors'][:3]}")
@@ -381,11 +408,15 @@ def run_once(mode: str, streams: int, model_dir: Path, edited: Path, texts: tupl
             t_term = time.monotonic()
             server.proc.stop(timeout=10)  # SIGTERM, then wait (SIGKILL after 10 s)
             t_stopped = time.monotonic()
+            cpu.lap()
             restart = server.start(connect_timeout) if mode == "ads" else server.start(connect_timeout, changed=True)
+            cpu.switch(server.proc)
+            start_cpu = cpu.lap()
             result = clients.wait_storm(connect_timeout + 90)
+            storm_cpu = cpu.lap()
             rss_after = stable_rss_kb(server.proc.pid, settle=1.0)
             out["storm"] = classify_storm(result, streams, t_term=t_term, t_stopped=t_stopped, restart=restart)
-            out["storm"].update(rss_idle_kb=rss_idle, rss_after_kb=rss_after)
+            out["storm"].update(rss_idle_kb=rss_idle, rss_after_kb=rss_after, start_cpu=start_cpu, cpu=storm_cpu)
             if mode == "ads":
                 out["storm"]["reload_lines"] = server.reload_lines()
             s = out["storm"]
@@ -415,8 +446,10 @@ def classify_storm(result: dict, streams: int, *, t_term: float, t_stopped: floa
             groups["before_restart"].append(end)
         elif _refused(end):
             groups["refused_while_down" if attempt_at < t_ready else "after_ready"].append(end)
+        elif attempt_at < t_term or t_end < t_ready:  # a stream of the old server (seen late, maybe)
+            groups["restart"].append(end)
         else:
-            groups["restart" if t_end < t_ready else "after_ready"].append(end)
+            groups["after_ready"].append(end)
 
     def codes(ends: list) -> dict:
         out: dict[str, int] = {}
@@ -484,6 +517,10 @@ def run_size(streams: int, *, rounds: int, storm: bool, backends: int, timeout: 
     return results_for(streams, runs, info, spec, backoff_max)
 
 
+def _cpu(lap: dict) -> str:
+    return f"server {lap['server']}, clients {lap['clients']} in {lap['wall']} s"
+
+
 def results_for(streams: int, runs: dict[str, list[dict]], info: dict, spec: MeshSpec, backoff_max: float) -> list[Result]:
     ads, raw = _median_runs(runs["ads"]), _median_runs(runs["raw"])
     shape = ads["shape"]
@@ -505,7 +542,8 @@ def results_for(streams: int, runs: dict[str, list[dict]], info: dict, spec: Mes
            f"{ads['connect']['connect_s']:.1f} s after the first opened (floor: {raw['connect']['connect_s']:.1f} s); "
            f"one CDS push per stream ({info['clusters_per_node']} clusters, {info['cds_bytes_per_node']} bytes). "
            f"ADS p50 {a['p50'] * 1000:.0f} ms, p99 {a['p99'] * 1000:.0f} ms (floor p50 {r['p50'] * 1000:.0f} ms, "
-           f"p99 {r['p99'] * 1000:.0f} ms).{per_round}"
+           f"p99 {r['p99'] * 1000:.0f} ms). CPU seconds from the edit to the last ACK: {_cpu(ads['change_cpu'])} "
+           f"(floor: {_cpu(raw['change_cpu'])}).{per_round}"
            + (f" Stream errors: {errors[:3]}." if errors else ""))
     floor_desc = ("same clients against a bare grpcio generic handler writing pre-serialized DiscoveryResponse bytes "
                   "(the same resources), every stream's new CDS at SIGUSR1 (t0): no watcher, no reload, no protocol state.")
@@ -548,8 +586,10 @@ def results_for(streams: int, runs: dict[str, list[dict]], info: dict, spec: Mes
             f"(Envoy's built-in default: 0.5 s / 30 s), reset by a response; {shape['procs']} client process(es), "
             f"{shape['channels']} connections. From ready: p50 {fr['p50']:.1f} s, p90 {fr['p90']:.1f} s"
             + (f"; the last successful attempt started {s['last_attempt_after_ready_s']:.1f} s after ready "
-               f"(backoff), attempt -> config p50 {ac['p50']:.2f} s, max {ac['max']:.1f} s (the server)" if ac else "")
-            + f". Floor (raw server restarted): {f['from_ready_s']:.1f} s from ready, down {f['down_s']:.1f} s."
+               f"(backoff), attempt -> config p50 {ac['p50']:.2f} s, max {ac['max']:.2f} s (the server)" if ac else "")
+            + f". CPU seconds from ready to the last: {_cpu(s['cpu'])} (the new server's start: {s['start_cpu']['server']} s)"
+            + f". Floor (raw server restarted): {f['from_ready_s']:.1f} s from ready, down {f['down_s']:.1f} s, "
+            f"attempt -> config max {f['attempt_to_config']['max']:.2f} s, CPU {_cpu(f['cpu'])}."
             if fr else f"only {s['reconfigured']} of {streams} streams got config again ({s['timeout']})")
         results.append(Result(
             benchmark=f"reconnect storm: restarted server ready -> all {streams} streams have config",

@@ -19,8 +19,13 @@ from mesh_model.spec.pydantic_errors import describe
 SUFFIXES = (".yaml", ".yml", ".json", ".tf")
 
 
-def read_files(paths: Sequence[str | os.PathLike], issues: list[Issue], budget: Budget) -> Iterator[tuple[str, str]]:
-    """Yield ``(path, text)`` for every input file, each real file once."""
+def read_files(paths: Sequence[str | os.PathLike], issues: list[Issue], budget: Budget,
+               decoded: dict[str, tuple[bytes, str]] | None = None) -> Iterator[tuple[str, str]]:
+    """Yield ``(path, text)`` for every input file, each real file once.
+
+    ``decoded`` (kept by a caller that reads the same files again and again): each file's
+    last bytes and text; a file whose bytes did not change gives back the very same text
+    object without decoding it again."""
     seen: set[str] = set()
     limits = budget.limits
     for path in paths:
@@ -34,7 +39,7 @@ def read_files(paths: Sequence[str | os.PathLike], issues: list[Issue], budget: 
                 issues.append(Issue(file, "", "", f"more than {limits.max_files:,} files to load (limit per load); not read"))
                 budget.stopped = True
                 return
-            text = _read_text(file, issues, budget)
+            text = _read_text(file, issues, budget, decoded)
             if budget.stopped:
                 return
             if text is not None:
@@ -80,7 +85,7 @@ def _expand(path: str, issues: list[Issue], limits: Limits) -> list[str]:
     return sorted(found)
 
 
-def _read_text(file: str, issues: list[Issue], budget: Budget) -> str | None:
+def _read_text(file: str, issues: list[Issue], budget: Budget, decoded: dict[str, tuple[bytes, str]] | None = None) -> str | None:
     """The file's text, or None (with an issue) when it cannot or must not be read.
 
     Opened non-blocking and checked to be a regular file: a FIFO or device named
@@ -106,11 +111,17 @@ def _read_text(file: str, issues: list[Issue], budget: Budget) -> str | None:
         return None
     if not _count_bytes(file, len(data), issues, budget):
         return None
+    known = decoded.get(file) if decoded is not None else None
+    if known is not None and known[0] == data:
+        return known[1]
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         issues.append(Issue(file, "", "", f"not UTF-8 text (byte {err.start})"))
-    return None
+        return None
+    if decoded is not None:
+        decoded[file] = (data, text)
+    return text
 
 
 def _too_big(size: int, limit: int) -> str:

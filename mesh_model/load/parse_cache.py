@@ -68,6 +68,7 @@ class ParseCache:
         self._facts: dict[str, tuple[bytes, tuple]] = {}  # Kubernetes custom resource identities per file
         self._chunks: dict[str, dict[bytes, ChunkResult]] = {}  # per file: the clean documents of its latest texts
         self._texts: dict[str, tuple[str, bytes, bool]] = {}  # per file: its latest text, digest, Kubernetes or not
+        self.decoded: dict[str, tuple[bytes, str]] = {}  # per file: its latest bytes and their text (files.read_files)
         self.incremental: Any = None  # build.Incremental, made by the first load that uses this cache
         self.lock = threading.Lock()  # held by the load using this cache (loads in two threads take turns)
 
@@ -135,6 +136,9 @@ class ParseCache:
         for label in list(self._texts):
             if label not in labels:
                 del self._texts[label]
+        for label in list(self.decoded):
+            if label not in labels:
+                del self.decoded[label]
 
 
 def document_digest(data: Any) -> bytes | None:

@@ -63,10 +63,10 @@ def load_paths(
     budget = Budget(limits)
     options = ImportOptions(dict(parameters or {}), dict(variables or {}))
     try:
-        texts = list(read_files(paths, issues, budget))
         if parse_cache is None:
-            return _load(texts, issues, budget, None, options)
+            return _load(list(read_files(paths, issues, budget)), issues, budget, None, options)
         with parse_cache.lock:  # its state follows one load at a time
+            texts = list(read_files(paths, issues, budget, parse_cache.decoded))
             return _load(texts, issues, budget, parse_cache, options)
     except RecursionError:  # last line of defence; the limits should make this unreachable
         raise _too_deep(issues) from None

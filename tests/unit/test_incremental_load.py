@@ -290,6 +290,8 @@ def test_incremental_load_equals_cold_load(tmp_path, seed, monkeypatch):
         monkeypatch.setattr(references, "HintBudget", lambda: budget(cells=400))
     if seed % 4 == 2:  # more issues than reported: which ones are kept must not depend on the cache
         limits = {"limits": Limits(max_issues=4)}
+    if seed % 8 == 3:  # a load over its limits: reused documents count as if parsed again
+        limits = {"limits": Limits(max_documents=30, max_nodes=620)}
     files = initial_model(rng)
     cache = ParseCache()
     history = []
@@ -336,6 +338,7 @@ def test_edits_reuse_what_did_not_change(tmp_path):
     assert new.routes["r1"] is old.routes["r1"] and new.routes["r0"] is not old.routes["r0"]
     assert new.routes["r0"]["main"].spec.httpRoute.action.weightedTargets[0].weight == 5
     assert all(new.virtual_nodes[n] is old.virtual_nodes[n] for n in new.virtual_nodes)
+    assert load_paths([tmp_path], parse_cache=cache) is second and checked == ["Route m/r0/main"]  # nothing changed
 
     checked.clear()  # a node's listener port changes: the routes that target it read its ports
     docs[1]["spec"]["listeners"][0]["portMapping"]["port"] = 9090

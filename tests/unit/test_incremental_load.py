@@ -362,3 +362,39 @@ def test_pieces_are_the_documents_of_the_file():
     assert split_documents("---\na: |\n  text\n  ---\n---x: 1\n") == ["---\na: |\n  text\n  ---\n---x: 1\n"]
     assert split_documents("%YAML 1.2\n---\na: 1\n") is None  # a directive belongs to the next document
     assert split_documents("a: 1\n...\n---\nb: 1\n") is None
+
+
+def test_converted_formats_load_incrementally_as_cold(tmp_path):
+    """Kubernetes custom resources (converted with every file's identities) and CloudFormation
+    beside native files: issues keep naming the original objects, and the model is the same."""
+    from tests.public_examples import YELB, substituted
+
+    router = substituted("05-eks-getting-started-router-v1-v2-retry.yaml")
+    cfn = substituted("07-howto-grpc-ingress-gateway-cfn.yaml")
+    native = yaml.safe_dump_all([
+        {"kind": "VirtualService", "mesh": "yelb", "name": "extra.yelb.local",
+         "spec": {"provider": {"virtualNode": {"virtualNodeName": "yelb-appserver-virtual-node"}}}},
+        {"kind": "VirtualNode", "mesh": "yelb", "name": "caller", "spec": {
+            "backends": [{"virtualService": {"virtualServiceName": "extra.yelb.local"}}]}},
+    ], sort_keys=False)
+    variants = {
+        "mesh.yaml": [YELB, YELB.replace("awsName: yelb-appserver-virtual-node", "awsName: appserver-v1"), None],
+        "router.yaml": [router, router.replace("weight: 50", "weight: 150", 1), None],
+        "cfn.yaml": [cfn, cfn.replace("Port: 8080", "Port: 8081", 1), cfn + "\n  broken: [\n", None],
+        "native.yaml": [native, native.replace("extra.yelb.local", "extra2.yelb.local", 1), native + "---\n" + native, None],
+    }
+    rng = random.Random(5)
+    cache = ParseCache()
+    kinds = set()
+    for step in range(30):
+        for name, texts in variants.items():
+            if step == 0 or rng.random() < 0.3:
+                text = texts[0] if step == 0 else rng.choice(texts)
+                if text is None:
+                    (tmp_path / name).unlink(missing_ok=True)
+                else:
+                    (tmp_path / name).write_text(text)
+        cold = outcome(tmp_path)
+        assert outcome(tmp_path, parse_cache=cache) == cold, step
+        kinds.add(cold[0])
+    assert kinds == {"model", "errors"}

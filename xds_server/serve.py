@@ -75,7 +75,8 @@ async def serve(config: ServeConfig) -> None:
     cloudmap = _cloudmap(config)  # --cloudmap: live instances over the model's CloudMapService part
     control = ControlPlane(config.paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use, source=source,
                            load_options=config.load_options,
-                           overlay=cloudmap.overlay if cloudmap is not None else None)
+                           overlay=cloudmap.overlay if cloudmap is not None else None,
+                           freeze_heap=True)  # this process is the control plane: keep the GC off its model
     if cloudmap is not None:  # the first answers before any Envoy connects
         if await asyncio.to_thread(cloudmap.poll_once):
             await control.reload()

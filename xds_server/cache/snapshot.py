@@ -13,6 +13,7 @@ resource's bytes), so a snapshot assembled from shared, already hashed resources
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
@@ -58,9 +59,9 @@ def short_type(type_url: str) -> str:
 
 
 def _version_of(names: list[str], digests: list[str]) -> str:
-    """Hash of sorted (name, digest) pairs; each name length-prefixed (digests have a fixed
-    length) so that no two different lists give the same text."""
-    text = "".join(f"{len(name)}:{name}{digest}" for name, digest in zip(names, digests))
+    """Hash of sorted (name, digest) pairs: the names as a JSON list (unambiguous, and encoded
+    in C), then the digests, which all have the same length."""
+    text = json.dumps(names) + "".join(digests)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -85,10 +86,11 @@ class TypeSnapshot:
     def from_built(cls, built: Mapping[str, Built]) -> "TypeSnapshot":
         """From resources serialized and hashed once (shared with other snapshots)."""
         names = sorted(built)
-        digests = [built[n].digest for n in names]
+        items = [built[n] for n in names]
+        digests = [item.digest for item in items]
         return cls(
             version=_version_of(names, digests),
-            resources=MappingProxyType({n: built[n].packed for n in names}),
+            resources=MappingProxyType({n: item.packed for n, item in zip(names, items)}),
             resource_versions=MappingProxyType(dict(zip(names, digests))),
         )
 

@@ -72,6 +72,9 @@ class ParseCache:
         self.incremental: Any = None  # build.Incremental, made by the first load that uses this cache
         self.lock = threading.Lock()  # held by the load using this cache (loads in two threads take turns)
 
+    def has_chunk(self, label: str, digest: bytes) -> bool:
+        return digest in self._chunks.get(label, ())
+
     def get_chunk(self, label: str, digest: bytes, budget: Budget) -> ChunkResult | None:
         """The cached result of this piece of ``label``, if reusing it keeps the load within its limits."""
         cached = self._chunks.get(label, {}).get(digest)

@@ -26,6 +26,7 @@ reaches the compiler (or replaces a good one in the file watcher).
 """
 from __future__ import annotations
 
+import bisect
 import os
 from typing import Any, Mapping, Sequence
 
@@ -198,8 +199,9 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
             budget.nodes += cached.nodes
             result = cached
         else:
-            ahead = parsed.pop(label, None)
-            result = _load_pieces(label, text, budget, parse_cache) if parse_cache is not None and ahead is None else None
+            ahead, result = parsed.pop(label, None), None
+            if parse_cache is not None and ahead is None:
+                result, ahead = _load_pieces(label, text, budget, parse_cache)
             if result is None:
                 result = _load_file(label, text, budget, max_issues - len(issues), context, ahead, imports)
             if parse_cache is not None and not budget.stopped:
@@ -215,23 +217,30 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
                          incremental=incremental)
 
 
-def _load_pieces(label: str, text: str, budget: Budget, cache: ParseCache) -> FileResult | None:
+def _load_pieces(label: str, text: str, budget: Budget, cache: ParseCache) -> tuple[FileResult | None, Parsed | None]:
     """A YAML file of native documents, piece by piece (``split_documents``), each piece's
     resources reused from ``cache`` when its text was seen before: an edit of one document
-    parses that document only. None (and the budget as it was) as soon as a piece is not
-    plainly valid (any issue, a converted format, a piece that cannot be cut safely): the
-    file is then loaded whole, so every message is exactly that of a whole-file load."""
+    parses that document only. When most pieces are new (a first load), the file is parsed
+    whole (faster) and its pieces kept for the next load.
+
+    Returns the file's result, or None as soon as something is not plainly valid (any issue,
+    a converted format): the file is then loaded as a whole (``_load_file``), so every message
+    is that of a whole-file load; with what was parsed of it already (the second value),
+    else with the budget as it was."""
     if (label.endswith(".json") or "AWS::" in text or adapters.K8S_API_PREFIX in text
             or "AWSTemplateFormatVersion" in text):
-        return None
+        return None, None
     pieces = split_documents(text)
     if pieces is None or len(pieces) < 2:
-        return None
+        return None, None
+    digests = [chunk_digest(piece) for piece in pieces]
+    distinct = set(digests)
+    if 2 * sum(cache.has_chunk(label, digest) for digest in distinct) < len(distinct):
+        return _load_whole(label, text, pieces, digests, budget, cache)
     documents, nodes = budget.documents, budget.nodes
     known: dict[bytes, ChunkResult] = {}
     resources: list[Resource] = []
-    for piece in pieces:
-        digest = chunk_digest(piece)
+    for piece, digest in zip(pieces, digests):
         entry = cache.get_chunk(label, digest, budget) if digest not in known else None  # a piece given twice: its own resources
         if entry is not None:
             budget.documents += entry.documents
@@ -241,11 +250,64 @@ def _load_pieces(label: str, text: str, budget: Budget, cache: ParseCache) -> Fi
             if entry is None:
                 budget.documents, budget.nodes, budget.stopped = documents, nodes, False
                 cache.put_chunks(label, known, complete=False)
-                return None
+                return None, None
         known.setdefault(digest, entry)
         resources.extend(entry.resources)
     cache.put_chunks(label, known, complete=True)
-    return FileResult(tuple(resources), (), True, budget.documents - documents, budget.nodes - nodes)
+    return FileResult(tuple(resources), (), True, budget.documents - documents, budget.nodes - nodes), None
+
+
+def _load_whole(label: str, text: str, pieces: list[str], digests: list[bytes], budget: Budget,
+                cache: ParseCache) -> tuple[FileResult | None, Parsed | None]:
+    """``_load_pieces`` for a file whose pieces are mostly new: one parse of the whole text,
+    then each piece's documents (by the line they start on) kept as that piece's result."""
+    issues: list[Issue] = []
+    documents, nodes = budget.documents, budget.nodes
+    starts: list[tuple[int, int]] = []
+    docs, complete = parse_documents(label, text, issues, budget, starts)
+    parsed = Parsed(docs, complete, tuple(issues), budget.documents - documents, budget.nodes - nodes)
+    if (issues or not complete or budget.stopped or len(starts) != budget.documents - documents
+            or (docs and docs[-1].index > len(starts))):
+        return None, parsed
+    found: dict[int, Resource] = {}  # document number -> its resource
+    for doc in docs:
+        resource = _native_resource(doc)
+        if resource is False:
+            return None, parsed
+        if resource is not None:
+            found[doc.index] = resource
+    first_lines, line = [], 0
+    for piece in pieces:
+        first_lines.append(line)
+        line += piece.count("\n")
+    chunks: list[tuple[list[Resource], list[int]]] = [([], [0, 0]) for _ in pieces]  # resources, [documents, nodes]
+    for number, (start_line, nodes_before) in enumerate(starts, 1):
+        piece_resources, counts = chunks[bisect.bisect_right(first_lines, start_line) - 1]
+        counts[0] += 1
+        counts[1] += (starts[number][1] if number < len(starts) else budget.nodes) - nodes_before
+        if number in found:
+            piece_resources.append(found[number])
+    known: dict[bytes, ChunkResult] = {}
+    for digest, (piece_resources, (piece_documents, piece_nodes)) in zip(digests, chunks):
+        known.setdefault(digest, ChunkResult(tuple(piece_resources), piece_documents, piece_nodes))
+    cache.put_chunks(label, known, complete=True)
+    resources = tuple(found[number] for number in sorted(found))
+    return FileResult(resources, (), True, budget.documents - documents, budget.nodes - nodes), None
+
+
+def _native_resource(doc) -> Resource | None | bool:
+    """The resource of a document that is native and valid without any issue; None for a
+    document a load skips (another Kubernetes object); False for anything else."""
+    if doc.problems:
+        return False
+    form = format_of(doc.data)
+    if form == "k8s-other":
+        return None  # as in a whole-file load
+    if form is not None:
+        return False
+    issues: list[Issue] = []
+    resource = resource_from_document(doc, issues)
+    return False if resource is None or issues else resource
 
 
 def _load_piece(label: str, piece: str, budget: Budget) -> ChunkResult | None:
@@ -258,17 +320,11 @@ def _load_piece(label: str, piece: str, budget: Budget) -> ChunkResult | None:
         return None
     resources = []
     for doc in docs:
-        if doc.problems:
+        resource = _native_resource(doc)
+        if resource is False:
             return None
-        form = format_of(doc.data)
-        if form == "k8s-other":
-            continue  # as in a whole-file load
-        if form is not None:
-            return None
-        resource = resource_from_document(doc, issues)
-        if resource is None or issues:
-            return None
-        resources.append(resource)
+        if resource is not None:
+            resources.append(resource)
     return ChunkResult(tuple(resources), budget.documents - documents, budget.nodes - nodes)
 
 

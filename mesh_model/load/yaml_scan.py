@@ -70,12 +70,16 @@ StrictLoader.add_constructor(_INT_TAG, StrictLoader.construct_yaml_int)
 cfn_adapter.add_yaml_tags(StrictLoader)  # !Ref, !Sub, !GetAtt... as {Ref: ...}, {Fn::Sub: ...}
 
 
-def parse_documents(label: str, text: str, issues: list[Issue], budget: Budget) -> tuple[list[Document], bool]:
+def parse_documents(label: str, text: str, issues: list[Issue], budget: Budget,
+                    document_starts: list[tuple[int, int]] | None = None) -> tuple[list[Document], bool]:
     """All non-empty documents of one file, and whether the whole file parsed (on a syntax
-    error, the documents before it are still returned so their problems are reported)."""
+    error, the documents before it are still returned so their problems are reported).
+
+    ``document_starts`` (YAML only) gets, for every document (empty ones too), the 0-based line where
+    it starts and ``budget.nodes`` before its values were counted."""
     if label.endswith(".json"):
         return _parse_json(label, text, issues, budget)
-    if not _scan_yaml(label, text, issues, budget):
+    if not _scan_yaml(label, text, issues, budget, document_starts):
         return [], False
     docs: list[Document] = []
     parsed = False
@@ -164,7 +168,7 @@ def _reader_message(err: yaml.reader.ReaderError) -> str:
 _EVENTS = yaml.events
 
 
-def _scan_yaml(label: str, text: str, issues: list[Issue], budget: Budget) -> bool:
+def _scan_yaml(label: str, text: str, issues: list[Issue], budget: Budget, document_starts: list | None = None) -> bool:
     """Check the limits on the YAML event stream, before anything is built: documents,
     values (aliases expanded: "billion laughs"), nesting depth and string length.
 
@@ -232,6 +236,8 @@ def _scan_yaml(label: str, text: str, issues: list[Issue], budget: Budget) -> bo
                 document_line = event.start_mark.line + 1
                 nodes, used_alias = 0, False
                 anchors.clear()
+                if document_starts is not None:
+                    document_starts.append((event.start_mark.line, budget.nodes))
                 budget.documents += 1
                 if budget.documents > limits.max_documents:
                     budget.stopped = True

@@ -398,3 +398,40 @@ def test_converted_formats_load_incrementally_as_cold(tmp_path):
         assert outcome(tmp_path, parse_cache=cache) == cold, step
         kinds.add(cold[0])
     assert kinds == {"model", "errors"}
+
+
+def test_pieces_kept_from_a_whole_file_parse_are_those_of_parsing_each_piece():
+    """A first load parses a file whole and keeps its pieces' results (documents, values,
+    resources); they must be what parsing each piece on its own gives."""
+    from mesh_model.load import pipeline
+    from mesh_model.load.input_limits import Budget
+
+    text = (
+        "# a comment before the first document\n"
+        "kind: Mesh\nname: m\nspec: {}\n"
+        "---\n"
+        "---\n"  # an empty document
+        "# only a comment\n"
+        "--- &anchor\n"
+        "kind: VirtualNode\nmesh: m\nname: n1\nspec:\n  serviceDiscovery: {dns: {hostname: a.local}}\n"
+        "  listeners: [{portMapping: {port: 8080, protocol: http}}]\n"
+        "---\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: other}\n"  # skipped, as in any load
+        "--- |\n  a block scalar\n  ---\n"  # a string document: not a resource... so not clean
+    )
+    clean = text.rsplit("--- |", 1)[0] + "---\nkind: VirtualRouter\nmesh: m\nname: r\nspec:\n  listeners:\n  - portMapping:\n      port: 80\n      protocol: http\n"
+    for source, expect_kept in ((clean, True), (text, False)):
+        cache = ParseCache()
+        pieces = split_documents(source)
+        digests = [pipeline.chunk_digest(piece) for piece in pieces]
+        result, parsed = pipeline._load_whole("f.yaml", source, pieces, digests, Budget(Limits()), cache)
+        assert (result is not None) == expect_kept and (parsed is None) == expect_kept
+        if not expect_kept:
+            continue
+        assert [r.name for r in result.resources] == ["m", "n1", "r"]
+        for piece, digest in zip(pieces, digests):
+            kept = cache.get_chunk("f.yaml", digest, Budget(Limits()))
+            alone = pipeline._load_piece("f.yaml", piece, Budget(Limits()))
+            assert (kept.documents, kept.nodes) == (alone.documents, alone.nodes), piece
+            assert [r.label for r in kept.resources] == [r.label for r in alone.resources]
+        assert sum(cache.get_chunk("f.yaml", d, Budget(Limits())).documents for d in set(digests)) == result.documents

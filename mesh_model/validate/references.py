@@ -165,6 +165,8 @@ class ReferenceChecker:
             raise
 
     def _check(self, groups: dict[str, Sequence[Resource]]) -> list[Issue]:
+        if not self.entries:
+            return self._check_all(groups)
         added, removed = group_changes(self.groups, groups)
         self.groups = groups
         touched: set[tuple] = set()
@@ -201,9 +203,45 @@ class ReferenceChecker:
         for ident in touched:
             if ident[0] != "CloudMapService":
                 self._update_first(ident, to_check)
+        view = _View(self.first, self.record)
         for entry in to_check.values():
-            self._check_entry(entry)
+            self._check_entry(entry, view)
         return self._issues(positions)
+
+    def _check_all(self, groups: dict[str, Sequence[Resource]]) -> list[Issue]:
+        """``_check`` from nothing (a first check): the same state, built in one pass."""
+        self.groups = groups
+        entries, definers = self.entries, self.definers
+        for resources in groups.values():
+            for r in resources:  # in load order: every definer list is in load order already
+                ident = (r.kind, r.mesh, r.virtualRouter, r.virtualGateway, r.namespaceName, r.name)
+                found = definers.get(ident)
+                if found is None:
+                    definers[ident] = [r]
+                else:
+                    found.append(r)
+                entry = entries.get(id(r))
+                if entry is None:
+                    entry = entries[id(r)] = _Entry(r)
+                entry.count += 1
+        first, names = self.first, self.names
+        for ident, found in definers.items():
+            if len(found) > 1:
+                self.duplicated.add(ident)
+            kind = ident[0]
+            if kind != "CloudMapService":
+                scope = (f"{ident[1]}/{ident[2]}" if kind == "Route" else f"{ident[1]}/{ident[3]}" if kind == "GatewayRoute"
+                         else ident[1])
+                first[(kind, scope, ident[5])] = found[0]
+                known = names.get((kind, scope))
+                if known is None:
+                    names[(kind, scope)] = {ident[5]}
+                else:
+                    known.add(ident[5])
+        view = _View(first, self.record)
+        for entry in entries.values():
+            self._check_entry(entry, view)
+        return self._issues(None)
 
     def _positions(self) -> dict[int, tuple[int, int]]:
         positions: dict[int, tuple[int, int]] = {}
@@ -244,7 +282,7 @@ class ReferenceChecker:
         self.failing.discard(ident)
         del self.entries[ident]
 
-    def _check_entry(self, entry: _Entry) -> None:
+    def _check_entry(self, entry: _Entry, view: _View) -> None:
         r = entry.resource
         ident = id(r)
         if self.record:
@@ -252,7 +290,7 @@ class ReferenceChecker:
                 self.exists_deps[key].discard(ident)
             for key in entry.reads:
                 self.read_deps[key].discard(ident)
-        view = _View(self.first, self.record)
+            view.exists, view.reads = [], []
         templates: list[Template] = []
         if r.kind not in ("Mesh", "CloudMapService") and not view.has_mesh(r.mesh):
             templates.append(("mesh", f"mesh '{r.mesh}' is not defined (no kind: Mesh document with that name)", (r.mesh, "Mesh", "")))
@@ -265,11 +303,20 @@ class ReferenceChecker:
         else:
             self.failing.discard(ident)
         if self.record:
-            entry.exists, entry.reads = tuple(dict.fromkeys(view.exists)), tuple(dict.fromkeys(view.reads))
+            entry.exists, entry.reads = tuple(set(view.exists)), tuple(set(view.reads))
+            exists_deps, read_deps = self.exists_deps, self.read_deps
             for key in entry.exists:
-                self.exists_deps.setdefault(key, set()).add(ident)
+                found = exists_deps.get(key)
+                if found is None:
+                    exists_deps[key] = {ident}
+                else:
+                    found.add(ident)
             for key in entry.reads:
-                self.read_deps.setdefault(key, set()).add(ident)
+                found = read_deps.get(key)
+                if found is None:
+                    read_deps[key] = {ident}
+                else:
+                    found.add(ident)
 
     def _issues(self, positions: dict[int, tuple[int, int]] | None) -> list[Issue]:
         issues = []

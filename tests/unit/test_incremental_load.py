@@ -327,7 +327,7 @@ def test_edits_reuse_what_did_not_change(tmp_path):
     checker = cache.incremental.checker
     checked = []
     original = checker._check_entry
-    checker._check_entry = lambda entry: (checked.append(entry.resource.label), original(entry))[1]
+    checker._check_entry = lambda entry, view: (checked.append(entry.resource.label), original(entry, view))[1]
 
     docs[4]["spec"]["httpRoute"]["action"]["weightedTargets"][0]["weight"] = 5  # route r0/main
     path.write_text(render("mesh.yaml", docs))

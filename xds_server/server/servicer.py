@@ -47,6 +47,8 @@ def _envoy_version(node: core_pb2.Node) -> str:
 class _Stream:
     """Runtime glue for one stream: state, wake-up event, reader outcome."""
 
+    __slots__ = ("state", "wake", "ended", "error")
+
     def __init__(self, delta: bool = False) -> None:
         self.state = DeltaStreamState() if delta else StreamState()
         self.wake = asyncio.Event()
@@ -148,6 +150,9 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         )
         handle = self._handle_delta if delta else self._handle
         reader = asyncio.create_task(self._read(stream, info, first, request_iterator, handle))
+        # a stream lives for hours: its first request is not kept (a real Envoy's Node carries
+        # its build, metadata and extension list, kilobytes per stream)
+        del first, node
         reason = "client closed"
         try:
             if delta:
@@ -170,13 +175,14 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             self.callbacks.on_stream_close(info)
             self.log.info(
                 "%s stream closed node=%s peer=%s after %.1fs: %s",
-                kind, node.id, peer, time.monotonic() - started, reason,
+                kind, info.node_id, peer, time.monotonic() - started, reason,
             )
 
     async def _read(self, stream: _Stream, info: StreamInfo, first, request_iterator, handle) -> None:
         """Reader task: fold requests into state, wake the sender. Never writes."""
         try:
             handle(stream, info, first)
+            first = None  # not kept for the stream's life (see _serve)
             async for req in request_iterator:
                 handle(stream, info, req)
         except StreamError as e:

@@ -272,7 +272,7 @@ class Metrics:
         return out
 
 
-@dataclass
+@dataclass(slots=True)  # one per type per stream: no instance dict
 class _Push:
     """Per stream and type: the last response and whether its ACK is awaited."""
 

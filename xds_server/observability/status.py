@@ -26,7 +26,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-@dataclass
+@dataclass(slots=True)  # one per type per stream: no instance dict
 class TypeStatus:
     sent: str | None = None
     acked: str | None = None
@@ -50,7 +50,7 @@ class TypeStatus:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamStatus:
     """One ADS stream, as the registry records it."""
 

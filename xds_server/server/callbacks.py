@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StreamInfo:
     """One admitted ADS stream (SotW or Delta)."""
 

@@ -6,6 +6,10 @@ connection: ``grpc.use_local_subchannel_pool``), stream ``i`` speaking for node 
 ``<prefix><i + offset>``. Each stream subscribes to CDS, EDS, LDS and RDS (wildcard, all four
 sent at once, the node on the first request) and ACKs every response it reads, as Envoy does.
 
+``--envoy-node`` sends a node the size of a real Envoy's (1.40: its build version and 516
+extensions, about 60 KB in the first request; each stream's node id as above) instead of a
+bare id.
+
 ``--ramp RATE`` opens the streams at RATE per second instead of all at once: grpcio's core
 fails streams (INTERNAL / CANCELLED) when thousands are opened in one burst from one
 process, against any server.
@@ -69,6 +73,24 @@ def _write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+ENVOY_EXTENSIONS = 516  # what Envoy 1.40 lists in its node (measured: 61,376 bytes of first request)
+
+
+def envoy_like_node() -> core_pb2.Node:
+    """A node shaped like a real Envoy's, without the id: build version, build metadata and
+    ``ENVOY_EXTENSIONS`` extensions of the real ones' average size (name, category, type URL)."""
+    node = core_pb2.Node(cluster="bench", user_agent_name="envoy")
+    node.user_agent_build_version.version.major_number = 1
+    node.user_agent_build_version.version.minor_number = 40
+    for key, value in (("ssl.version", "BoringSSL"), ("revision.status", "Clean"),
+                       ("revision.sha", "0" * 40), ("build.type", "RELEASE")):
+        node.user_agent_build_version.metadata.fields[key].string_value = value
+    for i in range(ENVOY_EXTENSIONS):
+        node.extensions.add(name=f"envoy.bench.extensions.filter_{i:03d}", category=f"envoy.bench.category_{i % 37:02d}",
+                            type_urls=[f"envoy.extensions.bench.filter_{i:03d}.v3.FilterConfig"])
+    return node
+
+
 def raise_nofile_limit() -> int:
     """Raise the soft open-files limit to the hard one (many channels, many sockets)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -123,42 +145,48 @@ class Fleet:
             self.errors.append(text)
 
 
-async def listening(target: str, timeout: float) -> bool:
-    """Does anything accept a TCP connection at ``target`` (host:port)?"""
+async def listening(target: str, timeout: float) -> str | None:
+    """None if something accepts a TCP connection at ``target`` (host:port), else why not."""
     host, _, port = target.rpartition(":")
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-    except (OSError, asyncio.TimeoutError):
-        return False
+    except asyncio.TimeoutError:
+        return f"TCP connect timed out ({timeout:g} s)"
+    except OSError as exc:
+        return f"TCP connect: {exc.strerror or exc}"
     writer.close()
-    return True
+    return None
 
 
-async def connect(channel: grpc.aio.Channel, target: str, timeout: float) -> bool:
-    """The outcome of a connection attempt on ``channel``, as Envoy has it: False at once when
-    nothing listens (refused), else True once the channel is READY (False after ``timeout``,
-    Envoy's connect timeout, or when a connection attempt meanwhile fails). gRPC keeps a
-    failing channel in TRANSIENT_FAILURE while it retries in the background, which says
-    nothing about now: then a TCP connect to the target decides "refused"."""
+async def connect(channel: grpc.aio.Channel, target: str, timeout: float) -> str | None:
+    """The outcome of a connection attempt on ``channel``, as Envoy has it: None once the
+    channel is READY, else why not: at once when nothing listens (refused), or after
+    ``timeout`` (Envoy's connect timeout), or when a connection attempt meanwhile fails. gRPC
+    keeps a failing channel in TRANSIENT_FAILURE while it retries in the background, which
+    says nothing about now: then a TCP connect to the target decides "refused"."""
     states = grpc.ChannelConnectivity
     deadline = time.monotonic() + timeout
     state = channel.get_state(try_to_connect=True)
     failing = state == states.TRANSIENT_FAILURE
-    if failing and not await listening(target, timeout):
-        return False
+    if failing:
+        refused = await listening(target, timeout)
+        if refused is not None:
+            return refused
     while state != states.READY:
-        if state == states.SHUTDOWN or (state == states.TRANSIENT_FAILURE and not failing):
-            return False
+        if state == states.SHUTDOWN:
+            return "channel shut down"
+        if state == states.TRANSIENT_FAILURE and not failing:
+            return "connection failed"
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return False
+            return f"not connected within {timeout:g} s"
         try:
             await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
         except asyncio.TimeoutError:
-            return False
+            return f"not connected within {timeout:g} s"
         state = channel.get_state(try_to_connect=True)
         failing = failing and state == states.TRANSIENT_FAILURE
-    return True
+    return None
 
 
 async def one_attempt(channel: grpc.aio.Channel, node: core_pb2.Node, index: int, fleet: Fleet,
@@ -172,8 +200,9 @@ async def one_attempt(channel: grpc.aio.Channel, node: core_pb2.Node, index: int
         # reconnect backoff, even after the server is back: so wait for the channel's next
         # real connection attempt and take its outcome as this attempt's.
         fleet.attempts += 1
-        if not await connect(channel, st["target"], CONNECT_TIMEOUT_S):
-            fleet.ends.append([round(time.monotonic(), 6), index, "UNAVAILABLE", False, "not connected (refused)",
+        why = await connect(channel, st["target"], CONNECT_TIMEOUT_S)
+        if why is not None:
+            fleet.ends.append([round(time.monotonic(), 6), index, "UNAVAILABLE", False, f"not connected: {why}",
                                round(attempt_at, 6)])
             return False
         fleet.attempts -= 1
@@ -245,7 +274,12 @@ async def one_attempt(channel: grpc.aio.Channel, node: core_pb2.Node, index: int
 
 
 async def one_stream(channel: grpc.aio.Channel, node_id: str, index: int, fleet: Fleet, args, rng: random.Random) -> None:
-    node = core_pb2.Node(id=node_id, cluster="bench", user_agent_name="bench-fanout")
+    if args.envoy_node:
+        node = core_pb2.Node()
+        node.CopyFrom(args.node_template)
+        node.id = node_id
+    else:
+        node = core_pb2.Node(id=node_id, cluster="bench", user_agent_name="bench-fanout")
     versions: dict[str, str] = {}
     st = {"first_watch": None, "reconnect": args.reconnect, "target": args.target}
     backoff = Backoff(args.backoff_base, args.backoff_max, rng)
@@ -334,7 +368,9 @@ def main(argv=None) -> int:
     parser.add_argument("--storm-out", help="--reconnect: written when every stream has its config again after an end")
     parser.add_argument("--storm-timeout", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--envoy-node", action="store_true", help="a node the size of a real Envoy's (516 extensions)")
     args = parser.parse_args(argv)
+    args.node_template = envoy_like_node() if args.envoy_node else None
     if args.reconnect and not args.storm_out:
         parser.error("--reconnect needs --storm-out")
     raise_nofile_limit()

@@ -6,7 +6,9 @@ The case (issue 9): N virtual nodes ``node-1..N`` whose only backend is ``svc-0`
 (90 %) / ``node-1`` (10 %); ``node-0``'s listener has an ``outlierDetection``
 (``maxServerErrors: 5``), which App Mesh puts on every client's cluster for ``node-0``. Each
 simulated Envoy (``bench.fanout_clients``) is its own node id ``mesh/bench/virtualNode/node-<i>``
-(default placement) on an ADS stream subscribing CDS/EDS/LDS/RDS and ACKing everything.
+(default placement) on an ADS stream subscribing CDS/EDS/LDS/RDS and ACKing everything; its node
+is the size of a real Envoy's (``fanout_clients --envoy-node``: 516 extensions, ~60 KB in the first
+request, what Envoy 1.40 sends).
 
 **Change** (every size): ``meshplane serve`` runs on the generated model directory
 (``NODES_PER_FILE`` nodes per file) with its file watcher, as an operator runs it. Timeline:
@@ -206,7 +208,7 @@ class Clients:
     """The simulated Envoys: ``procs`` client processes, node ids split between them."""
 
     def __init__(self, group: ProcessGroup, run_dir: Path, target: str, streams: int, shape: dict, prefix: str, *,
-                 storm: bool, timeout: float, storm_timeout: float, backoff_max: float):
+                 storm: bool, timeout: float, storm_timeout: float, backoff_max: float, tag: str = "clients"):
         self.procs, self.ready_files, self.out_files, self.storm_files = [], [], [], []
         self.streams = streams
         per, extra = divmod(streams, shape["procs"])
@@ -214,15 +216,15 @@ class Clients:
         offset = 1
         for k in range(shape["procs"]):
             n = per + (1 if k < extra else 0)
-            ready, out, storm_out = run_dir / f"clients-{k}-ready.json", run_dir / f"clients-{k}.json", run_dir / f"storm-{k}.json"
+            ready, out, storm_out = run_dir / f"{tag}-{k}-ready.json", run_dir / f"{tag}-{k}.json", run_dir / f"{tag}-storm-{k}.json"
             argv = [sys.executable, "-m", "bench.fanout_clients", "--target", target, "--streams", str(n),
                     "--channels", str(ch_per + (1 if k < ch_extra else 0)), "--prefix", prefix, "--offset", str(offset),
                     "--ready", str(ready), "--out", str(out), "--timeout", str(timeout), "--watch", "cds",
-                    "--ramp", str(shape["ramp"] / shape["procs"]), "--seed", str(k + 1)]
+                    "--ramp", str(shape["ramp"] / shape["procs"]), "--seed", str(k + 1), "--envoy-node"]
             if storm:
                 argv += ["--reconnect", "--storm-out", str(storm_out), "--storm-timeout", str(storm_timeout),
                          "--backoff-max", str(backoff_max)]
-            self.procs.append(group.start(f"clients-{k}", argv, env=_env(), cwd=REPO))
+            self.procs.append(group.start(f"{tag}-{k}", argv, env=_env(), cwd=REPO))
             self.ready_files.append(ready)
             self.out_files.append(out)
             self.storm_files.append(storm_out)
@@ -237,6 +239,10 @@ class Clients:
         first = [t for p in parts for t in p["first_config_at"]]
         started = min(p["started"] for p in parts)
         return {"connect_s": max(first) - started, "first_config": summary([t - started for t in first])}
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.stop(timeout=10)
 
     def wait_changed(self, timeout: float) -> dict:
         parts = self._all(self.out_files, timeout, "client results")
@@ -301,6 +307,15 @@ class ServeProcess:
         wait_until(healthy, timeout, interval=0.01, message="meshplane serve did not become healthy", fatal=(RuntimeError,))
         return {"started": started, "ready": time.monotonic()}
 
+    def streams(self) -> int | None:
+        """Open ADS streams (the /metrics gauge)."""
+        from tests.harness.traffic import http_get
+
+        body = http_get(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10).body
+        text = body.decode() if isinstance(body, bytes) else body
+        m = re.search(r"^meshplane_xds_connected_proxies (\d+)", text, re.M)
+        return int(m.group(1)) if m else None
+
     def reload_lines(self) -> list[str]:
         return [m.group(0) for p in self.procs for m in RELOAD_RE.finditer(p.output())]
 
@@ -318,6 +333,9 @@ class RawProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def streams(self) -> int | None:
+        return None  # the raw server does not count
+
     def start(self, timeout: float, *, changed: bool = False) -> dict:
         self.starts += 1
         ready = self.run_dir / f"raw-ready-{self.starts}.json"
@@ -329,6 +347,23 @@ class RawProcess:
         self.proc = self.group.start("raw-server", argv + (["--start-changed"] if changed else []), env=_env(), cwd=REPO)
         info = _wait_file(ready, timeout, [self.proc], "raw server ready")
         return {"started": started, "ready": info["at"]}
+
+
+def _settle_streams(server, streams: int, timeout: float = 60.0) -> None:
+    """Wait until the server counts ``streams`` open streams again (a pause where it cannot count)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            count = server.streams()
+        except OSError:
+            count = -1
+        if count is None:
+            time.sleep(3.0)
+            return
+        if count == streams:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the server still counts {count} streams, not {streams}")
 
 
 class Cpu:
@@ -376,6 +411,14 @@ def run_once(mode: str, streams: int, model_dir: Path, edited: Path, texts: tupl
         out["connect"]["cpu"] = cpu.lap()
         rss_streams = stable_rss_kb(server.proc.pid, settle=1.0)
         out.update(rss_idle_kb=rss_idle, rss_streams_kb=rss_streams, per_stream_kb=(rss_streams - rss_idle) / streams)
+        # memory per stream alone: a second Envoy of every node (its snapshot is compiled already)
+        replicas = Clients(group, run_dir, server.target, streams, shape, prefix, storm=False, timeout=connect_timeout,
+                           storm_timeout=0, backoff_max=backoff_max, tag="replicas")
+        out["replicas_connect"] = replicas.wait_ready(connect_timeout + 30, server.proc)
+        rss_replicas = stable_rss_kb(server.proc.pid, settle=1.0)
+        out.update(rss_replicas_kb=rss_replicas, per_replica_kb=(rss_replicas - rss_streams) / streams)
+        replicas.stop()
+        _settle_streams(server, streams)
 
         if mode == "ads":
             before_text, after_text = texts
@@ -454,7 +497,7 @@ def classify_storm(result: dict, streams: int, *, t_term: float, t_stopped: floa
     def codes(ends: list) -> dict:
         out: dict[str, int] = {}
         for end in ends:
-            key = f"{end[2]}: {end[4][:40]}"
+            key = f"{end[2]}: {end[4][:60]}"
             out[key] = out.get(key, 0) + 1
         return out
 
@@ -492,7 +535,7 @@ def _median_runs(runs: list[dict]) -> dict:
         return runs[0]
     out = dict(runs[len(runs) // 2])
     out["change"] = {k: statistics.median(r["change"][k] for r in runs) for k in runs[0]["change"]}
-    for k in ("rss_idle_kb", "rss_streams_kb", "per_stream_kb"):
+    for k in ("rss_idle_kb", "rss_streams_kb", "per_stream_kb", "rss_replicas_kb", "per_replica_kb"):
         out[k] = statistics.median(r[k] for r in runs)
     return out
 
@@ -561,17 +604,29 @@ def results_for(streams: int, runs: dict[str, list[dict]], info: dict, spec: Mes
             measured=a["p50"] * 1000, unit="ms", floor=r["p50"] * 1000, floor_desc=floor_desc, verdict="INFO",
         ),
     ]
-    per_stream = ads["per_stream_kb"]
+    per_stream = ads["per_replica_kb"]
     results.append(Result(
         benchmark=f"shared service: server RSS per stream, {streams} streams",
-        measured=per_stream, unit="KB", floor=raw["per_stream_kb"] if raw["per_stream_kb"] > 0 else None,
-        floor_desc="the raw grpcio server's RSS per stream (all its bytes already in memory when idle).",
+        measured=per_stream, unit="KB", floor=raw["per_replica_kb"] if raw["per_replica_kb"] > 0 else None,
+        floor_desc="the raw grpcio server's RSS per stream, measured the same way.",
         target=f"<= {MEMORY_TARGET_KB:g} KB", verdict=verdict(per_stream <= MEMORY_TARGET_KB),
+        notes=(f"With {streams} converged streams (one per node) a second Envoy of every node connects ({shape['procs']} more "
+               f"client process(es), held config {ads['replicas_connect']['connect_s']:.1f} s after the first opened): "
+               f"(VmRSS with {2 * streams} streams - VmRSS with {streams}) / {streams}, the nodes' snapshots already "
+               f"compiled: {ads['rss_streams_kb'] / 1024:.0f} -> {ads['rss_replicas_kb'] / 1024:.0f} MiB (floor "
+               f"{raw['rss_streams_kb'] / 1024:.0f} -> {raw['rss_replicas_kb'] / 1024:.0f} MiB). Then the second Envoys "
+               f"disconnect before the edit."),
+        details={k: {m: x[m] for m in ("rss_idle_kb", "rss_streams_kb", "per_stream_kb", "rss_replicas_kb", "per_replica_kb")}
+                 for k, x in (("ads", ads), ("raw", raw))},
+    ))
+    results.append(Result(
+        benchmark=f"shared service: server RSS per connected node (stream + its snapshot), {streams} streams",
+        measured=ads["per_stream_kb"], unit="KB", floor=raw["per_stream_kb"] if raw["per_stream_kb"] > 0 else None,
+        floor_desc="the raw grpcio server's RSS per stream (all its bytes already in memory when idle).", verdict="INFO",
         notes=(f"(VmRSS of meshplane serve with {streams} converged streams - VmRSS healthy with none) / {streams}: "
                f"idle {ads['rss_idle_kb'] / 1024:.1f} MiB (model loaded, nothing compiled), with streams "
-               f"{ads['rss_streams_kb'] / 1024:.1f} MiB. Includes each node's snapshot, compiled when its Envoy "
-               f"connects (every stream is its own virtual node here)."),
-        details={k: {m: x[m] for m in ("rss_idle_kb", "rss_streams_kb", "per_stream_kb")} for k, x in (("ads", ads), ("raw", raw))},
+               f"{ads['rss_streams_kb'] / 1024:.1f} MiB: each node's snapshot is compiled when its first Envoy connects "
+               f"(every stream is its own virtual node here), and the allocator keeps what the connect burst needed."),
     ))
     if "storm" in ads and "storm" in raw:
         s, f = ads["storm"], raw["storm"]

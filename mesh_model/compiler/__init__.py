@@ -9,7 +9,7 @@ therefore the same xDS versions across runs, restarts and replicas.
 """
 from __future__ import annotations
 
-import json
+import pickle
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
@@ -125,7 +125,9 @@ def compile_node_built(
 
     def shared_listener(body: dict) -> tuple[str, Built]:
         # most sidecars' listeners are identical (no node name in them): built once for all
-        return cache.by_content(("listener", json.dumps(body, sort_keys=True)), lambda: _named(listener_proto(body)))
+        # keyed by the body's pickle: equal pickles are equal bodies (a miss only costs a build),
+        # and pickling is several times faster than JSON encoding here
+        return cache.by_content(("listener", pickle.dumps(body, protocol=5)), lambda: _named(listener_proto(body)))
 
     out.add(out.listeners, ("listeners", mesh.name, node.name), listeners, plan.dependencies)
     return out.compiled()

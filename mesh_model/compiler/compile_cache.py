@@ -61,7 +61,7 @@ class CompileCache:
         return entry[0]  # type: ignore[return-value]
 
     def by_content(self, key: Hashable, build: Callable[[], T]) -> T:
-        """A piece that is a function of ``key`` alone (e.g. the canonical JSON of a listener):
+        """A piece that is a function of ``key`` alone (e.g. the pickled JSON form of a listener):
         built once for every node and every model that needs the same content. Bounded: past
         ``CONTENT_LIMIT`` entries the memo starts afresh (it only ever saves work)."""
         value = self._content.get(key)

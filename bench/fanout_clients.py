@@ -34,7 +34,7 @@ server is ready. An attempt is a connect, as for Envoy: a gRPC channel fails cal
 while it waits out its own reconnect backoff, even when the server is back, so in this mode
 the channels retry every ``CHANNEL_BACKOFF_MS`` and an attempt on a channel that is not
 connected takes the outcome of a connection attempt (``connect``: refused when a TCP connect
-is, else through once the channel is READY; at most ``CONNECT_TIMEOUT_S``).
+is, or times out after ``CONNECT_TIMEOUT_S``, else through once the channel is READY).
 """
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregate
 ENVOY_BACKOFF_BASE_S = 0.5   # Envoy's xDS gRPC stream retry: base interval ...
 ENVOY_BACKOFF_MAX_S = 30.0   # ... and its cap (envoyproxy/envoy: RetryInitialDelayMs / RetryMaxDelayMs)
 CHANNEL_BACKOFF_MS = 100     # --reconnect: the channel retries its connection this often (gRPC: 1 s x 1.6 up to 120 s)
-CONNECT_TIMEOUT_S = 5.0      # --reconnect: an attempt's connect timeout (Envoy's default connect_timeout)
+CONNECT_TIMEOUT_S = 5.0      # --reconnect: an attempt's TCP connect timeout (Envoy's default connect_timeout)
+STREAM_WAIT_S = 60.0         # --reconnect: longest wait for a connected channel to be READY (the HTTP/2 handshake)
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -160,12 +161,14 @@ async def listening(target: str, timeout: float) -> str | None:
 
 async def connect(channel: grpc.aio.Channel, target: str, timeout: float) -> str | None:
     """The outcome of a connection attempt on ``channel``, as Envoy has it: None once the
-    channel is READY, else why not: at once when nothing listens (refused), or after
-    ``timeout`` (Envoy's connect timeout), or when a connection attempt meanwhile fails. gRPC
-    keeps a failing channel in TRANSIENT_FAILURE while it retries in the background, which
-    says nothing about now: then a TCP connect to the target decides "refused"."""
+    channel is READY, else why not. Envoy's connect timeout bounds the TCP connect only:
+    refused at once when nothing listens, failed after ``timeout``; once connected it sends
+    its request and waits for the server, however busy. gRPC keeps a failing channel in
+    TRANSIENT_FAILURE while it retries in the background, which says nothing about now: then
+    a TCP connect to the target decides; a channel that is idle or connecting is followed
+    until READY or a failed connection. Waiting for READY is bounded by ``STREAM_WAIT_S``."""
     states = grpc.ChannelConnectivity
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + STREAM_WAIT_S
     state = channel.get_state(try_to_connect=True)
     failing = state == states.TRANSIENT_FAILURE
     if failing:
@@ -179,11 +182,11 @@ async def connect(channel: grpc.aio.Channel, target: str, timeout: float) -> str
             return "connection failed"
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return f"not connected within {timeout:g} s"
+            return f"not connected within {STREAM_WAIT_S:g} s"
         try:
             await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
         except asyncio.TimeoutError:
-            return f"not connected within {timeout:g} s"
+            return f"not connected within {STREAM_WAIT_S:g} s"
         state = channel.get_state(try_to_connect=True)
         failing = failing and state == states.TRANSIENT_FAILURE
     return None

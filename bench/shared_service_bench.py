@@ -80,6 +80,7 @@ RAMP_PER_S = 2000.0        # new streams per second at the first connect, all cl
 # 10,000 Envoys reconnecting within a few seconds: a 5 s cap (Envoy's xDS retry backoff is
 # configurable since envoyproxy/envoy#24701). ``--shared-backoff-max 30`` gives Envoy's default.
 STORM_BACKOFF_MAX_S = 5.0
+STOP_TIMEOUT_S = 30.0      # the restart: SIGTERM, then SIGKILL if the server has not exited after this
 CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 RELOAD_RE = re.compile(r"model reloaded: (\d+) of (\d+) node placements recompiled in (\d+) ms")
 
@@ -449,7 +450,7 @@ def run_once(mode: str, streams: int, model_dir: Path, edited: Path, texts: tupl
 
         if storm:
             t_term = time.monotonic()
-            server.proc.stop(timeout=10)  # SIGTERM, then wait (SIGKILL after 10 s)
+            stop_code = server.proc.stop(timeout=STOP_TIMEOUT_S)  # SIGTERM, then wait (SIGKILL after that)
             t_stopped = time.monotonic()
             cpu.lap()
             restart = server.start(connect_timeout) if mode == "ads" else server.start(connect_timeout, changed=True)
@@ -459,7 +460,8 @@ def run_once(mode: str, streams: int, model_dir: Path, edited: Path, texts: tupl
             storm_cpu = cpu.lap()
             rss_after = stable_rss_kb(server.proc.pid, settle=1.0)
             out["storm"] = classify_storm(result, streams, t_term=t_term, t_stopped=t_stopped, restart=restart)
-            out["storm"].update(rss_idle_kb=rss_idle, rss_after_kb=rss_after, start_cpu=start_cpu, cpu=storm_cpu)
+            out["storm"].update(rss_idle_kb=rss_idle, rss_after_kb=rss_after, start_cpu=start_cpu, cpu=storm_cpu,
+                                stop_code=stop_code)
             if mode == "ads":
                 out["storm"]["reload_lines"] = server.reload_lines()
             s = out["storm"]
@@ -634,7 +636,9 @@ def results_for(streams: int, runs: dict[str, list[dict]], info: dict, spec: Mes
         ok_failed = s["failed_after_ready"] == 0 and s["failed_before_restart"] == 0 and s["reconfigured"] == streams
         fr, ac = s["from_ready"], s["attempt_to_config"]
         storm_notes = (
-            f"SIGTERM to meshplane serve (it stopped in {s['stop_s']:.1f} s), the same command again on the same port: "
+            f"SIGTERM to meshplane serve (it exited in {s['stop_s']:.1f} s, "
+            + ("by itself" if s["stop_code"] is not None and s["stop_code"] >= 0 else f"status {s['stop_code']}")
+            + "), the same command again on the same port: "
             f"healthy {s['down_s']:.1f} s after the SIGTERM; all {streams} streams held CDS/EDS/LDS/RDS again "
             f"{s['from_start_s']:.1f} s after the new process started ({s['from_term_s']:.1f} s after the SIGTERM). "
             f"Clients reconnect like Envoy: backoff uniform in [0, b), b = 0.5 s doubling to {backoff_max:g} s "

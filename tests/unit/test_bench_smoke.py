@@ -55,3 +55,13 @@ def test_api_bench_toy(envoy_binary, postgres):
     assert "one replica (SQLite)" in names and "across replicas" in names
     assert sum("update_route" in r.benchmark for r in results) == 8  # {SQLite, PostgreSQL} x {serve, alone} x cache off/on
     assert all(r.floor for r in results)
+
+
+def test_shared_service_bench_toy():
+    """meshplane serve and the bare-grpcio floor, the edit, and the reconnect storm, at toy size."""
+    from bench import shared_service_bench
+
+    results = shared_service_bench.run(sizes=(20,), rounds=1, storm_size=20, timeout=60, log=lambda *_: None)
+    _numbers(results)
+    assert any(r.benchmark.startswith("shared service: VirtualNode edit") and r.floor for r in results)
+    assert any(r.benchmark.startswith("reconnect storm: failed streams") for r in results)

@@ -50,7 +50,6 @@ import math
 import os
 import pickle
 import re
-import resource
 import signal
 import statistics
 import sys
@@ -63,6 +62,7 @@ from tests.harness.processes import ProcessGroup, free_port, wait_until
 
 from bench.common import Result, cpu_seconds, stable_rss_kb, summary, verdict
 from bench.compile_bench import compiler_for
+from bench.fanout_clients import raise_nofile_limit
 from bench.meshgen import MeshSpec, generate_texts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,17 +83,6 @@ STORM_BACKOFF_MAX_S = 5.0
 STOP_TIMEOUT_S = 30.0      # the restart: SIGTERM, then SIGKILL if the server has not exited after this
 CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 RELOAD_RE = re.compile(r"model reloaded: (\d+) of (\d+) node placements recompiled in (\d+) ms")
-
-
-def raise_nofile_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def _env() -> dict:

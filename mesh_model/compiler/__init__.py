@@ -201,16 +201,12 @@ def _egress_side(model, plan: NodePlan, out: _Resources, extra_virtual_hosts: Ca
     """
     mesh, cache, reads = plan.mesh, out.cache, out.reads
 
-    def egress_keys() -> tuple[tuple[tuple[str, tuple], ...], frozenset]:
-        """The (cluster name, cache key) of each target, and what those pieces read."""
+    def egress_keys() -> tuple[tuple[str, tuple], ...]:
+        """The (cluster name, cache key) of each target."""
         # client_policy_for: the caller's own policy shapes its copy of the cluster. Plain
         # tuples of strings and numbers: hashed in C on every look-up of the hot path.
-        keys = tuple((target.cluster_name, ("egress", target.mesh, target.node, target.port, target.protocol,
+        return tuple((target.cluster_name, ("egress", target.mesh, target.node, target.port, target.protocol,
                                             client_policy_for(plan, target))) for target in plan.targets)
-        reads_of_pieces = {("Mesh", mesh.name)}
-        for target in plan.targets:
-            reads_of_pieces |= node_keys(mesh, target.node)
-        return keys, frozenset(reads_of_pieces)
 
     def egress_pieces(target, client_tls) -> tuple[Built, Built | None]:
         cluster = Built(egress_cluster(mesh, target, client_tls=client_tls))
@@ -220,15 +216,16 @@ def _egress_side(model, plan: NodePlan, out: _Resources, extra_virtual_hosts: Ca
                                   lambda _built: {("Mesh", mesh.name)} | node_keys(mesh, target.node))
         return cluster, endpoints
 
-    keys, reads_of_pieces = cache.get(("egress-keys", mesh.name, plan.node.kind, plan.node.name), egress_keys,
-                                      plan.dependencies, into=reads)
-    reads |= reads_of_pieces  # once, rather than piece by piece below
+    keys = cache.get(("egress-keys", mesh.name, plan.node.kind, plan.node.name), egress_keys, plan.dependencies, into=reads)
     clusters, endpoints = out.clusters, out.endpoints
     for cluster_name, key in keys:
-        pieces = cache.peek(key)
-        if pieces is None:
+        entry = cache.lookup(key)
+        if entry is None:
             pieces = cache.get(key, lambda: egress_pieces(Target(*key[1:5]), key[5]),
-                               lambda _pieces: {("Mesh", mesh.name)} | node_keys(mesh, key[2]))
+                               lambda _pieces: {("Mesh", mesh.name)} | node_keys(mesh, key[2]), into=reads)
+        else:  # the hot path: no closures, one look-up
+            pieces, read = entry
+            reads |= read  # what the target's pieces read now (its discovery may have changed)
         clusters[cluster_name] = pieces[0]
         if pieces[1] is not None:
             endpoints[cluster_name] = pieces[1]

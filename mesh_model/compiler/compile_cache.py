@@ -71,11 +71,11 @@ class CompileCache:
             value = self._content[key] = build()
         return value  # type: ignore[return-value]
 
-    def peek(self, key: Hashable) -> object | None:
-        """The cached value of ``key`` or ``None``, counting nothing and recording nothing: for
-        a hot loop whose reads the caller records once for the whole loop."""
+    def lookup(self, key: Hashable) -> tuple[object, frozenset] | None:
+        """``(value, dependency keys)`` of a cached ``key``, or ``None``; counts nothing. For a
+        hot loop that records the dependencies itself."""
         entry = self._items.get(key)
-        return None if entry is None else entry[0]
+        return None if entry is None else (entry[0], entry[1])
 
     def replace_value(self, key: Hashable, value: object) -> None:
         """Swap an entry's value for an equivalent one (same dependencies), e.g. a carried-over

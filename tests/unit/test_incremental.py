@@ -1,6 +1,7 @@
 """A model change recompiles exactly the nodes it affects, and shared pieces are built once."""
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -179,3 +180,32 @@ def test_model_diff_of_two_fresh_loads_uses_content_digests(tmp_path):
     routers = model_dir / "routers.yaml"
     routers.write_text(routers.read_text().replace("weight: 90}", "weight: 70}", 1))
     assert changed_keys(first, load_paths([model_dir])) == {("Routes", "retail", "catalog-router")}
+
+
+def test_a_target_that_moves_to_cloud_map_brings_its_instances_into_its_callers_dependencies(tmp_path):
+    """A caller's pieces for a target are shared and cached; what they read must follow the
+    target: once recommend is discovered through Cloud Map, an instance change reaches its callers."""
+    from mesh_model.compiler import compile_node
+    from xds_server.cache.snapshot import Snapshot
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(RETAIL, model_dir)
+    nodes = model_dir / "nodes.yaml"
+    cloud_map = ("    awsCloudMap:\n      namespaceName: retail.local\n      serviceName: recommend\n"
+                 "      attributes:\n        - {key: stage, value: prod}\n")
+    original = nodes.read_text()
+    assert cloud_map in original
+    nodes.write_text(original.replace(cloud_map, "    dns: {hostname: recommend.retail.local}\n", 1))
+    cache = SnapshotCache()
+    control = ControlPlane([str(model_dir)], cache)
+    keys = {name: control.resolve(_fake_node(name)) for name in NODES}
+
+    def served_equals_cold():
+        for name, key in keys.items():
+            cold = Snapshot.from_resources(compile_node(control.model, _node(name), Placement()))
+            assert cache.get(key).versions() == cold.versions(), name
+
+    for text in (original, original.replace("10.0.1.21", "10.0.1.31", 1)):
+        nodes.write_text(text)
+        assert asyncio.run(control.reload()), control.last_error
+        served_equals_cold()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from google.protobuf import symbol_database
 
-from mesh_model.compiler import Placement, compile_node
+from mesh_model.compiler import Placement
 from mesh_model.load import load_texts
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.cache.snapshot import Snapshot

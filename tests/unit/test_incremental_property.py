@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
-from pathlib import Path
 
 import pytest
 import yaml

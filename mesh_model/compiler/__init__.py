@@ -312,11 +312,14 @@ def model_warnings(model: MeshModel, cache: CompileCache | None = None) -> list[
         if not _has_tcp_listeners(mesh, cache):
             continue  # no TCP backend anywhere in this mesh: nothing to leave out (and no planning)
         for name in mesh.virtual_nodes:
+            # the node's plan as compilation caches it: planned once for both, and once per change
+            plan = _cached_plan(cache, mesh, ("plan", mesh.name, name), set(),
+                                lambda plan_service_cached: plan_node(mesh, name, plan_service_cached))
+
             def conflicts() -> list[str]:
-                plan = plan_node(mesh, name)
                 http_ports = sorted({sp.port for sp in plan.backends if sp.protocol != "tcp"})
                 return tcp_backends(plan.backends, http_ports)[1]
 
-            found = cache.get(("tcp-conflicts", mesh.name, name), conflicts, lambda _found: node_dependencies(model, mesh.name, name))
+            found = cache.get(("tcp-conflicts", mesh.name, name), conflicts, plan.dependencies)
             warnings.extend(f"VirtualNode {mesh.name}/{name}: {conflict}" for conflict in found)
     return warnings

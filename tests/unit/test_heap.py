@@ -1,4 +1,4 @@
-"""``serve`` freezes the heap after every reload (``ControlPlane._settle_heap``): that is only
+"""``serve`` freezes the heap after every reload (``controlplane.heap.HeapPolicy``): that is only
 safe if a replaced model is freed by reference counting alone, without the cycle collector."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from envoy.config.core.v3 import base_pb2
 
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.controlplane.control_plane import ControlPlane
+from xds_server.controlplane.heap import HeapPolicy
 from tests.paths import GOLDEN
 
 NODES = ["front", "catalog-v1", "catalog-v2", "cart", "recommend"]
@@ -36,3 +37,41 @@ def test_a_replaced_model_and_its_cache_are_freed_without_the_cycle_collector(tm
             assert old_front() is None, "front's replaced snapshot is still alive"
     finally:
         gc.enable()
+
+
+def test_heap_policy_pauses_the_collector_while_building_and_freezes_every_settle_every_compiles():
+    policy = HeapPolicy(True, settle_every=3)
+    assert gc.isenabled()
+    frozen_before = gc.get_freeze_count()
+    try:
+        with policy.building():
+            with policy.building():  # nested (a reload inside start-up's pause): still paused after the inner one
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        policy.compiled(2)
+        assert gc.get_freeze_count() == frozen_before, "settled before settle_every compiles"
+        gc.disable()  # no collection of its own may free the cycle below: only the settle's
+        probe = weakref.ref(cyclic := _Holder())
+        cyclic.me = cyclic  # cyclic garbage once dropped: collected by the settle, not frozen
+        del cyclic
+        policy.compiled(1)
+        assert probe() is None, "cyclic garbage was frozen instead of collected"
+        assert gc.get_freeze_count() > frozen_before
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_a_disabled_heap_policy_never_touches_the_collector():
+    policy = HeapPolicy(False, settle_every=1)
+    frozen_before = gc.get_freeze_count()
+    with policy.building():
+        assert gc.isenabled()
+    policy.compiled(5)
+    policy.settle(collect=True)
+    assert gc.get_freeze_count() == frozen_before
+
+
+class _Holder:
+    """A weak-referenceable object that can point at itself (a reference cycle)."""

@@ -13,7 +13,6 @@ recompiled, and only SDS is pushed (streams compare per-resource versions).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from xds_server.server.errors import StreamError
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.ca.mesh_secrets import RefreshResult, SecretManager, mesh_ca_warnings, node_identity
 from xds_server.cache.snapshot import TYPE_SECRET, Snapshot, TypeSnapshot
+from xds_server.controlplane.heap import HeapPolicy
 
 log = logging.getLogger("meshplane.control")
 
@@ -108,28 +108,18 @@ class ControlPlane:
         self.keys_in_use = keys_in_use
         self.bases: dict[str, Snapshot] = {}  # snapshot key -> compiled snapshot, without mesh-CA secrets
         self.parse_cache = ParseCache()  # a reload re-parses only the files that changed
-        self.model = self._load()  # an invalid model at start-up is fatal (ModelError)
-        self.compile_cache = CompileCache(self.model)
-        self._log_warnings(self._warnings(self.model, self.compile_cache))
+        # ``serve`` sets freeze_heap: the cycle collector stays off the model (``heap.HeapPolicy``)
+        self.heap = HeapPolicy(freeze_heap)
+        with self.heap.building():
+            self.model = self._load()  # an invalid model at start-up is fatal (ModelError)
+            self.compile_cache = CompileCache(self.model)
+            self._log_warnings(self._warnings(self.model, self.compile_cache))
         self.keys: dict[str, NodeKey] = {}
         self.dependencies: dict[str, frozenset] = {}  # snapshot key -> model resources it was built from
         self.reloads = 0
         self.last_reload_at = time.time()
-        # ``serve`` sets this: see ``_settle_heap``
-        self.freeze_heap = freeze_heap
-        self._settle_heap()
+        self.heap.settle()
         self.last_error: list[str] = []
-
-    def _settle_heap(self) -> None:
-        """Move what is alive now (the model, the compile cache, the snapshots) out of the
-        garbage collector's reach (``gc.freeze``). A model of 2,000 nodes is millions of
-        objects, and one full collection over them took 1.4 s on the development machine: a
-        stall of every stream, at a moment chosen by the allocator (often mid-reload). Frozen
-        objects are still freed by reference counting when a later model replaces them (the
-        model, the cache and the snapshots hold no reference cycles); only cyclic garbage
-        alive at a freeze would stay, and none is. Process-wide, hence only when ``serve`` asks."""
-        if self.freeze_heap:
-            gc.freeze()
 
     # -- node -> snapshot key (called by the ADS servicer on a stream's first request)
     def resolve(self, node) -> str:
@@ -153,6 +143,7 @@ class ControlPlane:
             self.keys[node_key.key] = node_key
             self.dependencies[node_key.key] = dependencies
             self._publish(node_key.key, snapshot)
+            self.heap.compiled()
         return node_key.key
 
     # -- snapshots with secrets
@@ -239,11 +230,12 @@ class ControlPlane:
 
     def _build(self, keys: dict[str, NodeKey]):
         """Load and compile off the event loop (``keys``: the node placements known when it started)."""
-        model = self._load()
-        started = time.perf_counter()
-        snapshots, dependencies, warnings, cache = self.rebuild(model, keys)
-        metrics.observe_compile(time.perf_counter() - started, len(snapshots))
-        return model, snapshots, dependencies, warnings + self._warnings(model, cache), cache
+        with self.heap.building():
+            model = self._load()
+            started = time.perf_counter()
+            snapshots, dependencies, warnings, cache = self.rebuild(model, keys)
+            metrics.observe_compile(time.perf_counter() - started, len(snapshots))
+            return model, snapshots, dependencies, warnings + self._warnings(model, cache), cache
 
     def reload_summary(self, old_model: MeshModel, model: MeshModel, old_bases: Mapping[str, Snapshot],
                        snapshots: Mapping[str, Snapshot], keys: Mapping[str, NodeKey], limit: int | None = None) -> list[str]:
@@ -335,7 +327,7 @@ class ControlPlane:
         for key, snapshot in snapshots.items():
             self._publish(key, snapshot)
         self._log_warnings(warnings)
-        self._settle_heap()
+        self.heap.settle()
         metrics.observe_reload(True)
         self.last_error = []
         self.reloads += 1

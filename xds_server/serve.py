@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 from pathlib import Path
@@ -30,6 +31,29 @@ from xds_server.api import wiring as api_wiring
 from xds_server.config import ServeConfig
 
 log = logging.getLogger("meshplane.serve")
+
+
+class ResolveWhenReady:
+    """The ADS resolver while the control plane starts. The servicer waits for ``ready``
+    before it reads a stream's first request; ``resolve`` also waits, for any other caller."""
+
+    def __init__(self) -> None:
+        self._resolve = None
+        self.ready = asyncio.Event()
+
+    def open(self, resolve) -> None:
+        self._resolve = resolve
+        self.ready.set()
+
+    def resolve(self, node):
+        if self._resolve is not None:  # the common case: no coroutine, no await
+            return self._resolve(node)
+        return self._after_start(node)
+
+    async def _after_start(self, node):
+        await self.ready.wait()
+        key = self._resolve(node)
+        return await key if inspect.isawaitable(key) else key
 
 # Envoy holds its ADS stream open for hours: keepalive finds dead peers, and a generous
 # message size fits large route tables (500 routes x 10 targets is well under 16 MiB).
@@ -71,28 +95,41 @@ async def serve(config: ServeConfig) -> None:
     # the process-wide metric set: ControlPlane reports compilations to it via metrics.observe_*
     registry = StatusRegistry(cache=cache)
     stream_events = CallbackFanout(registry, metrics.StreamMetrics(metrics.DEFAULT, cache))
-    source = api_wiring.model_source(config)  # --store: the model comes from the store, else from config.paths
-    cloudmap = _cloudmap(config)  # --cloudmap: live instances over the model's CloudMapService part
-    control = ControlPlane(config.paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use, source=source,
-                           load_options=config.load_options,
-                           overlay=cloudmap.overlay if cloudmap is not None else None,
-                           freeze_heap=True)  # this process is the control plane: keep the GC off its model
-    if cloudmap is not None:  # the first answers before any Envoy connects
-        if await asyncio.to_thread(cloudmap.poll_once):
-            await control.reload()
     limiter = StreamLimiter(
         registry, max_proxies_per_node=config.max_proxies_per_node, max_streams=config.max_streams,
         max_new_streams_per_second=config.max_new_streams_per_second, metrics=metrics.DEFAULT,
     )
+    # xDS listens before the model is loaded: Envoys reconnecting after a restart are taken
+    # and wait for their config instead of being refused and backing off (up to 30 s each);
+    # their first requests are read only once the model is loaded, so they cost no CPU meanwhile
+    gate = ResolveWhenReady()
     server = grpc.aio.server(options=GRPC_OPTIONS)
     authorize = authenticator.authorize if authenticator.enabled else None
-    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(cache, limiter.wrap(control.resolve), stream_events, authorize=authorize))
+    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(
+        cache, limiter.wrap(gate.resolve), stream_events, authorize=authorize, ready=gate.ready))
     require_admin = authenticator.require_admin if authenticator.enabled else None
     csds.add_to_server(server, csds.ClientStatusServicer(registry, cache, require_admin=require_admin))
     host, port = split_host_port(config.xds, "--xds")
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_secure_port(address, credentials) if credentials is not None else server.add_insecure_port(address)
     await server.start()
+    source = cloudmap = None
+    try:
+        source = api_wiring.model_source(config)  # --store: the model comes from the store, else from config.paths
+        cloudmap = _cloudmap(config)  # --cloudmap: live instances over the model's CloudMapService part
+        # loaded on a worker thread, so that the event loop meanwhile takes the streams that arrive
+        control = await asyncio.to_thread(
+            ControlPlane, config.paths, cache, secrets=secrets, keys_in_use=registry.keys_in_use, source=source,
+            load_options=config.load_options, overlay=cloudmap.overlay if cloudmap is not None else None,
+            freeze_heap=True)  # this process is the control plane: keep the GC off its model
+        if cloudmap is not None:  # the first answers before any Envoy gets config
+            if await asyncio.to_thread(cloudmap.poll_once):
+                await control.reload()
+    except BaseException:  # an invalid model at start-up is fatal: nothing was served
+        await server.stop(grace=0)
+        api_wiring.close(source)
+        raise
+    gate.open(control.resolve)
     http_server = None
     http_desc = "off"
     if config.http:

@@ -128,6 +128,44 @@ def test_serve_stops_gracefully_on_sigterm(tmp_path, procs):
     assert "stopped" in proc.output()
 
 
+def test_serve_takes_ads_streams_while_the_model_loads(tmp_path, procs):
+    """After a restart, Envoys that reconnect while the model loads are taken and wait for their
+    config, instead of being refused and backing off (Envoy's backoff grows to 30 s)."""
+    import asyncio
+    import socket
+
+    from bench.meshgen import MeshSpec, generate_texts
+    from tests.xds_client import AdsClient, make_node
+    from xds_server.cache.snapshot import TYPE_CLUSTER
+
+    model = tmp_path / "model"
+    model.mkdir()
+    # 2,000 nodes and their services: seconds of loading, where a connect takes milliseconds
+    for label, text in generate_texts(MeshSpec(nodes=2000, backends=1), files=20):
+        (model / label).write_text(text)
+    xds, http = free_port(), free_port()
+    proc = procs.start("serve", [sys.executable, "-m", "xds_server.cli", "serve", str(model),
+                                 "--xds", f"127.0.0.1:{xds}", "--http", f"127.0.0.1:{http}"])
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", xds)) == 0
+
+    wait_until(listening, 30, interval=0.01, message=f"xDS port never listened:\n{proc.tail(20)}")
+
+    async def stream() -> tuple[bool, object]:
+        async with AdsClient(f"127.0.0.1:{xds}", node=make_node("mesh/bench/virtualNode/node-1")) as client:
+            client.send(TYPE_CLUSTER)
+            await asyncio.sleep(0.2)  # the request is read while the model still loads
+            loading = not _healthy(http)
+            return loading, await client.recv(timeout=120)
+
+    loading, response = asyncio.run(stream())
+    assert loading, "the model was loaded before the stream's request was read: the test proves nothing"
+    assert response.type_url == TYPE_CLUSTER and len(response.resources) > 1
+    assert _healthy(http)
+
+
 def _healthy(port: int) -> bool:
     try:
         return http_get(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200

@@ -92,9 +92,13 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         *,
         log: logging.Logger = LOG,
         authorize: Callable[[core_pb2.Node, grpc.aio.ServicerContext], object] | None = None,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self.cache = cache
         self.resolver = resolver
+        # set once the resolver can answer (``serve``: the model is loaded): a stream taken
+        # before waits for it with its first request unread, costing no CPU meanwhile
+        self.ready = ready
         self.authorize = authorize  # may raise StreamError (UNAUTHENTICATED / PERMISSION_DENIED)
         self.callbacks = callbacks  # every stream event goes here (status, metrics)
         self._stream_ids = itertools.count(1)
@@ -115,6 +119,8 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         """
         kind = "delta ADS" if delta else "ADS"
         peer = context.peer()
+        if self.ready is not None and not self.ready.is_set():
+            await self.ready.wait()
         try:
             first = await request_iterator.__anext__()
         except StopAsyncIteration:

@@ -22,8 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from xds_server.cache.snapshot_cache import SnapshotCache
 
 
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
+
+
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return _iso(time.time())
 
 
 @dataclass(slots=True)  # one per type per stream: no instance dict
@@ -32,13 +36,17 @@ class TypeStatus:
     acked: str | None = None
     nacked: dict | None = None  # {"version", "error"} of the outstanding rejection; cleared by a later ACK
     nacks: int = 0
-    last_push: str | None = None
     # internal (not in to_dict): timing and content of the last push, for CSDS
-    last_push_at: float | None = None          # time.time() of the last push
+    last_push_at: float | None = None          # time.time() of the last push (``last_push``: as text)
     nacked_at: float | None = None             # time.time() of the outstanding NACK
     awaiting_ack: bool = False                 # ``sent`` is neither ACKed nor NACKed yet
     sent_resources: Mapping[str, str] | None = None   # name -> resource version of the last push (if known)
     acked_resources: Mapping[str, str] | None = None  # same, of the last ACKed push
+
+    @property
+    def last_push(self) -> str | None:
+        """When the last push went out, ISO 8601 UTC (formatted when read, not on every push)."""
+        return None if self.last_push_at is None else _iso(self.last_push_at)
 
     def to_dict(self) -> dict:
         return {
@@ -91,13 +99,13 @@ def _aggregate(streams: list[StreamStatus]) -> dict:
     out = {}
     for url in urls:
         ts = [s.types.get(url, TypeStatus()) for s in streams]
-        pushed = [t for t in ts if t.last_push]
-        latest = max(pushed, key=lambda t: t.last_push) if pushed else TypeStatus()
+        pushed = [t for t in ts if t.last_push_at is not None]
+        latest = max(pushed, key=lambda t: t.last_push_at) if pushed else TypeStatus()
         acked_versions = {t.acked for t in ts}
         acked = latest.acked if len(acked_versions) == 1 else next(
-            (t.acked for t in sorted(pushed, key=lambda t: t.last_push, reverse=True) if t.acked), None
+            (t.acked for t in sorted(pushed, key=lambda t: t.last_push_at, reverse=True) if t.acked), None
         )
-        nacked = next((t.nacked for t in sorted(pushed, key=lambda t: t.last_push, reverse=True) if t.nacked), None)
+        nacked = next((t.nacked for t in sorted(pushed, key=lambda t: t.last_push_at, reverse=True) if t.nacked), None)
         out[short_type(url)] = {
             "sent": latest.sent,
             "acked": acked,
@@ -139,7 +147,6 @@ class StatusRegistry(Callbacks):
         if s is None:
             return
         t = s.type(type_url)
-        t.last_push = _now()
         t.last_push_at = time.time()
         if t.awaiting_ack and version == t.sent:
             return  # another response of the version awaiting its ACK (Delta: additions, then removals)

@@ -39,7 +39,7 @@ def test_a_replaced_model_and_its_cache_are_freed_without_the_cycle_collector(tm
         gc.enable()
 
 
-def test_heap_policy_pauses_the_collector_while_building_and_freezes_every_settle_every_compiles():
+def test_heap_policy_pauses_the_collector_while_building_freezes_what_it_built_and_settles_every_settle_every_compiles():
     policy = HeapPolicy(True, settle_every=3)
     assert gc.isenabled()
     frozen_before = gc.get_freeze_count()
@@ -48,16 +48,19 @@ def test_heap_policy_pauses_the_collector_while_building_and_freezes_every_settl
             with policy.building():  # nested (a reload inside start-up's pause): still paused after the inner one
                 assert not gc.isenabled()
             assert not gc.isenabled()
+            built = [[] for _ in range(100)]  # what a build leaves alive: frozen when it ends
         assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen_before + len(built), "what the build left alive was not frozen"
+        frozen_after_build = gc.get_freeze_count()
         policy.compiled(2)
-        assert gc.get_freeze_count() == frozen_before, "settled before settle_every compiles"
+        assert gc.get_freeze_count() == frozen_after_build, "settled before settle_every compiles"
         gc.disable()  # no collection of its own may free the cycle below: only the settle's
         probe = weakref.ref(cyclic := _Holder())
         cyclic.me = cyclic  # cyclic garbage once dropped: collected by the settle, not frozen
         del cyclic
         policy.compiled(1)
         assert probe() is None, "cyclic garbage was frozen instead of collected"
-        assert gc.get_freeze_count() > frozen_before
+        assert gc.get_freeze_count() > frozen_after_build
     finally:
         gc.unfreeze()
         gc.enable()

@@ -118,7 +118,6 @@ class ControlPlane:
         self.dependencies: dict[str, frozenset] = {}  # snapshot key -> model resources it was built from
         self.reloads = 0
         self.last_reload_at = time.time()
-        self.heap.settle()
         self.last_error: list[str] = []
 
     # -- node -> snapshot key (called by the ADS servicer on a stream's first request)

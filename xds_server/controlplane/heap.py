@@ -10,9 +10,10 @@ hold no reference cycles, so they are freed by reference counting when replaced
 So, when enabled (``HeapPolicy(True)``, process-wide, hence only when ``serve`` asks):
 
 - ``building()``: no cycle collection while a model is loaded and compiled (start-up and
-  every reload, also on a worker thread); what they build is long-lived and acyclic.
-- ``settle()``: afterwards, move everything alive into the permanent generation
-  (``gc.freeze``), where no collection looks again.
+  every reload, also on a worker thread); what they build is long-lived and acyclic, and
+  is frozen when the build ends (``gc.freeze``: the permanent generation, where no
+  collection looks again), before the collector runs again.
+- ``settle()``: freeze what is alive now (after a reload has published its snapshots).
 - ``compiled(n)``: while Envoys connect, each new node's snapshot and stream are more
   long-lived objects; every ``settle_every`` newly compiled nodes, one collection of what is
   not yet frozen (small: only what came since the last settle) frees any cyclic garbage
@@ -56,6 +57,10 @@ class HeapPolicy:
             with self._lock:
                 self._paused -= 1
                 if self._paused == 0:
+                    # what the build left alive (the new model, its cache and snapshots) is
+                    # long-lived: frozen before the collector runs again, or its first
+                    # collection would walk all of it (a stall of every stream)
+                    gc.freeze()
                     gc.enable()
 
     def settle(self, *, collect: bool = False) -> None:

@@ -105,8 +105,9 @@ async def serve(config: ServeConfig) -> None:
     gate = ResolveWhenReady()
     server = grpc.aio.server(options=GRPC_OPTIONS)
     authorize = authenticator.authorize if authenticator.enabled else None
-    ads.add_to_server(server, ads.AggregatedDiscoveryServicer(
-        cache, limiter.wrap(gate.resolve), stream_events, authorize=authorize, ready=gate.ready))
+    servicer = ads.AggregatedDiscoveryServicer(
+        cache, limiter.wrap(gate.resolve), stream_events, authorize=authorize, ready=gate.ready)
+    ads.add_to_server(server, servicer)
     require_admin = authenticator.require_admin if authenticator.enabled else None
     csds.add_to_server(server, csds.ClientStatusServicer(registry, cache, require_admin=require_admin))
     host, port = split_host_port(config.xds, "--xds")
@@ -176,7 +177,8 @@ async def serve(config: ServeConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down: closing streams (Envoys keep their config and reconnect elsewhere)")
+    servicer.stopping = True
+    log.info("shutting down: closing %d stream(s) (Envoys keep their config and reconnect elsewhere)", registry.count())
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -99,6 +99,9 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         # set once the resolver can answer (``serve``: the model is loaded): a stream taken
         # before waits for it with its first request unread, costing no CPU meanwhile
         self.ready = ready
+        # ``serve`` sets this when it stops: every stream then ends at once, and one line says
+        # so instead of one per stream (10,000 lines took ~2 s of a 12 s stop)
+        self.stopping = False
         self.authorize = authorize  # may raise StreamError (UNAUTHENTICATED / PERMISSION_DENIED)
         self.callbacks = callbacks  # every stream event goes here (status, metrics)
         self._stream_ids = itertools.count(1)
@@ -179,7 +182,8 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             reader.cancel()
             self.cache.remove_listener(key, stream.wake)
             self.callbacks.on_stream_close(info)
-            self.log.info(
+            self.log.log(
+                logging.DEBUG if self.stopping else logging.INFO,
                 "%s stream closed node=%s peer=%s after %.1fs: %s",
                 kind, info.node_id, peer, time.monotonic() - started, reason,
             )

@@ -29,8 +29,10 @@ bytes. What gRPC in Python costs for this traffic on this machine in this run.
 the change, ``meshplane serve`` is restarted (SIGTERM; the same command again on the same
 port), and the clients reconnect like Envoy (``fanout_clients --reconnect``: Envoy's jittered
 exponential backoff, base 0.5 s, max ``STORM_BACKOFF_MAX_S``, reset by a response). Measured: new server ready
-(``/healthz`` answers) -> every stream holds all four types again (target <= 10 s), also from
-the new process's start and from the SIGTERM; and every stream end, classified: the restart's
+(``/healthz`` answers: the model is loaded; xDS listens from the process's start, so the streams
+that reconnected while it loaded are already waiting) -> every stream holds all four types
+again (target <= 10 s), also from the new process's start and from the SIGTERM (what an
+operator sees); and every stream end, classified: the restart's
 own disconnects (streams that had config, ended before the new server was ready), refused
 attempts while no server was ready (expected: Envoy retries them), and failures once the new
 server was ready (target 0). Floor: the same storm against the raw server (restarted with

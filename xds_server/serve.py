@@ -55,6 +55,7 @@ class ResolveWhenReady:
         key = self._resolve(node)
         return await key if inspect.isawaitable(key) else key
 
+
 # Envoy holds its ADS stream open for hours: keepalive finds dead peers, and a generous
 # message size fits large route tables (500 routes x 10 targets is well under 16 MiB).
 # A reconnect storm (a fleet of Envoys after a restart) opens thousands of streams within

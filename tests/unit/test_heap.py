@@ -66,6 +66,34 @@ def test_heap_policy_pauses_the_collector_while_building_freezes_what_it_built_a
         gc.enable()
 
 
+def _load_that_fails(probe: list) -> None:
+    """A model load rejecting its input the usual way: the error, raised from a local, holds
+    this frame in its traceback, and the frame holds the error and the partial model."""
+    partial = _Holder()  # the half-loaded model, only reachable from this frame
+    probe.append(weakref.ref(partial))
+    error = ValueError("invalid model")
+    raise error
+
+
+def test_a_failed_build_freezes_nothing_so_the_garbage_it_leaves_in_reference_cycles_is_collected():
+    # a rejected reload must not keep its half-loaded model for good: frozen, the cycle
+    # error -> traceback -> frame -> error would never be looked at again
+    policy = HeapPolicy(True)
+    probe: list = []
+    try:
+        try:
+            with policy.building():
+                _load_that_fails(probe)
+        except ValueError:
+            pass
+        assert gc.isenabled(), "the collector stays paused after a failed build"
+        gc.collect()
+        assert probe[0]() is None, "a failed build's cyclic garbage was frozen"
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
 def test_a_disabled_heap_policy_never_touches_the_collector():
     policy = HeapPolicy(False, settle_every=1)
     frozen_before = gc.get_freeze_count()

@@ -12,7 +12,8 @@ So, when enabled (``HeapPolicy(True)``, process-wide, hence only when ``serve`` 
 - ``building()``: no cycle collection while a model is loaded and compiled (start-up and
   every reload, also on a worker thread); what they build is long-lived and acyclic, and
   is frozen when the build ends (``gc.freeze``: the permanent generation, where no
-  collection looks again), before the collector runs again.
+  collection looks again), before the collector runs again. A build that fails (a rejected
+  model) freezes nothing: what it leaves is garbage, and the collector must see it.
 - ``settle()``: freeze what is alive now (after a reload has published its snapshots).
 - ``compiled(n)``: while Envoys connect, each new node's snapshot and stream are more
   long-lived objects; every ``settle_every`` newly compiled nodes, one collection of what is
@@ -51,8 +52,15 @@ class HeapPolicy:
             self._paused += 1
             if self._paused == 1:
                 gc.disable()
+        failed = False
         try:
             yield
+        except BaseException:
+            # a rejected model: what it left is garbage, some of it in reference cycles (an
+            # error raised from a local holds its frame, and the frame the half-loaded model);
+            # frozen, it would never be collected, so nothing is frozen after a failure
+            failed = True
+            raise
         finally:
             with self._lock:
                 self._paused -= 1
@@ -60,7 +68,8 @@ class HeapPolicy:
                     # what the build left alive (the new model, its cache and snapshots) is
                     # long-lived: frozen before the collector runs again, or its first
                     # collection would walk all of it (a stall of every stream)
-                    gc.freeze()
+                    if not failed:
+                        gc.freeze()
                     gc.enable()
 
     def settle(self, *, collect: bool = False) -> None:

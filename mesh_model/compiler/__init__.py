@@ -32,7 +32,7 @@ from mesh_model.compiler.placement import Placement
 from mesh_model.compiler.plan import NodePlan, Target, node_dependencies, plan_gateway, plan_node, plan_service
 from mesh_model.compiler.routes import egress_virtual_hosts, ingress_route_config, virtual_host
 from mesh_model.compiler.tcp import tcp_backends
-from mesh_model.compiler.tls import client_policy_for
+from mesh_model.compiler.tls import client_policies
 
 NodeResources = Mapping[str, Mapping[str, Message]]
 
@@ -205,8 +205,9 @@ def _egress_side(model, plan: NodePlan, out: _Resources, extra_virtual_hosts: Ca
         """The (cluster name, cache key) of each target."""
         # client_policy_for: the caller's own policy shapes its copy of the cluster. Plain
         # tuples of strings and numbers: hashed in C on every look-up of the hot path.
+        policy_for = client_policies(plan)
         return tuple((target.cluster_name, ("egress", target.mesh, target.node, target.port, target.protocol,
-                                            client_policy_for(plan, target))) for target in plan.targets)
+                                            policy_for(target))) for target in plan.targets)
 
     def egress_pieces(target, client_tls) -> tuple[Built, Built | None]:
         cluster = Built(egress_cluster(mesh, target, client_tls=client_tls))
@@ -234,7 +235,7 @@ def _egress_side(model, plan: NodePlan, out: _Resources, extra_virtual_hosts: Ca
         return cache.get(
             ("vhost", mesh.name, service_port.service, service_port.port, name, domains),
             lambda: Built(virtual_host(name, domains, service_port)),
-            service_port.dependencies | {("Mesh", mesh.name)},
+            lambda _built: service_port.dependencies | {("Mesh", mesh.name)},  # on a miss only
         )
 
     def route_configs() -> list[tuple[str, Built]]:

@@ -65,6 +65,12 @@ class ServicePort:
     # depends on these keys only, whichever node it is built for
     dependencies: frozenset[Key] = field(default=frozenset(), compare=False)
 
+    @cached_property
+    def targets(self) -> frozenset[Target]:
+        """Every target its routes send to; worked out once, as a service's plan is shared by
+        every node that calls it."""
+        return frozenset(wt.target for r in self.routes for wt in r.targets)
+
 
 @dataclass(frozen=True)
 class NodePlan:
@@ -75,7 +81,7 @@ class NodePlan:
 
     @cached_property
     def targets(self) -> tuple[Target, ...]:
-        found = {wt.target for sp in self.backends for r in sp.routes for wt in r.targets}
+        found = frozenset().union(*(sp.targets for sp in self.backends))
         # the dataclass order (mesh, node, port, protocol), compared as plain tuples: much faster
         return tuple(sorted(found, key=lambda t: (t.mesh, t.node, t.port, t.protocol)))
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from mesh_model.compiler.common import ads_config_source, typed
 
@@ -252,9 +252,23 @@ def client_policy_for(plan: "NodePlan", target: "Target"):
     A backend whose policy does not apply (``enforce: false``, other ports) does not turn
     TLS off for a target that another backend's policy protects.
     """
+    return client_policies(plan)(target)
+
+
+def client_policies(plan: "NodePlan") -> Callable[["Target"], Any]:
+    """``client_policy_for(plan, target)`` as a function of the target: the caller's policies
+    are read once for all its targets (and most callers have none)."""
     defaults, per_backend = _backend_policies(plan.node)
     if defaults is None and not per_backend:
-        return None
+        return _no_policy
+    return lambda target: _first_applicable(plan, target, defaults, per_backend)
+
+
+def _no_policy(_target: "Target") -> None:
+    return None
+
+
+def _first_applicable(plan: "NodePlan", target: "Target", defaults, per_backend: dict[str, Any]):
     services = sorted({sp.service for sp in plan.backends if any(wt.target == target for r in sp.routes for wt in r.targets)})
     for service in services:
         policy = per_backend.get(service, defaults)

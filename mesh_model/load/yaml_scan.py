@@ -20,6 +20,7 @@ from mesh_model.adapters import cloudformation as cfn_adapter
 from mesh_model.errors import Issue
 from mesh_model.load.files import line_column
 from mesh_model.load.input_limits import MAX_INT_DIGITS, Budget, Limits
+from mesh_model.load.yaml_plain import plain_document
 from mesh_model.spec.pydantic_errors import describe
 
 
@@ -85,15 +86,22 @@ def parse_documents(label: str, text: str, issues: list[Issue], budget: Budget,
     parsed = False
     loader = None
     node, index = None, 0
+    # without escapes (double-quoted strings are the only way to write a NUL or a surrogate)
+    # and without such characters in the text, no string of a plain document can hold one
+    plain_strings = "\\" not in text and _string_problem(text) is None
     try:
         loader = StrictLoader(text)  # PyYAML's pure-Python reader already checks characters here
         while loader.check_node():
             node = loader.get_node()
             index += 1
-            data = loader.construct_document(node)
+            data = plain_document(node)  # mesh files are plain data: built directly
+            plain = data is not None
+            if not plain:
+                data = loader.construct_document(node)
             if data is not None:
-                problems, _ = walk(data, budget.limits)
-                docs.append(Document(label, index, node.start_mark.line + 1, data, tuple(problems)))
+                # a plain document's keys are all strings: only its strings could be a problem
+                problems = () if plain and plain_strings else tuple(walk(data, budget.limits)[0])
+                docs.append(Document(label, index, node.start_mark.line + 1, data, problems))
         parsed = True
     except yaml.reader.ReaderError as err:
         issues.append(Issue(label, "", _reader_where(text, err), _reader_message(err)))

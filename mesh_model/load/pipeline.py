@@ -108,7 +108,8 @@ def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEF
 
     ``cache`` (kept by a caller that loads nearly the same documents again and again) reuses
     the validated ``Resource`` of every document whose label and content it has seen valid
-    before, so the cost follows what changed; the result (model or issues) is the same.
+    before, and the checks between resources redo only what the changed ones touch, so the
+    cost follows what changed; the result (model or issues) is the same.
     """
     issues: list[Issue] = []
     budget = Budget(limits)
@@ -144,7 +145,13 @@ def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEF
                     if digest is not None and parsed and len(issues) == before_issues and not budget.stopped:
                         cache.put(label, digest, DocumentResult(resource, budget.nodes - before_nodes))
                         used.add((label, digest))
-        return checked_model(resources, issues, complete=complete, max_issues=limits.max_issues)
+        if cache is None:
+            return checked_model(resources, issues, complete=complete, max_issues=limits.max_issues)
+        with cache.check_lock:  # the checks of the last load, updated to this one's resources
+            if cache.incremental is None:
+                cache.incremental = Incremental()
+            return checked_model(resources, issues, complete=complete, max_issues=limits.max_issues,
+                                 incremental=cache.incremental)
     except RecursionError:
         raise _too_deep(issues) from None
     finally:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mesh_model import ModelError, load_paths
-from mesh_model.load import ParseCache
+from mesh_model.load import DocumentCache, ParseCache, load_documents
 from mesh_model.load.input_limits import Limits
 from mesh_model.load.yaml_scan import split_documents
 from mesh_model.validate import references
@@ -262,8 +262,13 @@ def write(folder: Path, files: dict[str, list]) -> None:
 
 def outcome(folder: Path, **kwargs):
     """The model's every resource in iteration order (identity, file, digest, spec), or the issues."""
+    return load_outcome(lambda: load_paths([folder], **kwargs))
+
+
+def load_outcome(load):
+    """``outcome`` of any load (a function returning the model or raising ModelError)."""
     try:
-        model = load_paths([folder], **kwargs)
+        model = load()
     except ModelError as err:
         return ("errors", err.issues)
 
@@ -306,6 +311,34 @@ def test_incremental_load_equals_cold_load(tmp_path, seed, monkeypatch):
     if seed < 8:
         fresh = outcome(tmp_path, parse_cache=ParseCache(), **limits)
         assert fresh == outcome(tmp_path, parse_cache=cache, **limits)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cached_document_loads_equal_uncached_loads(seed, monkeypatch):
+    """``load_documents`` with a ``DocumentCache`` kept across loads (the API checking every
+    would-be model, the store's reloads): documents reused, reference checks and assembly
+    redone for what changed, and still exactly the model, or the errors, of a load without it."""
+    rng = random.Random(1000 + seed)
+    limits = {}
+    if seed % 4 == 1:
+        budget = references.HintBudget
+        monkeypatch.setattr(references, "HintBudget", lambda: budget(cells=400))
+    if seed % 4 == 2:
+        limits = {"limits": Limits(max_issues=4)}
+    files = initial_model(rng)
+    cache = DocumentCache()
+    history = []
+    kinds = set()
+    for step in range(14):
+        # one label for every document (as the API loads them) or a label per file
+        docs = [("request" if seed % 2 == 0 else name, json.loads(json.dumps(item)))
+                for name in sorted(files) for item in files[name] if not isinstance(item, str)]
+        cached = load_outcome(lambda: load_documents(docs, cache=cache, **limits))
+        cold = load_outcome(lambda: load_documents(docs, **limits))
+        assert cached == cold, f"seed {seed}, after: {history}"
+        kinds.add(cold[0])
+        history.append(heal(files) if rng.random() < 0.3 else edit(rng, files))
+    assert kinds == {"model", "errors"}, "the edits never made (or never fixed) an invalid model"
 
 
 def test_edits_reuse_what_did_not_change(tmp_path):

@@ -78,14 +78,12 @@ def compile_all(model, spec: MeshSpec, placement: Placement = Placement(), heap:
 def serve_heap():
     """Python's cycle collector as ``meshplane serve`` runs it (``controlplane.heap``: a model
     is loaded with the collector paused and then frozen; every 1,000 compiles what is new is
-    collected and frozen), put back as it was afterwards, so the benchmarks after this one in
-    the same process run with Python's defaults."""
-    thresholds = gc.get_threshold()
+    collected and frozen), put back afterwards (nothing frozen, the collector on), so the
+    benchmarks after this one in the same process run with Python's defaults."""
     try:
         yield HeapPolicy(True)
     finally:
         gc.unfreeze()
-        gc.set_threshold(*thresholds)
         gc.enable()
 
 

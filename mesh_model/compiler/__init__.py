@@ -203,7 +203,7 @@ def _egress_side(model, plan: NodePlan, out: _Resources, extra_virtual_hosts: Ca
 
     def egress_keys() -> tuple[tuple[str, tuple], ...]:
         """The (cluster name, cache key) of each target."""
-        # client_policy_for: the caller's own policy shapes its copy of the cluster. Plain
+        # client_policies: the caller's own policy shapes its copy of the cluster. Plain
         # tuples of strings and numbers: hashed in C on every look-up of the hot path.
         policy_for = client_policies(plan)
         return tuple((target.cluster_name, ("egress", target.mesh, target.node, target.port, target.protocol,

@@ -86,7 +86,7 @@ def egress_cluster(mesh: Mesh, target: Target, *, client_tls=None) -> cluster_pb
     """How a client reaches one listener of a target node (its service discovery, checks, ejection, TLS).
 
     ``client_tls`` is the *calling* node's applicable client policy TLS for this target
-    (``tls.client_policy_for``); the cluster then validates the server and may present a
+    (``tls.client_policies``); the cluster then validates the server and may present a
     client certificate. Without it the cluster still originates (unvalidated) TLS when the
     target listener's TLS mode is STRICT or PERMISSIVE, as App Mesh does.
     """

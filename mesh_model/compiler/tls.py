@@ -238,8 +238,10 @@ def policy_applies(policy, port: int) -> bool:
     return policy is not None and policy.enforce and (not policy.ports or port in policy.ports)
 
 
-def client_policy_for(plan: "NodePlan", target: "Target"):
-    """The calling node's client policy TLS for one target listener, or ``None``.
+def client_policies(plan: "NodePlan") -> Callable[["Target"], Any]:
+    """The calling node's client policy TLS for each target listener (``None``: none), as a
+    function of the target: the caller's policies are read once for all its targets (and
+    most callers have none).
 
     A backend's own ``clientPolicy.tls`` replaces ``backendDefaults.clientPolicy.tls``
     wholesale (no field-by-field merge); a backend without one uses the defaults. A policy
@@ -252,12 +254,6 @@ def client_policy_for(plan: "NodePlan", target: "Target"):
     A backend whose policy does not apply (``enforce: false``, other ports) does not turn
     TLS off for a target that another backend's policy protects.
     """
-    return client_policies(plan)(target)
-
-
-def client_policies(plan: "NodePlan") -> Callable[["Target"], Any]:
-    """``client_policy_for(plan, target)`` as a function of the target: the caller's policies
-    are read once for all its targets (and most callers have none)."""
     defaults, per_backend = _backend_policies(plan.node)
     if defaults is None and not per_backend:
         return _no_policy
@@ -269,7 +265,7 @@ def _no_policy(_target: "Target") -> None:
 
 
 def _first_applicable(plan: "NodePlan", target: "Target", defaults, per_backend: dict[str, Any]):
-    services = sorted({sp.service for sp in plan.backends if any(wt.target == target for r in sp.routes for wt in r.targets)})
+    services = sorted({sp.service for sp in plan.backends if target in sp.targets})
     for service in services:
         policy = per_backend.get(service, defaults)
         if policy_applies(policy, target.port):
@@ -290,7 +286,7 @@ def service_discovery_name(node: "Resource") -> Optional[str]:
 def upstream_transport_socket(target_node: "Resource", target_listener, protocol: str, policy=None) -> Optional[dict[str, Any]]:
     """The UpstreamTlsContext of a caller's egress cluster for one target listener, or ``None``.
 
-    * an applicable client policy (``client_policy_for``): TLS with SNI, validation of the
+    * an applicable client policy (``client_policies``): TLS with SNI, validation of the
       server certificate (trust + SANs; default SAN = the target's service-discovery name) and
       the client certificate, if any, for mTLS;
     * otherwise, a target listener in STRICT or PERMISSIVE mode: TLS without validation

@@ -40,12 +40,21 @@ class Caller:
     writable: frozenset[str] | None = None  # meshes it may write; None = every mesh
     name: str = "anonymous"
     access_key_id: str = ""
+    # Cloud Map namespaces (of CloudMapService documents) it may read / write; None = every namespace
+    namespaces_readable: frozenset[str] | None = None
+    namespaces_writable: frozenset[str] | None = None
 
     def may(self, mesh: str, write: bool) -> bool:
         allowed = self.writable if write else self.readable
         if not write and _matches(self.writable, mesh):
             return True
         return _matches(allowed, mesh)
+
+    def may_namespace(self, namespace: str, write: bool) -> bool:
+        """CloudMapService documents of ``namespace`` (``xds_server.api.rights``); write implies read."""
+        if not write and _matches(self.namespaces_writable, namespace):
+            return True
+        return _matches(self.namespaces_writable if write else self.namespaces_readable, namespace)
 
     # the caller interface of ``xds_server.api.access``
     @property

@@ -19,7 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Mapping
 
 from xds_server.api.errors import ApiError, bad_request, conflict, forbidden
-from xds_server.api.resources import key_of_native, native
+from xds_server.api.resources import check_new_name, key_of_native, native
 from xds_server.api.validation import describe, issues_of
 from xds_server.store.base import KINDS, Delete, Put, RevisionConflict, StoredResource, VersionConflict
 
@@ -32,28 +32,57 @@ def handle(service: "ApiService", caller: "Caller", method: str, sub: str, query
            body: bytes) -> dict:
     if sub == "model" and method == "GET":
         revision, index = service.index()
-        docs = [native(r) for k, r in sorted(index.items())
-                if k.kind == "CloudMapService" or caller.may(k.mesh, False)]
+        docs = [native(r) for k, r in sorted(index.items()) if service.rights.may_read(caller, k, index)]
         return {"revision": revision, "documents": docs}
     if sub == "apply" and method == "POST":
-        try:
-            request = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise bad_request(f"the request body is not valid JSON: {exc}") from None
+        request = _json_body(body)
         if not isinstance(request, dict) or not isinstance(request.get("documents", []), list):
             raise bad_request("expected {\"documents\": [...], \"prune\": bool, \"dryRun\": bool}")
+        expected = request.get("expectedRevision")
+        if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+            raise bad_request(f"expectedRevision: expected an integer revision, got {expected!r}")
         return apply(service, caller, request.get("documents", []), prune=bool(request.get("prune")),
-                     dry_run=bool(request.get("dryRun")), expected_revision=request.get("expectedRevision"))
+                     dry_run=bool(request.get("dryRun")), expected_revision=expected)
     raise ApiError("UnknownOperationException", f"no meshplane operation {method} /meshplane/v1/{sub}", 404)
+
+
+def _json_body(body: bytes):
+    try:
+        return json.loads(body or b"{}")
+    except RecursionError:
+        raise bad_request("the request body nests JSON too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+
+
+# the identity fields of a native document, by kind (each must be a non-empty string)
+_IDENTITY = {"Mesh": ("name",), "CloudMapService": ("namespaceName", "name"), "Route": ("mesh", "virtualRouter", "name"),
+             "GatewayRoute": ("mesh", "virtualGateway", "name")}
+
+
+def _document_problem(doc) -> str | None:
+    if not isinstance(doc, dict) or doc.get("kind") not in KINDS:
+        return "not a native meshplane resource document (kind, name, spec...)"
+    if not isinstance(doc.get("spec", {}), (dict, type(None))):
+        return f"spec: expected a mapping, got {type(doc['spec']).__name__}"
+    for field in _IDENTITY.get(doc["kind"], ("mesh", "name")):
+        value = doc.get(field)
+        if not isinstance(value, str) or not value:
+            return f"{field}: required, a non-empty string (got {value!r})"
+    return None
 
 
 def apply(service: "ApiService", caller: "Caller", documents: list, *, prune: bool, dry_run: bool,
           expected_revision: int | None) -> dict:
+    """Each create/update/delete is allowed exactly when the equivalent App Mesh operation by
+    ``caller`` would be (``service.rights``); ``prune`` deletes only what the caller could
+    delete, and leaves everything else alone."""
     problems = []
     wanted = {}
     for i, doc in enumerate(documents):
-        if not isinstance(doc, dict) or doc.get("kind") not in KINDS or not isinstance(doc.get("spec", {}), dict):
-            problems.append(f"documents[{i}]: not a native meshplane resource document (kind, name, spec...)")
+        problem = _document_problem(doc)
+        if problem:
+            problems.append(f"documents[{i}]: {problem}")
             continue
         key = key_of_native(doc)
         if key in wanted:
@@ -61,7 +90,8 @@ def apply(service: "ApiService", caller: "Caller", documents: list, *, prune: bo
         wanted[key] = doc.get("spec") or {}
     if problems:
         raise bad_request(problems)
-    for key in wanted:
+    rights = service.rights
+    for key in wanted:  # the key layer first, before anything is read
         if key.kind != "CloudMapService":
             service.auth.authorize(caller, "Apply", key.mesh, True)
     if service.read_only and not dry_run:
@@ -77,20 +107,23 @@ def apply(service: "ApiService", caller: "Caller", documents: list, *, prune: bo
             for key, spec in sorted(wanted.items()):
                 current = index.get(key)
                 if current is None:
+                    check_new_name(key)
+                    rights.check_write(caller, "Apply", "Create", key, None, index)
                     owner = caller.account if key.kind == "Mesh" else owners.get(key.mesh, caller.account)
                     res = StoredResource(key, spec, 1, {"uid": str(uuid.uuid4()), "createdAt": now, "lastUpdatedAt": now,
                                                         "meshOwner": owner, "resourceOwner": caller.account})
                     ops.append(Put(res, expected_version=0))
                     changes.append({"action": "create", "resource": str(key)})
                 elif current.spec != spec:
+                    rights.check_write(caller, "Apply", "Update", key, current, index)
                     res = StoredResource(key, spec, current.version + 1, {**current.metadata, "lastUpdatedAt": now}, current.tags)
                     ops.append(Put(res, expected_version=current.version))
                     changes.append({"action": "update", "resource": str(key)})
+                else:  # unchanged: the caller must at least be able to read it (or it learns it exists)
+                    rights.check_read(caller, "Apply", key, index)
             if prune:
                 for key, current in sorted(index.items()):
-                    if key not in wanted:
-                        if key.kind != "CloudMapService":
-                            service.auth.authorize(caller, "Apply", key.mesh, True)
+                    if key not in wanted and rights.may_write(caller, "Delete", key, current, index):
                         ops.append(Delete(key, expected_version=current.version))
                         changes.append({"action": "delete", "resource": str(key)})
             after = dict(index)
@@ -99,7 +132,7 @@ def apply(service: "ApiService", caller: "Caller", documents: list, *, prune: bo
                     after[op.key] = op.resource
                 else:
                     after.pop(op.key, None)
-            issues = issues_of(after.values())
+            issues = issues_of(after.values(), _meshes_to_check(ops))
             if issues:
                 raise bad_request([describe(i) for i in issues])
             if dry_run or not ops:
@@ -114,3 +147,11 @@ def apply(service: "ApiService", caller: "Caller", documents: list, *, prune: bo
                 raise conflict(str(exc)) from None
             return {"revision": new_revision, "dryRun": False, "changes": changes}
     raise ApiError("TooManyRequestsException", "the store is changing too fast; retry the apply")
+
+
+def _meshes_to_check(ops: list) -> set[str] | None:
+    """The meshes a change can break (a Cloud Map stand-in is read by any mesh: all of them)."""
+    keys = [op.key for op in ops]
+    if any(k.kind == "CloudMapService" for k in keys):
+        return None
+    return {k.mesh for k in keys}

@@ -47,6 +47,19 @@ def key_of(kind: str, params: dict) -> ResourceKey:
                        params[info.name_param])
 
 
+UNREACHABLE_NAMES = (".", "..")
+
+
+def check_new_name(key: ResourceKey) -> None:
+    """``BadRequestException`` for a name no signed request could reach again: ``.`` and ``..``
+    are path segments that every SigV4 client and verifier normalize away, so a resource so
+    named could be created but never described, updated or deleted (nor its mesh deleted)."""
+    for what, value in (("mesh name", key.mesh), ("parent name", key.parent), ("name", key.name)):
+        if value in UNREACHABLE_NAMES:
+            raise bad_request(f"{key.kind} {what} {value!r}: '.' and '..' cannot be resource names "
+                              "(URL paths normalize them away, so the resource could never be reached again)")
+
+
 def parent_key(key: ResourceKey) -> ResourceKey | None:
     """The resource that must exist for ``key`` to be created (its mesh, router or gateway)."""
     if key.kind == "Mesh":

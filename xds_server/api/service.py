@@ -50,12 +50,13 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from xds_server.api import batch, sharing_auth
+from xds_server.api.rights import Rights
 from xds_server.api.auth import Anonymous, Authenticator, Caller, Request
 from xds_server.api.errors import ApiError, bad_request, conflict, error_response, forbidden, in_use, not_found
 from xds_server.api.operations import Operation, match
 from xds_server.api.paging import paginate, request_digest
 from xds_server.api.parsing import MAX_BODY_BYTES, parse
-from xds_server.api.resources import KINDS, data, key_of, parent_key, parse_arn, ref
+from xds_server.api.resources import KINDS, check_new_name, data, key_of, parent_key, parse_arn, ref
 from xds_server.api.validation import describe, issues_of
 from xds_server.store.base import (
     Delete, DuplicateToken, IdempotencyRecord, Put, ResourceKey, RevisionConflict, RevisionGone, Store, StoredResource,
@@ -96,6 +97,7 @@ class ApiService:
         self.store = store
         self.region = region
         self.auth = authenticator or Anonymous()
+        self.rights = Rights(self.auth)  # the one authorization rule (operations, export, apply)
         self.limits = limits
         self.read_only = read_only  # why writes are refused (file mode), or None
         self.clock = clock
@@ -114,8 +116,6 @@ class ApiService:
                 raise bad_request(f"the request body is larger than {MAX_BODY_BYTES} bytes")
             caller = self.auth.authenticate(Request(method, path, query, headers, body, peer))
             if path.startswith(MESHPLANE_PREFIX):
-                if self._accounts:
-                    caller = sharing_auth.MembersOnly(caller, self.index()[1])
                 result = batch.handle(self, caller, method, path[len(MESHPLANE_PREFIX):], query, headers, body)
                 return 200, {"Content-Type": "application/json", "x-amzn-RequestId": request_id}, _json(result)
             found = match(method, path)
@@ -143,15 +143,15 @@ class ApiService:
             return self._list(caller, op, params)
         if op.verb == "Describe":
             key = key_of(op.kind, params)
-            self.auth.authorize(caller, op.name, key.mesh, False)
-            self._check_read(caller, key.mesh, params)
-            res = self._get(key, params)
+            index = self.index()[1]
+            self.rights.check_read(caller, op.name, key, index, params.get("meshOwner"))
+            res = self._get(key, params, index)
             return {KINDS[op.kind].member: data(res, self.region)}
         if op.verb == "ListTagsForResource":
             key = parse_arn(params["resourceArn"])
-            self.auth.authorize(caller, op.name, key.mesh, False)
-            self._check_read(caller, key.mesh, params)
-            res = self._get(key, {})
+            index = self.index()[1]
+            self.rights.check_read(caller, op.name, key, index, params.get("meshOwner"))
+            res = self._get(key, {}, index)
             tags = [{"key": k, "value": v} for k, v in res.tags]
             page, token = paginate(tags, lambda t: t["key"], params.get("limit"), params.get("nextToken"))
             return {"tags": page, **({"nextToken": token} if token else {})}
@@ -191,13 +191,10 @@ class ApiService:
         info = KINDS[op.kind]
         _, index = self.index()
         if op.kind == "Mesh":
-            items = [r for r in index.values() if r.key.kind == "Mesh" and caller.may(r.key.mesh, False)
-                     and (not self._accounts or sharing_auth.visible(caller, r))]
+            items = [r for r in index.values() if r.key.kind == "Mesh" and self.rights.may_read(caller, r.key, index)]
         else:
             mesh = params["meshName"]
-            self.auth.authorize(caller, op.name, mesh, False)
-            if self._accounts:
-                sharing_auth.check_read(caller, mesh, index, params.get("meshOwner"))
+            self.rights.check_read(caller, op.name, ResourceKey("Mesh", mesh, "", mesh), index, params.get("meshOwner"))
             self._get(ResourceKey("Mesh", mesh, "", mesh), params, index)
             parent = params.get(info.parent_param, "") if info.parent_param else ""
             if info.parent_kind:
@@ -206,19 +203,10 @@ class ApiService:
         page, token = paginate(items, lambda r: r.key.name, params.get("limit"), params.get("nextToken"))
         return {info.list_member: [ref(r, self.region) for r in page], **({"nextToken": token} if token else {})}
 
-    @property
-    def _accounts(self) -> bool:
-        """Whether the account rules (ownership, sharing: ``sharing_auth``) apply."""
-        return bool(getattr(self.auth, "accounts", False))
-
-    def _check_read(self, caller: Caller, mesh: str, params: dict) -> None:
-        if self._accounts:
-            sharing_auth.check_read(caller, mesh, self.index()[1], params.get("meshOwner"))
-
     # ------------------------------------------------------------------ writes
     def _write(self, caller: Caller, op: Operation, params: dict, headers: Mapping[str, str]) -> dict:
         key = parse_arn(params["resourceArn"]) if op.kind is None else key_of(op.kind, params)
-        self.auth.authorize(caller, op.name, key.mesh, True)
+        self.auth.authorize(caller, op.name, key.mesh, True)  # the key layer first: before any token lookup
         if self.read_only:
             raise forbidden(self.read_only)
         if_match = _if_match(headers)
@@ -232,6 +220,11 @@ class ApiService:
         with self._write_lock:
             for _ in range(WRITE_ATTEMPTS):
                 revision, index = self.index()
+                if token:  # read after the index: a retry whose first try committed meanwhile (here or on
+                    # another replica, in the same transaction as its resource) gets the first answer
+                    record = self.store.get_idempotency(scope, token)
+                    if record is not None:
+                        return _replay(record, digest)
                 ops, answer = self._plan(caller, op, key, params, index, if_match)
                 record = IdempotencyRecord(scope, token, digest, answer, self.clock()) if token else None
                 try:
@@ -250,11 +243,11 @@ class ApiService:
         now = self.clock()
         current = index.get(key)
         owner = params.get("meshOwner")
-        if self._accounts:
-            sharing_auth.check_write(caller, op.verb, key, current, index, owner)
+        self.rights.check_write(caller, op.name, op.verb, key, current, index, owner)
         if op.verb == "Create":
             if current is not None:
                 raise conflict(f"{_label(key)} already exists")
+            check_new_name(key)
             parent = parent_key(key)
             if parent is not None and parent not in index:
                 raise not_found(f"{_label(parent)} not found")

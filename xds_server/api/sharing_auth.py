@@ -90,27 +90,3 @@ def check_write(caller, verb: str, key: ResourceKey, current: StoredResource | N
         _enforce(access.may_delete_resource(caller, shared, owner, requested_owner=requested_owner, what=str(key)))
     else:
         _enforce(access.may_change_resource(caller, shared, owner, requested_owner=requested_owner, what=str(key)))
-
-
-class MembersOnly:
-    """``caller`` for meshplane's whole-model endpoints (``/meshplane/v1/model``, ``apply``): a mesh
-    whose members do not include the caller's account is neither exported to it nor written by
-    it (``ForbiddenException``). (Per-resource ownership is checked by the App Mesh operations only.)"""
-
-    def __init__(self, caller, index: dict):
-        self._caller, self._index = caller, index
-
-    def __getattr__(self, name: str):
-        return getattr(self._caller, name)
-
-    def may(self, mesh: str, write: bool) -> bool:
-        found = _mesh(self._index, mesh)
-        if found is not None and not access.is_member(self._caller.account, mesh_access(found)):
-            return False
-        return self._caller.may(mesh, write)
-
-    def can_read(self, mesh: str) -> bool:
-        return self.may(mesh, False)
-
-    def can_write(self, mesh: str) -> bool:
-        return self.may(mesh, True)

@@ -30,9 +30,13 @@ Credentials file (YAML), one entry per access key id::
       meshes:
         read: ["*"]          # names or shell-style patterns (fnmatch): "*", "team-*"
         write: ["shop"]      # write implies read
+      cloudMap:              # CloudMapService documents (apply/export), by Cloud Map namespace
+        write: ["shop.local"]  # none unless given; write implies read
 
 A key may read a mesh matched by ``read`` or ``write``; which meshes an *account* can reach at
-all (ownership, cross-account sharing) is decided by ``xds_server.api.access``.
+all (ownership, cross-account sharing) is decided by ``xds_server.api.access``. The same
+patterns, under ``cloudMap``, give the Cloud Map namespaces whose ``CloudMapService`` documents
+the key may read and write (``xds_server.api.rights``).
 """
 from __future__ import annotations
 
@@ -112,6 +116,8 @@ class Credential:
     account_id: str
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
+    cloud_map_read: tuple[str, ...] = ()
+    cloud_map_write: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,8 @@ class Caller:
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
     region: str | None = None
+    cloud_map_read: tuple[str, ...] = ()
+    cloud_map_write: tuple[str, ...] = ()
 
     def can_read(self, mesh: str) -> bool:
         return _patterns_match(self.read, mesh) or _patterns_match(self.write, mesh)
@@ -164,7 +172,7 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
-_ENTRY_FIELDS = ("secretAccessKey", "accountId", "meshes")
+_ENTRY_FIELDS = ("secretAccessKey", "accountId", "meshes", "cloudMap")
 
 
 def load_credentials(path: str | Path) -> dict[str, Credential]:
@@ -208,27 +216,35 @@ def parse_credentials(text: str, *, source: str = "<credentials>") -> dict[str, 
         if not isinstance(account, str) or not _ACCOUNT_RE.match(account):
             raise CredentialsError(f"{where}.accountId: required, 12 digits as a quoted string (e.g. \"111122223333\"), "
                                    f"got {account!r}")
-        meshes = entry.get("meshes", {})
-        if meshes is None:
-            meshes = {}
-        if not isinstance(meshes, dict):
-            raise CredentialsError(f"{where}.meshes: expected a mapping with read and/or write, got {type(meshes).__name__}")
-        bad = sorted(set(map(str, meshes)) - {"read", "write"})
-        if bad:
-            raise CredentialsError(f"{where}.meshes: unknown field(s) {', '.join(bad)} (allowed: read, write)")
-        lists = {}
-        for right in ("read", "write"):
-            value = meshes.get(right, [])
-            if value is None:
-                value = []
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise CredentialsError(f"{where}.meshes.{right}: expected a list of mesh names or patterns "
-                                       f"(\"*\" for all), got {value!r}")
-            lists[right] = tuple(value)
-        out[key_id] = Credential(key_id, secret, account, lists["read"], lists["write"])
+        meshes = _rights(entry, "meshes", "mesh names", where)
+        cloud_map = _rights(entry, "cloudMap", "Cloud Map namespace names", where)
+        out[key_id] = Credential(key_id, secret, account, meshes["read"], meshes["write"],
+                                 cloud_map["read"], cloud_map["write"])
     return out
+
+
+def _rights(entry: dict, section: str, what: str, where: str) -> dict[str, tuple[str, ...]]:
+    """``{read: [...], write: [...]}`` of one section of an entry (``meshes``, ``cloudMap``)."""
+    value = entry.get(section, {})
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise CredentialsError(f"{where}.{section}: expected a mapping with read and/or write, got {type(value).__name__}")
+    bad = sorted(set(map(str, value)) - {"read", "write"})
+    if bad:
+        raise CredentialsError(f"{where}.{section}: unknown field(s) {', '.join(bad)} (allowed: read, write)")
+    lists = {}
+    for right in ("read", "write"):
+        patterns = value.get(right, [])
+        if patterns is None:
+            patterns = []
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        if not isinstance(patterns, list) or not all(isinstance(v, str) and v for v in patterns):
+            raise CredentialsError(f"{where}.{section}.{right}: expected a list of {what} or patterns "
+                                   f"(\"*\" for all), got {patterns!r}")
+        lists[right] = tuple(patterns)
+    return lists
 
 
 # ---------------------------------------------------------------------------- verification
@@ -490,7 +506,8 @@ class Verifier:
                 detail=f"signature mismatch for key {key_id!r}; canonical request was:\n{creq}\n"
                        f"string to sign was:\n{string_to_sign}",
             )
-        return Caller(credential.account_id, key_id, credential.read, credential.write, region)
+        return Caller(credential.account_id, key_id, credential.read, credential.write, region,
+                      credential.cloud_map_read, credential.cloud_map_write)
 
 
 def _fmt(epoch: float) -> str:

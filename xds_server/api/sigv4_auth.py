@@ -41,7 +41,9 @@ class SigV4Authenticator:
                      exc.error_type, exc.detail.splitlines()[0] if exc.detail else exc.message)
             raise ApiError(exc.error_type, exc.message, exc.status) from None
         return Caller(verified.account_id, readable=frozenset(verified.read), writable=frozenset(verified.write),
-                      name=verified.access_key_id, access_key_id=verified.access_key_id)
+                      name=verified.access_key_id, access_key_id=verified.access_key_id,
+                      namespaces_readable=frozenset(verified.cloud_map_read),
+                      namespaces_writable=frozenset(verified.cloud_map_write))
 
     def authorize(self, caller: Caller, operation: str, mesh: str, write: bool) -> None:
         if not caller.may(mesh, write):

@@ -20,7 +20,7 @@ import traceback
 
 from bench.common import Result, notes_section, table, write_results
 
-ORDER = ("compile", "fanout", "shared", "convergence", "serialization", "api")
+ORDER = ("compile", "fanout", "shared", "convergence", "serialization", "api", "tenants")
 ALIASES = {"memory": "fanout"}
 
 
@@ -47,6 +47,9 @@ def _run_one(name: str, args) -> list[Result]:
     if name == "api":
         from bench import api_bench
         return api_bench.run(edits=args.edits, nodes=args.api_nodes, writes=args.api_writes, log=log)
+    if name == "tenants":
+        from bench import tenants_bench
+        return tenants_bench.run(nodes=args.tenant_nodes, writes=args.tenant_writes, log=log)
     raise ValueError(name)
 
 
@@ -74,15 +77,19 @@ def main(argv=None) -> int:
     parser.add_argument("--api-nodes", type=int, default=500,
                         help="api: meshgen nodes in the store (4 resources each: 500 -> 2,001 resources)")
     parser.add_argument("--api-writes", type=int, default=25, help="api: update_route calls per throughput run (default 25)")
+    parser.add_argument("--tenant-nodes", type=int, default=2500,
+                        help="tenants: meshgen nodes of the big mesh (4 resources each: 2,500 -> ~10,000 resources)")
+    parser.add_argument("--tenant-writes", type=int, default=200, help="tenants: writes to the one-node mesh (default 200)")
     parser.add_argument("--vhosts", type=int, default=200, help="serialization: virtual hosts (default 200)")
     parser.add_argument("--profile", action="store_true", help="compile: also print a cProfile of the compiler")
     parser.add_argument("--quick", action="store_true",
-                        help="toy sizes (20 nodes/streams, 3 edits, 20 vhosts, api: 10 nodes, 5 writes, shared: 20 and 60 streams, 1 round)")
+                        help="toy sizes (20 nodes/streams, 3 edits, 20 vhosts, api: 10 nodes, 5 writes, tenants: 10 nodes, 10 writes, shared: 20 and 60 streams, 1 round)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/latest.*")
     args = parser.parse_args(argv)
     if args.quick:
         args.nodes, args.streams, args.edits, args.vhosts, args.rounds = 20, 20, 3, 20, 1
         args.api_nodes, args.api_writes = 10, 5
+        args.tenant_nodes, args.tenant_writes = 10, 10
         args.shared_sizes, args.shared_rounds = "20,60", 1
     names = []
     for name in args.names or ORDER:

@@ -220,12 +220,11 @@ def _inprocess_rate(store_url: str, nodes: int, writes: int, cached: bool) -> fl
     reloading after each change): the API's own write path, validation included."""
     import json
 
-    from mesh_model.load import DocumentCache
     from xds_server.api import ApiService, validation
     from xds_server.store import open_store
 
     saved = validation.CACHE
-    validation.CACHE = DocumentCache() if cached else None
+    validation.CACHE = validation.CachesByScope() if cached else None
     try:
         with open_store(store_url) as store:
             service = ApiService(store)

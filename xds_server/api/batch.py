@@ -132,13 +132,16 @@ def apply(service: "ApiService", caller: "Caller", documents: list, *, prune: bo
                     after[op.key] = op.resource
                 else:
                     after.pop(op.key, None)
-            issues = issues_of(after.values(), _meshes_to_check(ops))
+            checked = _meshes_to_check(ops)
+            issues = issues_of(after.values(), checked)
             if issues:
                 raise bad_request([describe(i) for i in issues])
             if dry_run or not ops:
                 return {"revision": revision, "dryRun": dry_run, "changes": changes}
             try:
-                new_revision = service.store.commit(ops, expected_revision=revision)
+                # what was read: the checked meshes (and the Cloud Map stand-ins); with prune, everything
+                scope = None if prune or checked is None else checked | {""}
+                new_revision = service.store.commit(ops, expected_revision=revision, expected_scope=scope)
             except RevisionConflict:
                 if expected_revision is not None:
                     raise conflict("the store changed while applying; export again and retry") from None

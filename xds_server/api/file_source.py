@@ -69,7 +69,7 @@ class ModelSource(Store):
     def changes_since(self, revision: int) -> Changes:
         raise RevisionGone()
 
-    def commit(self, ops, *, expected_revision=None, idempotency=None) -> int:
+    def commit(self, ops, *, expected_revision=None, idempotency=None, expected_scope=None) -> int:
         raise StoreError(FILE_MODE_MESSAGE)
 
     def get_idempotency(self, scope: str, token: str):

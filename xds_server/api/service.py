@@ -69,6 +69,7 @@ PREFIX = "/v20190125/"
 MESHPLANE_PREFIX = "/meshplane/v1/"
 MAX_TAGS = 50
 WRITE_ATTEMPTS = 8
+MESH_LOCK_STRIPES = 64
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,10 @@ class ApiService:
         self.read_only = read_only  # why writes are refused (file mode), or None
         self.clock = clock
         self._lock = threading.Lock()  # the cached index
-        self._write_lock = threading.Lock()  # one writer at a time in this process
+        self._write_lock = threading.Lock()  # whole-model writes (apply) one at a time in this process
+        # App Mesh writes: one writer per mesh at a time (striped: a bounded set of locks, whatever
+        # mesh names callers send; two meshes sharing a stripe only wait for each other)
+        self._mesh_locks = tuple(threading.Lock() for _ in range(MESH_LOCK_STRIPES))
         self._revision = -1
         self._index: dict[ResourceKey, StoredResource] = {}
 
@@ -217,7 +221,11 @@ class ApiService:
             record = self.store.get_idempotency(scope, token)
             if record is not None:
                 return _replay(record, digest)
-        with self._write_lock:
+        # A write reads, validates and changes its own mesh only (and the Cloud Map stand-ins,
+        # scope ""), so it waits for, and conflicts with, writers of that mesh alone; creating a
+        # mesh also counts the account's meshes, so it conflicts with any change.
+        read_scope = None if key.kind == "Mesh" and op.verb == "Create" else (key.mesh, "")
+        with self._mesh_lock(key.mesh):
             for _ in range(WRITE_ATTEMPTS):
                 revision, index = self.index()
                 if token:  # read after the index: a retry whose first try committed meanwhile (here or on
@@ -228,7 +236,7 @@ class ApiService:
                 ops, answer = self._plan(caller, op, key, params, index, if_match)
                 record = IdempotencyRecord(scope, token, digest, answer, self.clock()) if token else None
                 try:
-                    self.store.commit(ops, expected_revision=revision, idempotency=record)
+                    self.store.commit(ops, expected_revision=revision, idempotency=record, expected_scope=read_scope)
                 except RevisionConflict:
                     continue  # another process wrote: re-read, re-check
                 except VersionConflict as exc:
@@ -237,6 +245,9 @@ class ApiService:
                     return _replay(exc.record, digest)
                 return answer
         raise ApiError("TooManyRequestsException", "the store is changing too fast; retry the request")
+
+    def _mesh_lock(self, mesh: str) -> threading.Lock:
+        return self._mesh_locks[hash(mesh) % len(self._mesh_locks)]
 
     def _plan(self, caller: Caller, op: Operation, key: ResourceKey, params: dict, index: dict, if_match: int | None):
         """The store ops of one write and its answer; raises the App Mesh error if it may not happen."""

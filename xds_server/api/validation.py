@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from typing import Iterable
 
 from mesh_model import Issue, ModelError, load_texts
@@ -27,9 +29,37 @@ from xds_server.api.resources import native
 from xds_server.store.base import StoredResource
 
 LABEL = "request"
-# content-keyed, so one cache serves every ApiService of the process; bounded by the models loaded.
+
+
+class CachesByScope:
+    """One ``DocumentCache`` per set of meshes validated together (a write validates its own
+    mesh): a cache keeps the state of its latest load only, so one shared by every mesh would be
+    cold for a big mesh after each write to another mesh. Least recently used scopes beyond
+    ``size`` are dropped."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._caches: OrderedDict[frozenset[str] | None, DocumentCache] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._caches)
+
+    def for_scope(self, meshes: set[str] | None) -> "DocumentCache":
+        scope = frozenset(meshes) if meshes is not None else None
+        with self._lock:
+            cache = self._caches.pop(scope, None)
+            if cache is None:
+                cache = DocumentCache()
+            self._caches[scope] = cache
+            while len(self._caches) > self.size:
+                self._caches.popitem(last=False)
+            return cache
+
+
+# content-keyed, so one set of caches serves every ApiService of the process; bounded by the models loaded.
 # MESHPLANE_API_VALIDATION_CACHE=0 turns it off (the benchmarks' "before", bench/api_bench.py).
-CACHE = (DocumentCache() if DocumentCache is not None and os.environ.get("MESHPLANE_API_VALIDATION_CACHE", "1") != "0"
+CACHE = (CachesByScope() if DocumentCache is not None and os.environ.get("MESHPLANE_API_VALIDATION_CACHE", "1") != "0"
          else None)
 
 
@@ -42,7 +72,7 @@ def issues_of(resources: Iterable[StoredResource], meshes: set[str] | None = Non
     try:
         if load_documents is not None:
             if CACHE is not None:
-                load_documents([(LABEL, d) for d in docs], cache=CACHE)
+                load_documents([(LABEL, d) for d in docs], cache=CACHE.for_scope(meshes))
             else:
                 load_documents([(LABEL, d) for d in docs])
         else:

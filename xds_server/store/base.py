@@ -64,7 +64,7 @@ from __future__ import annotations
 import abc
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 KINDS = ("Mesh", "VirtualService", "VirtualRouter", "Route", "VirtualNode", "VirtualGateway", "GatewayRoute", "CloudMapService")
 
@@ -195,8 +195,15 @@ class Store(abc.ABC):
         *,
         expected_revision: int | None = None,
         idempotency: IdempotencyRecord | None = None,
+        expected_scope: Collection[str] | None = None,
     ) -> int:
-        """Apply ``ops`` atomically; return the new store revision."""
+        """Apply ``ops`` atomically; return the new store revision.
+
+        ``expected_revision``: ``RevisionConflict`` if the store moved past it. With
+        ``expected_scope`` (mesh names; ``""`` stands for the CloudMapService documents) only a
+        change to a resource of those meshes since ``expected_revision`` is a conflict: a write
+        validated against its own mesh is not retried because another mesh changed, so meshes
+        don't slow each other down."""
 
     @abc.abstractmethod
     def get_idempotency(self, scope: str, token: str) -> IdempotencyRecord | None: ...

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from xds_server.store.base import (
@@ -265,6 +265,7 @@ class PostgresStore(Store):
         *,
         expected_revision: int | None = None,
         idempotency: IdempotencyRecord | None = None,
+        expected_scope: Collection[str] | None = None,
     ) -> int:
         for op in ops:
             if not isinstance(op, (Put, Delete)):
@@ -274,7 +275,7 @@ class PostgresStore(Store):
                 f"store unavailable: PostgreSQL at {self._where} cannot be reached ({self._last_error}); "
                 "the change was not written, retry when it is back"
             )
-        new = self._run(lambda conn: _commit(conn, ops, expected_revision, idempotency))
+        new = self._run(lambda conn: _commit(conn, ops, expected_revision, idempotency, expected_scope))
         self._subscribers.notify(new)
         self._wake.set()  # bring the in-memory copy up to date now
         return new
@@ -408,11 +409,19 @@ def _changes_since(conn, revision: int) -> Changes:
     return Changes(current, tuple((ResourceKey(*r[:4]), resource_from_row(r) if r[4] is not None else None) for r in rows))
 
 
-def _commit(conn, ops: Sequence[Op], expected_revision: int | None, idempotency: IdempotencyRecord | None) -> int:
+def _changed_in(conn, revision: int, meshes: Collection[str]) -> bool:
+    """Whether a resource of one of ``meshes`` changed after ``revision``."""
+    return conn.execute("SELECT 1 FROM meshplane_changes WHERE revision > %s AND mesh = ANY(%s) LIMIT 1",
+                        (revision, sorted(set(meshes)))).fetchone() is not None
+
+
+def _commit(conn, ops: Sequence[Op], expected_revision: int | None, idempotency: IdempotencyRecord | None,
+            expected_scope: Collection[str] | None = None) -> int:
     with conn.transaction():
         # Serializes every writer of every replica; the checks below run under this lock.
         revision = int(conn.execute("SELECT v FROM meshplane_meta WHERE k = 'revision' FOR UPDATE").fetchone()[0])
-        if expected_revision is not None and revision != expected_revision:
+        if expected_revision is not None and revision != expected_revision and (
+                expected_scope is None or _changed_in(conn, expected_revision, expected_scope)):
             raise RevisionConflict(expected_revision, revision)
         if idempotency is not None:
             row = conn.execute(

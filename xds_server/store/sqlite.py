@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 from urllib.parse import unquote, urlsplit
 
 from xds_server.store.base import (
@@ -47,6 +47,14 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
 """
+
+
+def _changed_in(db, revision: int, meshes: Collection[str]) -> bool:
+    """Whether a resource of one of ``meshes`` changed after ``revision``."""
+    meshes = sorted(set(meshes))
+    marks = ", ".join("?" * len(meshes))
+    return db.execute(f"SELECT 1 FROM changes WHERE revision > ? AND mesh IN ({marks}) LIMIT 1",
+                      (revision, *meshes)).fetchone() is not None
 
 
 def path_from_url(url: str) -> str:
@@ -147,6 +155,7 @@ class SqliteStore(Store):
         *,
         expected_revision: int | None = None,
         idempotency: IdempotencyRecord | None = None,
+        expected_scope: Collection[str] | None = None,
     ) -> int:
         with self._lock:
             db = self._db
@@ -156,7 +165,8 @@ class SqliteStore(Store):
                 raise StoreUnavailable(f"{self.path}: {exc}") from exc
             try:
                 revision = self._revision(db)
-                if expected_revision is not None and revision != expected_revision:
+                if expected_revision is not None and revision != expected_revision and (
+                        expected_scope is None or _changed_in(db, expected_revision, expected_scope)):
                     raise RevisionConflict(expected_revision, revision)
                 if idempotency is not None:
                     row = db.execute(

@@ -15,7 +15,7 @@ from mesh_model import MeshModel
 from mesh_model.load import DocumentCache, load_documents
 
 from xds_server.api.resources import native
-from xds_server.store.base import Store
+from xds_server.store.base import ResourceKey, RevisionGone, Store
 
 
 def _label(key) -> str:
@@ -35,18 +35,40 @@ class StoreSource:
         self.revision = -1  # the store revision of the last load()
         # a reload after one commit re-validates only the documents that commit changed
         self._documents = DocumentCache()
+        # the store's resources as native documents, kept current with ``changes_since``: a
+        # reload after one commit reads (and decodes) what that commit changed, not the store
+        self._native: dict[ResourceKey, tuple[str, dict]] = {}
 
     @property
     def description(self) -> str:
         return redacted(self.store.url)
 
     def load(self) -> MeshModel:
-        snap = self.store.read_all()
-        # one stable label per resource (its identity), so the cache recognises unchanged ones
-        documents = [(_label(r.key), native(r)) for r in snap.resources]
+        revision = self._catch_up()
+        # in key order (the same on every replica and whichever way the copy was brought up to
+        # date); one stable label per resource (its identity), so the cache recognises unchanged ones
+        documents = [self._native[key] for key in sorted(self._native)]
         model = load_documents(documents, cache=self._documents)
-        self.revision = snap.revision
+        self.revision = revision
         return model
+
+    def _catch_up(self) -> int:
+        """Bring the copy of the store's documents to one consistent revision; returns it."""
+        if self.revision >= 0:
+            try:
+                changes = self.store.changes_since(self.revision)
+            except RevisionGone:
+                pass
+            else:
+                for key, res in changes.changed:
+                    if res is None:
+                        self._native.pop(key, None)
+                    else:
+                        self._native[key] = (_label(key), native(res))
+                return changes.revision
+        snap = self.store.read_all()
+        self._native = {r.key: (_label(r.key), native(r)) for r in snap.resources}
+        return snap.revision
 
     async def watch(self, on_change: Callable[[], Awaitable[object]]) -> None:
         loop = asyncio.get_running_loop()

@@ -1,10 +1,10 @@
-# The two commands of the README. Each creates .venv and installs what it needs.
+# The commands of the README. Each creates .venv and installs what it needs.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-containers demo-containers-replicas test bench clean
+.PHONY: demo demo-containers demo-containers-replicas test test-examples bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 	sh scripts/ensure-test-deps.sh
 	sh scripts/ensure-container-deps.sh
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The public App Mesh examples, a check apart from `test` (examples_check/README.md): they are
+# not in the repository; put them in ../shared/examples/appmesh or set MESHPLANE_APPMESH_EXAMPLES
+test-examples: $(STAMP)
+	$(PY) -m pytest -q examples_check $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -312,27 +312,29 @@ def test_gateway_routes_and_rewrites_agree_with_envoy(procs, addresses, tmp_path
         live.stop()
 
 
-def test_public_example_gateway_agrees_with_envoy(procs, addresses, tmp_path):
-    """Public example 03 (howto-k8s ingress gateway: header and path routers behind two gateway
-    routes), loaded from its Kubernetes manifests."""
+def test_kubernetes_gateway_input_agrees_with_envoy(procs, addresses, tmp_path):
+    """The project's ingress-gateway input (tests/inputs/appmesh/03: a header router and a
+    path router behind two gateway routes), loaded from its Kubernetes manifests."""
     from mesh_model import load_paths
+    from tests.appmesh_inputs import input_paths, prepared_inputs
     from tests.explain.live import model_documents
-    from tests.public_examples import example_paths, prepared_examples
 
-    prepared = prepared_examples(tmp_path)
-    model = load_paths(example_paths(prepared, "03"))
+    prepared = prepared_inputs(tmp_path)
+    model = load_paths(input_paths(prepared, "03"))
     mesh = next(iter(model.meshes.values()))
     gateway = next(iter(mesh.virtual_gateways.values()))
+    assert (mesh.name, gateway.name) == ("bookstore", "edge_bookstore")
     port = gateway.spec.listeners[0].portMapping.port
     live = start_live_mesh(model_documents(model), f"mesh/{mesh.name}/virtualGateway/{gateway.name}", procs, addresses, tmp_path)
     rng = random.Random(3)
     obs = Observed()
     try:
         for _ in range(150):
-            path = rng.choice(["/headers", "/headers/x", "/paths", "/paths/blue", "/paths/green/1", "/paths/red", "/paths/yellow",
-                               "/paths/white", "/pathsblue", "/other", "/", "/headers/../paths/red"])
-            headers = {"color_header": rng.choice(["blue", "Blue", "xgreenx", "green", "red", "redder", "yellow", ""])} if rng.random() < 0.7 else {}
-            host = rng.choice(["gw.example.com", f"gw.example.com:{port}"])
+            path = rng.choice(["/account", "/account/orders", "/accounts", "/books", "/books/fiction", "/books/science/42",
+                               "/books/poetry", "/booksfiction", "/other", "/", "/account/../books/fiction", "/books//science"])
+            tier = rng.choice(["gold", "Gold", "beta-12", "beta-x", "ann@staff", "staff", "silver", ""])
+            headers = {"x-shopper-tier": tier} if rng.random() < 0.7 else {}
+            host = rng.choice(["shop.example.net", f"shop.example.net:{port}"])
             request_id = uuid.uuid4().hex
             ex = explain(live.resources, http_request(f"http://{host}{path}", headers=headers, port=port), node=live.node, model=live.model)
             response = send("GET", f"http://{live.placement.ingress_address}:{port}{path}", host_header=host,
@@ -341,6 +343,8 @@ def test_public_example_gateway_agrees_with_envoy(procs, addresses, tmp_path):
         problems = obs.check(live)
         assert not problems, f"{len(problems)} of {len(obs.sent)} requests disagree:\n" + "\n".join(problems[:30])
         routes = Counter(ex.route for _, ex, _ in obs.sent if ex.outcome == "routed")
-        assert {"color-route-blue", "color-route-green", "color-route-red", "color-route-white", "color-route-yellow"} <= set(routes), routes
+        assert {"tier-gold", "tier-beta", "tier-staff", "tier-any", "tier-anonymous",
+                "section-fiction", "section-science", "section-rest"} <= set(routes), routes
+        assert sum(1 for _, ex, _ in obs.sent if ex.outcome == "not-found") >= 5
     finally:
         live.stop()

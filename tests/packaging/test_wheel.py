@@ -5,7 +5,8 @@ Everything else in the suite runs against the editable checkout, where a module 
 the wheel (as ``mesh_model.adapters`` once was) or a data file that is not package data goes
 unnoticed. Here the wheel is built with ``python -m build`` (what a release does), its file
 list is compared with the source tree, and the console script from a fresh venv validates
-every public App Mesh example and renders golden nodes byte for byte.
+every one of the project's App Mesh inputs (tests/inputs/appmesh) and renders golden nodes
+byte for byte.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.paths import GOLDEN, REPO
-from tests.public_examples import example_paths, prepared_examples
+from tests.appmesh_inputs import CASES, input_paths, prepared_inputs
 
 PACKAGES = ("mesh_model", "xds_server")
 
@@ -84,12 +85,12 @@ def test_installed_meshplane_runs_outside_the_checkout(installed, tmp_path):
         assert command in help_text
 
 
-def test_installed_meshplane_validates_every_public_example(installed, tmp_path):
-    prepared = prepared_examples(tmp_path)
-    assert len(prepared) == 8, sorted(prepared)
+def test_installed_meshplane_validates_every_app_mesh_input(installed, tmp_path):
+    prepared = prepared_inputs(tmp_path)
+    assert sorted(prepared) == sorted(CASES) and len(prepared) == 8, sorted(prepared)
     meshplane = str(installed / "bin" / "meshplane")
     for number in sorted(prepared):
-        paths = [str(p) for p in example_paths(prepared, number)]
+        paths = [str(p) for p in input_paths(prepared, number)]
         result = subprocess.run([meshplane, "validate", *paths], cwd=tmp_path, env=_clean_env(),
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, (number, result.stderr)

@@ -1,6 +1,7 @@
 """Kubernetes App Mesh CRDs and CloudFormation templates load through the adapters
-(mesh_model/adapters): the App Mesh examples give the App Mesh names, and every problem is
-reported against the original document."""
+(mesh_model/adapters): the project's own App Mesh inputs (tests/inputs/appmesh) give the App
+Mesh names and the Envoy config their features call for, and every problem is reported against
+the original document. (The public App Mesh examples: examples_check/, ``make test-examples``.)"""
 from __future__ import annotations
 
 import copy
@@ -12,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from google.protobuf.json_format import MessageToDict
 
 from mesh_model import ModelError, load_paths, load_texts
 from mesh_model.adapters.cloudformation import camel
@@ -19,14 +21,18 @@ from mesh_model.compiler import compile_node
 from mesh_model.load import ParseCache
 from mesh_model.node_id import parse_node_id
 
+from tests.appmesh_inputs import (CASES, NS, REVIEWS_MESH, envoy_rejections, input_paths, prepared_inputs,
+                                  substituted, text)
+from tests.appmesh_inputs import MESH as BOOKSTORE
 from tests.paths import REPO as ROOT
-from tests.public_examples import YELB, prepared_examples, substituted
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
 
 @pytest.fixture(scope="module")
-def examples(tmp_path_factory) -> dict[str, Path]:
-    return prepared_examples(tmp_path_factory.mktemp("examples"))
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    return prepared_inputs(tmp_path_factory.mktemp("inputs"))
 
 
 def names(model, mesh: str) -> dict[str, list[str]]:
@@ -40,120 +46,227 @@ def compiled(model, node: str, type_url: str = CLUSTER) -> list[str]:
     return sorted(compile_node(model, parse_node_id(node))[type_url])
 
 
-NS = "howto-k8s-http2"
+def resource(model, node: str, type_url: str, name: str) -> dict:
+    """One compiled resource of ``node`` as its JSON form."""
+    return MessageToDict(compile_node(model, parse_node_id(node))[type_url][name])
 
 
-def test_01_http2_names(examples):
-    model = load_paths([examples["01"]])
-    assert names(model, NS) == {
-        "nodes": [f"blue_{NS}", f"client_{NS}", f"green_{NS}", f"red_{NS}"],
-        "services": [f"color.{NS}.svc.cluster.local"],
-        "routers": [f"color_{NS}"],
-        "routes": {f"color_{NS}": ["color-route"]},
+def envoy_routes(model, node: str, config: str) -> dict[str, dict]:
+    """The routes of one route configuration of ``node``, by name."""
+    return {r["name"]: r for vh in resource(model, node, ROUTES, config).get("virtualHosts", []) for r in vh["routes"]}
+
+
+def test_01_http2_cloud_map_weighted(inputs):
+    model = load_paths(input_paths(inputs, "01"))
+    assert names(model, BOOKSTORE) == {
+        "nodes": [f"catalog-2024_{NS}", f"catalog-2025_{NS}", f"catalog-next_{NS}", f"storefront_{NS}"],
+        "services": [f"catalog.{NS}.svc.cluster.local"],
+        "routers": [f"catalog_{NS}"],
+        "routes": {f"catalog_{NS}": ["catalog-split"]},
         "gateways": [], "gateway_routes": {},
     }
-    clusters = compiled(model, f"mesh/{NS}/virtualNode/client_{NS}")
-    assert f"cds_egress_{NS}_red_{NS}_http2_8080" in clusters
-    assert clusters == sorted([f"cds_egress_{NS}_{c}_{NS}_http2_8080" for c in ("red", "blue", "green")]
-                              + [f"cds_ingress_{NS}_client_{NS}_http_8080", f"cds_egress_{NS}_amazonaws"])
-    route = model.meshes[NS].routes[f"color_{NS}"]["color-route"].spec
+    storefront = f"mesh/{BOOKSTORE}/virtualNode/storefront_{NS}"
+    assert compiled(model, storefront) == sorted(
+        [f"cds_egress_{BOOKSTORE}_catalog-{r}_{NS}_http2_9090" for r in ("2024", "2025", "next")]
+        + [f"cds_ingress_{BOOKSTORE}_storefront_{NS}_http_3000", f"cds_egress_{BOOKSTORE}_amazonaws"])
+    route = model.meshes[BOOKSTORE].routes[f"catalog_{NS}"]["catalog-split"].spec
     assert [(t.virtualNode, t.weight) for t in route.http2Route.action.weightedTargets] == \
-        [(f"red_{NS}", 1), (f"blue_{NS}", 1), (f"green_{NS}", 1)]
-    red = model.meshes[NS].virtual_nodes[f"red_{NS}"].spec
-    assert red.serviceDiscovery.awsCloudMap.namespaceName == f"{NS}.pvt.aws.local"
+        [(f"catalog-2024_{NS}", 1), (f"catalog-2025_{NS}", 1), (f"catalog-next_{NS}", 1)]
+    discovery = model.meshes[BOOKSTORE].virtual_nodes[f"catalog-next_{NS}"].spec.serviceDiscovery.awsCloudMap
+    assert (discovery.namespaceName, discovery.serviceName) == (f"{NS}.pvt.local", "catalog")
+    assert [(a.key, a.value) for a in discovery.attributes] == [("release", "next")]
+    cluster = resource(model, storefront, CLUSTER, f"cds_egress_{BOOKSTORE}_catalog-2025_{NS}_http2_9090")
+    assert cluster["type"] == "EDS"  # Cloud Map: endpoints by EDS
+    assert cluster["healthChecks"] == [{"timeout": "3s", "interval": "10s", "unhealthyThreshold": 2, "healthyThreshold": 3,
+                                        "httpHealthCheck": {"path": "/healthz", "codecClientType": "HTTP2"}}]
+    assert "http2ProtocolOptions" in json.dumps(cluster["typedExtensionProtocolOptions"])
+    split = envoy_routes(model, storefront, "rds_egress_http_15001")["catalog-split"]["route"]["weightedClusters"]["clusters"]
+    assert [(c["name"], c["weight"]) for c in split] == \
+        [(f"cds_egress_{BOOKSTORE}_catalog-{r}_{NS}_http2_9090", 1) for r in ("2024", "2025", "next")]
 
 
-def test_02_mtls_file_based(examples):
-    model = load_paths([examples["02"]])
-    front = model.meshes[NS].virtual_nodes[f"front_{NS}"].spec
-    assert front.backends[0].virtualService.virtualServiceName == f"color.{NS}.svc.cluster.local"
-    tls = front.backendDefaults.clientPolicy.tls
-    assert tls.validation.trust.file.certificateChain == "/certs/ca_1_cert.pem"
-    assert f"color-red.{NS}.svc.cluster.local" in tls.validation.subjectAlternativeNames.match.exact
-    assert compiled(model, f"mesh/{NS}/virtualNode/front_{NS}")[:2] == [f"cds_egress_{NS}_amazonaws", f"cds_egress_{NS}_blue_{NS}_http_8080"]
+def test_02_mtls_from_files_and_header_routes(inputs):
+    model = load_paths(input_paths(inputs, "02"))
+    certs = inputs["02"].parent / "certs"
+    mesh = model.meshes[BOOKSTORE]
+    checkout = mesh.virtual_nodes[f"checkout_{NS}"].spec
+    assert checkout.backends[0].virtualService.virtualServiceName == f"payments.{NS}.svc.cluster.local"
+    tls = checkout.backendDefaults.clientPolicy.tls
+    assert tls.validation.trust.file.certificateChain == f"{certs}/ca-bundle.pem"
+    assert tls.certificate.file.certificateChain == f"{certs}/checkout/tls.crt"
+    card = mesh.virtual_nodes[f"payments-card_{NS}"].spec.listeners[0].tls
+    assert card.mode == "STRICT" and list(card.validation.subjectAlternativeNames.match.exact) == [f"checkout.{NS}.svc.cluster.local"]
+    router = mesh.routes[f"payments_{NS}"]
+    assert sorted((r.spec.priority, name) for name, r in router.items()) == \
+        [(1, "wallet-by-header"), (5, "sandbox-accounts"), (50, "card-default")]
+    node = f"mesh/{BOOKSTORE}/virtualNode/checkout_{NS}"
+    upstream = resource(model, node, CLUSTER, f"cds_egress_{BOOKSTORE}_payments-card_{NS}_http_8443")["transportSocket"]["typedConfig"]
+    context = upstream["commonTlsContext"]
+    assert context["tlsCertificates"] == [{"certificateChain": {"filename": f"{certs}/checkout/tls.crt"},
+                                           "privateKey": {"filename": f"{certs}/checkout/tls.key"}}]
+    assert context["validationContext"]["trustedCa"] == {"filename": f"{certs}/ca-bundle.pem"}
+    assert [m["matcher"]["exact"] for m in context["validationContext"]["matchTypedSubjectAltNames"]] == \
+        [f"payments-card.{NS}.svc.cluster.local", f"payments-wallet.{NS}.svc.cluster.local"]
+    routes = envoy_routes(model, node, "rds_egress_http_15001")
+    assert list(routes) == ["wallet-by-header", "sandbox-accounts", "card-default"]  # by priority
+    assert routes["wallet-by-header"]["match"]["headers"] == [{"name": "x-payment-method", "stringMatch": {"exact": "wallet"}}]
+    assert routes["sandbox-accounts"]["match"]["headers"] == [{"name": "x-account-id", "stringMatch": {"prefix": "test-"}}]
 
 
-def test_03_ingress_gateway(examples):
-    model = load_paths([examples["03"]])
-    found = names(model, NS)
-    assert found["gateways"] == [f"ingress-gw_{NS}"]
-    assert found["gateway_routes"] == {f"ingress-gw_{NS}": [f"gateway-route-headers_{NS}", f"gateway-route-paths_{NS}"]}
-    assert sorted(found["services"]) == [f"color-headers.{NS}.svc.cluster.local", f"color-paths.{NS}.svc.cluster.local"]
-    gateway = compiled(model, f"mesh/{NS}/virtualGateway/ingress-gw_{NS}")
-    assert f"cds_ingress_{NS}_ingress-gw_{NS}_self_redirect_http_15001" in gateway
+def test_03_ingress_gateway(inputs):
+    model = load_paths(input_paths(inputs, "03"))
+    found = names(model, BOOKSTORE)
+    assert found["gateways"] == [f"edge_{NS}"]
+    assert found["gateway_routes"] == {f"edge_{NS}": [f"to-account_{NS}", f"to-books_{NS}"]}
+    assert sorted(found["services"]) == [f"account.{NS}.svc.cluster.local", f"books.{NS}.svc.cluster.local"]
+    assert found["routes"] == {f"account-tiers_{NS}": ["tier-anonymous", "tier-any", "tier-beta", "tier-gold", "tier-staff"],
+                               f"books-sections_{NS}": ["section-fiction", "section-rest", "section-science"]}
+    gateway = f"mesh/{BOOKSTORE}/virtualGateway/edge_{NS}"
+    assert compiled(model, gateway) == sorted(
+        [f"cds_egress_{BOOKSTORE}_account-{n}_{NS}_http_7000" for n in ("beta", "guest", "internal", "premium", "standard")]
+        + [f"cds_ingress_{BOOKSTORE}_edge_{NS}_self_redirect_http_15001"])
+    tiers = envoy_routes(model, gateway, "rds_egress_http_15001")
+    assert [tiers[f"tier-{t}"]["match"].get("headers") for t in ("gold", "beta", "staff", "any")] == [
+        [{"name": "x-shopper-tier", "stringMatch": {"exact": "gold"}}],
+        [{"name": "x-shopper-tier", "stringMatch": {"safeRegex": {"regex": "^beta-[0-9]+$"}}}],
+        [{"name": "x-shopper-tier", "stringMatch": {"suffix": "@staff"}}],
+        [{"name": "x-shopper-tier", "presentMatch": True}],
+    ]
 
 
-def test_04_outlier_detection(examples):
-    model = load_paths([examples["04"]])
-    color = model.meshes[NS].virtual_nodes[f"colorapp_{NS}"].spec
-    assert color.listeners[0].outlierDetection.maxServerErrors == 5
-    service = model.meshes[NS].virtual_services[f"colorapp.{NS}.svc.cluster.local"].spec
-    assert service.provider.virtualNode.virtualNodeName == f"colorapp_{NS}"
+def test_04_outlier_detection(inputs):
+    model = load_paths(input_paths(inputs, "04"))
+    inventory = model.meshes[BOOKSTORE].virtual_nodes[f"inventory_{NS}"].spec
+    assert inventory.listeners[0].outlierDetection.maxServerErrors == 3
+    service = model.meshes[BOOKSTORE].virtual_services[f"inventory.{NS}.svc.cluster.local"].spec
+    assert service.provider.virtualNode.virtualNodeName == f"inventory_{NS}"
+    cluster = resource(model, f"mesh/{BOOKSTORE}/virtualNode/order-worker_{NS}", CLUSTER, f"cds_egress_{BOOKSTORE}_inventory_{NS}_http_8082")
+    detection = cluster["outlierDetection"]
+    assert (detection["consecutive5xx"], detection["interval"], detection["baseEjectionTime"], detection["maxEjectionPercent"]) == \
+        (3, "15s", "30s", 40)
 
 
-def test_05_router_with_aws_name_across_files(examples):
-    model = load_paths([examples["05"], examples["05"].parent / "yelb-mesh.yaml"])
-    found = names(model, "yelb")
-    assert found["routers"] == ["yelb-appserver-virtual-router"]
-    assert found["routes"] == {"yelb-appserver-virtual-router": ["route-to-yelb-appserver"]}
-    route = model.meshes["yelb"].routes["yelb-appserver-virtual-router"]["route-to-yelb-appserver"].spec
-    assert [t.virtualNode for t in route.httpRoute.action.weightedTargets] == \
-        ["yelb-appserver-virtual-node", "yelb-appserver-v2_yelb"]  # awsName of the target, else <name>_<namespace>
-    assert route.httpRoute.retryPolicy.maxRetries == 2
-    clusters = compiled(model, "mesh/yelb/virtualNode/yelb-ui_yelb")
-    assert "cds_egress_yelb_yelb-appserver-virtual-node_http_4567" in clusters
+def test_05_canary_and_retries_across_files(inputs):
+    model = load_paths(input_paths(inputs, "05"))
+    found = names(model, "reviews")
+    assert found["routers"] == ["reviews-api-router"]
+    assert found["routes"] == {"reviews-api-router": ["stable-and-canary"]}
+    route = model.meshes["reviews"].routes["reviews-api-router"]["stable-and-canary"].spec
+    assert [(t.virtualNode, t.weight) for t in route.httpRoute.action.weightedTargets] == \
+        [("reviews-api-stable", 90), ("reviews-api-canary_reviews", 10)]  # awsName of the target, else <name>_<namespace>
+    assert route.httpRoute.retryPolicy.maxRetries == 3
+    web = "mesh/reviews/virtualNode/reviews-web_reviews"
+    assert "cds_egress_reviews_reviews-api-stable_http_5000" in compiled(model, web)
+    envoy_route = envoy_routes(model, web, "rds_egress_http_15001")["stable-and-canary"]["route"]
+    assert [(c["name"], c["weight"]) for c in envoy_route["weightedClusters"]["clusters"]] == \
+        [("cds_egress_reviews_reviews-api-stable_http_5000", 90), ("cds_egress_reviews_reviews-api-canary_reviews_http_5000", 10)]
+    retry = envoy_route["retryPolicy"]
+    assert (retry["numRetries"], retry["perTryTimeout"]) == (3, "1.500s")
+    assert set(retry["retryOn"].split(",")) == {"connect-failure", "reset", "retriable-status-codes"}
+    assert 500 in retry["retriableStatusCodes"] and 502 in retry["retriableStatusCodes"]
 
 
-def test_06_gateway_routes(examples):
-    model = load_paths([examples["06"]])
-    routes = model.meshes[NS].gateway_routes[f"ingress-gw_{NS}"]
-    assert sorted(routes) == sorted(f"{n}_{NS}" for n in ("header-match", "method-match", "path-match", "prefix-match",
-                                                          "query-match", "rewrite-path", "rewrite-prefix"))
-    rewrite = routes[f"rewrite-path_{NS}"].spec.httpRoute
-    assert rewrite.action.target.virtualService.virtualServiceName == f"color-paths.{NS}.svc.cluster.local"
-    assert rewrite.action.rewrite.path.exact == "/blue"
+def test_06_gateway_route_matches_and_rewrites(inputs):
+    model = load_paths(input_paths(inputs, "06"))
+    routes = model.meshes[BOOKSTORE].gateway_routes[f"portal_{NS}"]
+    assert sorted(routes) == sorted(f"{n}_{NS}" for n in ("by-prefix", "by-exact-path", "by-path-regex", "by-method", "by-header",
+                                                          "by-query", "by-hostname", "keep-prefix", "old-checkout-path"))
+    rewrite = routes[f"old-checkout-path_{NS}"].spec.httpRoute
+    assert rewrite.action.target.virtualService.virtualServiceName == f"cart.{NS}.svc.cluster.local"
+    assert rewrite.action.rewrite.path.exact == "/checkout"
+    envoy = envoy_routes(model, f"mesh/{BOOKSTORE}/virtualGateway/portal_{NS}", "rds_ingress_http_8080")
+    route = {name.removesuffix(f"_{NS}"): r for name, r in envoy.items()}
+    assert route["by-exact-path"]["match"] == {"path": "/status"}
+    assert route["by-path-regex"]["match"] == {"safeRegex": {"regex": "/orders/[0-9]+"}}
+    assert route["by-method"]["match"]["headers"] == [{"name": ":method", "stringMatch": {"exact": "POST"}}]
+    assert route["by-header"]["match"]["headers"] == [{"name": "x-store-region", "stringMatch": {"exact": "eu-central"}}]
+    assert route["by-query"]["match"]["queryParameters"] == [{"name": "format", "stringMatch": {"exact": "csv"}}]
+    assert route["by-hostname"]["match"]["headers"][0]["name"] == ":authority"
+    assert "hostRewriteLiteral" not in route["by-hostname"]["route"]  # defaultTargetHostname: DISABLED
+    assert route["by-prefix"]["route"]["prefixRewrite"] == "/api/v2/"
+    assert route["by-prefix"]["route"]["hostRewriteLiteral"] == f"catalog.{NS}.svc.cluster.local"
+    assert route["old-checkout-path"]["route"]["prefixRewrite"] == "/checkout"
+    assert "prefixRewrite" not in route["keep-prefix"]["route"]  # defaultPrefix: DISABLED keeps /legacy/
+    assert list(route)[:3] == ["by-exact-path", "by-path-regex", "by-method"]  # priorities 10, 20, 30 first
 
 
-def test_07_cloudformation(examples):
-    model = load_paths([examples["07"]])
-    found = names(model, "howto-grpc-mesh")
-    assert found == {"nodes": ["color_server"], "services": ["color_server.howto-grpc.local"], "routers": [], "routes": {},
-                     "gateways": ["color_gateway"], "gateway_routes": {"color_gateway": ["gateway_route"]}}
-    node = model.meshes["howto-grpc-mesh"].virtual_nodes["color_server"].spec
-    assert node.serviceDiscovery.awsCloudMap.namespaceName == "howto-grpc.local"  # AWSCloudMap -> awsCloudMap, !Sub
+def test_07_cloudformation_grpc(inputs):
+    model = load_paths(input_paths(inputs, "07"))
+    found = names(model, "ledger-mesh")
+    assert found == {"nodes": ["ledger-v1"], "services": ["ledger.ledger.internal"], "routers": ["ledger-router"],
+                     "routes": {"ledger-router": ["ledger-rpc"]},
+                     "gateways": ["ledger-ingress"], "gateway_routes": {"ledger-ingress": ["ledger-rpc-in"]}}
+    mesh = model.meshes["ledger-mesh"]
+    assert mesh.spec.egressFilter.type == "DROP_ALL"
+    node = mesh.virtual_nodes["ledger-v1"].spec
+    assert node.serviceDiscovery.awsCloudMap.namespaceName == "ledger.internal"  # AWSCloudMap -> awsCloudMap, !Sub
+    assert node.listeners[0].portMapping.port == 50051  # !Ref of a parameter with a Default
     assert node.listeners[0].healthCheck.protocol == "grpc"
-    route = model.meshes["howto-grpc-mesh"].gateway_routes["color_gateway"]["gateway_route"].spec
-    assert route.grpcRoute.match.serviceName == "color.ColorService"  # values are left alone
-    assert "cds_egress_howto-grpc-mesh_color_server_grpc_8080" in \
-        compiled(model, "mesh/howto-grpc-mesh/virtualGateway/color_gateway")
+    route = mesh.routes["ledger-router"]["ledger-rpc"].spec.grpcRoute
+    assert route.action.weightedTargets[0].virtualNode == "ledger-v1"  # !GetAtt LedgerNode.VirtualNodeName
+    assert list(route.retryPolicy.grpcRetryEvents) == ["unavailable", "resource-exhausted"]
+    gateway_route = mesh.gateway_routes["ledger-ingress"]["ledger-rpc-in"].spec
+    assert gateway_route.grpcRoute.match.serviceName == "bank.Ledger"  # values are left alone
+    assert gateway_route.grpcRoute.action.target.virtualService.virtualServiceName == "ledger.ledger.internal"
+    gateway = "mesh/ledger-mesh/virtualGateway/ledger-ingress"
+    assert compiled(model, gateway) == ["cds_egress_ledger-mesh_ledger-v1_grpc_50051",
+                                        "cds_ingress_ledger-mesh_ledger-ingress_self_redirect_grpc_15001"]
+    assert envoy_routes(model, gateway, "rds_ingress_grpc_50051")["ledger-rpc-in"]["match"] == \
+        {"prefix": "/bank.Ledger/", "grpc": {}}
+    retry = envoy_routes(model, gateway, "rds_egress_http_15001")["ledger-rpc"]["route"]["retryPolicy"]
+    assert (retry["numRetries"], retry["perTryTimeout"]) == (2, "0.800s")
+    assert set(retry["retryOn"].split(",")) >= {"unavailable", "resource-exhausted"}
 
 
-def test_08_timeouts(examples):
-    model = load_paths([examples["08"]])
-    front = model.meshes[NS].virtual_nodes[f"front_{NS}"].spec
-    assert front.listeners[0].timeout.http.perRequest.value == 60
+def test_08_timeouts(inputs):
+    model = load_paths(input_paths(inputs, "08"))
+    mesh = model.meshes[BOOKSTORE]
+    assert mesh.virtual_nodes[f"quotes_{NS}"].spec.listeners[0].timeout.http.perRequest.value == 45
+    assert mesh.routes[f"quotes_{NS}"]["quotes-slow"].spec.httpRoute.timeout.perRequest.value == 45000
+    ui = f"mesh/{BOOKSTORE}/virtualNode/quote-ui_{NS}"
+    egress = envoy_routes(model, ui, "rds_egress_http_15001")
+    assert egress["quotes-slow"]["route"]["timeout"] == "45s"
+    assert egress["pricing-default"]["route"]["timeout"] == "15s"  # Envoy's default: no timeout on that route
+    ingress = envoy_routes(model, f"mesh/{BOOKSTORE}/virtualNode/quotes_{NS}", "rds_ingress_http_8090")["local_app"]["route"]
+    assert (ingress["timeout"], ingress["idleTimeout"]) == ("45s", "120s")
 
 
-def test_cli_validate_exits_0_on_every_example(examples):
-    for key, path in sorted(examples.items()):
-        paths = [str(path)] + ([str(path.parent / "yelb-mesh.yaml")] if key == "05" else [])
+def test_every_node_of_every_input_passes_envoy_validate(inputs, tmp_path, envoy_binary):
+    rejected = []
+    for number in sorted(CASES):
+        rejected += envoy_rejections(load_paths(input_paths(inputs, number)), tmp_path)
+    assert not rejected, "\n".join(rejected)
+
+
+def test_cli_validate_exits_0_on_every_input(inputs):
+    for number in sorted(CASES):
+        paths = [str(p) for p in input_paths(inputs, number)]
         result = subprocess.run([sys.executable, "-m", "xds_server.cli", "validate", *paths], cwd=ROOT,
                                 capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, (key, result.stderr)
+        assert result.returncode == 0, (number, result.stderr)
         assert "valid: mesh" in result.stdout + result.stderr
+
+
+def test_inputs_are_templates_until_substituted(tmp_path):
+    """As written the Kubernetes inputs hold ${VAR}s: loading one unsubstituted names the placeholder."""
+    (tmp_path / "raw.yaml").write_text(text(CASES["04"][0]))
+    with pytest.raises(ModelError) as err:
+        load_paths([tmp_path / "raw.yaml"])
+    assert "placeholder ${APP_NAMESPACE} was not substituted" in str(err.value)
 
 
 def test_parse_cache_follows_other_files(tmp_path):
     """A file's conversion depends on the custom resources of the other files (refs, mesh)."""
-    (tmp_path / "mesh.yaml").write_text(textwrap.dedent(YELB))
-    (tmp_path / "router.yaml").write_text(substituted("05-eks-getting-started-router-v1-v2-retry.yaml"))
+    mesh = text(REVIEWS_MESH)
+    (tmp_path / "mesh.yaml").write_text(mesh)
+    (tmp_path / "router.yaml").write_text(substituted(CASES["05"][0]))
     cache = ParseCache()
     first = load_paths([tmp_path], parse_cache=cache)
-    (tmp_path / "mesh.yaml").write_text(YELB.replace("awsName: yelb-appserver-virtual-node", "awsName: appserver-v1"))
+    (tmp_path / "mesh.yaml").write_text(mesh.replace("awsName: reviews-api-stable", "awsName: reviews-api-v1"))
     second = load_paths([tmp_path], parse_cache=cache)
-    route = second.meshes["yelb"].routes["yelb-appserver-virtual-router"]["route-to-yelb-appserver"].spec
-    assert route.httpRoute.action.weightedTargets[0].virtualNode == "appserver-v1"
-    assert "yelb-appserver-virtual-node" in first.meshes["yelb"].virtual_nodes
+    route = second.meshes["reviews"].routes["reviews-api-router"]["stable-and-canary"].spec
+    assert route.httpRoute.action.weightedTargets[0].virtualNode == "reviews-api-v1"
+    assert "reviews-api-stable" in first.meshes["reviews"].virtual_nodes
 
 
 # ---------------------------------------------------------------- conversions
@@ -417,16 +530,16 @@ def test_cloudformation_spec_errors_use_original_paths():
     ]
 
 
-def test_mutated_documents_only_ever_give_model_errors(examples):
+def test_mutated_documents_only_ever_give_model_errors(inputs):
     """Random damage to real CRDs and templates: every outcome is a model or a ModelError."""
     import yaml
 
     from mesh_model.load.yaml_scan import StrictLoader
 
-    sources = [[d for d in yaml.load_all(examples[k].read_text(), Loader=StrictLoader) if d is not None]
+    sources = [[d for d in yaml.load_all(inputs[k].read_text(), Loader=StrictLoader) if d is not None]
                for k in ("01", "06", "07")]
     values = [None, 1, True, "", "${X}", "a/b", [], {}, [1], {"name": 1}, {"Ref": "Nope"}, {"Fn::GetAtt": 5},
-              {"Fn::Sub": ["${A}", {"A": {"Fn::If": 1}}]}, "arn:aws:appmesh:r:1:mesh/m/virtualNode/x", {"name": "red"}]
+              {"Fn::Sub": ["${A}", {"A": {"Fn::If": 1}}]}, "arn:aws:appmesh:r:1:mesh/m/virtualNode/x", {"name": "catalog"}]
 
     def mutate(value, rnd):
         if isinstance(value, dict) and value:

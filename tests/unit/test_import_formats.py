@@ -14,7 +14,8 @@ from mesh_model import ModelError, load_paths, load_texts
 from mesh_model.compiler import compile_node
 from mesh_model.node_id import parse_node_id
 
-from tests.paths import GOLDEN, REPO, shared_examples_dir
+from tests.appmesh_inputs import CFN as CFN_INPUT, INPUTS
+from tests.paths import GOLDEN, REPO
 
 TF_CASE = GOLDEN / "terraform"
 
@@ -149,19 +150,25 @@ def test_unknown_parameter_is_an_error_naming_it():
     assert "declared: MeshName, Port" in messages(err)
 
 
-def test_public_grpc_gateway_example_loads_with_the_flag(tmp_path):
-    example = shared_examples_dir() / "07-howto-grpc-ingress-gateway-cfn.yaml"
+def test_grpc_gateway_template_loads_with_the_flag(tmp_path):
+    """The project's CloudFormation input as written: AppName has no Default, GrpcPort has one."""
+    template = INPUTS / CFN_INPUT
     for command in ("validate", "render"):
-        extra = ["--node", "mesh/howto-grpc-mesh/virtualNode/color_server", "-o", str(tmp_path / "out.yaml")] \
+        extra = ["--node", "mesh/ledger-mesh/virtualNode/ledger-v1", "-o", str(tmp_path / "out.yaml")] \
             if command == "render" else []
-        done = subprocess.run([sys.executable, "-m", "xds_server.cli", command, str(example), *extra,
-                               "--parameter-overrides", "ProjectName=howto-grpc"],
+        done = subprocess.run([sys.executable, "-m", "xds_server.cli", command, str(template), *extra,
+                               "--parameter-overrides", "AppName=ledger"],
                               capture_output=True, text=True, cwd=REPO, timeout=120)
         assert done.returncode == 0, done.stderr
-    assert "cds_ingress_howto-grpc-mesh_color_server" in (tmp_path / "out.yaml").read_text()
-    done = subprocess.run([sys.executable, "-m", "xds_server.cli", "validate", str(example)],
+    assert "cds_ingress_ledger-mesh_ledger-v1_grpc_50051" in (tmp_path / "out.yaml").read_text()
+    done = subprocess.run([sys.executable, "-m", "xds_server.cli", "render", str(template), "--parameter-overrides",
+                           "AppName=books", "GrpcPort=9443", "--node", "mesh/books-mesh/virtualGateway/ledger-ingress",
+                           "-o", str(tmp_path / "gateway.yaml")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "cds_egress_books-mesh_ledger-v1_grpc_9443" in (tmp_path / "gateway.yaml").read_text()
+    done = subprocess.run([sys.executable, "-m", "xds_server.cli", "validate", str(template)],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert done.returncode == 1 and "--parameter-overrides ProjectName=VALUE" in done.stderr
+    assert done.returncode == 1 and "--parameter-overrides AppName=VALUE" in done.stderr
 
 
 # ------------------------------------------------------------------ Terraform

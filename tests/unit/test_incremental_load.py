@@ -400,21 +400,22 @@ def test_pieces_are_the_documents_of_the_file():
 def test_converted_formats_load_incrementally_as_cold(tmp_path):
     """Kubernetes custom resources (converted with every file's identities) and CloudFormation
     beside native files: issues keep naming the original objects, and the model is the same."""
-    from tests.public_examples import YELB, substituted
+    from tests.appmesh_inputs import CASES, CFN, REVIEWS_MESH, substituted
 
-    router = substituted("05-eks-getting-started-router-v1-v2-retry.yaml")
-    cfn = substituted("07-howto-grpc-ingress-gateway-cfn.yaml")
+    mesh = substituted(REVIEWS_MESH)
+    router = substituted(CASES["05"][0])
+    cfn = substituted(CFN)
     native = yaml.safe_dump_all([
-        {"kind": "VirtualService", "mesh": "yelb", "name": "extra.yelb.local",
-         "spec": {"provider": {"virtualNode": {"virtualNodeName": "yelb-appserver-virtual-node"}}}},
-        {"kind": "VirtualNode", "mesh": "yelb", "name": "caller", "spec": {
-            "backends": [{"virtualService": {"virtualServiceName": "extra.yelb.local"}}]}},
+        {"kind": "VirtualService", "mesh": "reviews", "name": "extra.reviews.local",
+         "spec": {"provider": {"virtualNode": {"virtualNodeName": "reviews-api-stable"}}}},
+        {"kind": "VirtualNode", "mesh": "reviews", "name": "caller", "spec": {
+            "backends": [{"virtualService": {"virtualServiceName": "extra.reviews.local"}}]}},
     ], sort_keys=False)
     variants = {
-        "mesh.yaml": [YELB, YELB.replace("awsName: yelb-appserver-virtual-node", "awsName: appserver-v1"), None],
-        "router.yaml": [router, router.replace("weight: 50", "weight: 150", 1), None],
-        "cfn.yaml": [cfn, cfn.replace("Port: 8080", "Port: 8081", 1), cfn + "\n  broken: [\n", None],
-        "native.yaml": [native, native.replace("extra.yelb.local", "extra2.yelb.local", 1), native + "---\n" + native, None],
+        "mesh.yaml": [mesh, mesh.replace("awsName: reviews-api-stable", "awsName: reviews-api-v1"), None],
+        "router.yaml": [router, router.replace("weight: 90", "weight: 190", 1), None],
+        "cfn.yaml": [cfn, cfn.replace("Default: 50051", "Default: 50052", 1), cfn + "\n  broken: [\n", None],
+        "native.yaml": [native, native.replace("extra.reviews.local", "extra2.reviews.local", 1), native + "---\n" + native, None],
     }
     rng = random.Random(5)
     cache = ParseCache()

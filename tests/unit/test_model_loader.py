@@ -262,23 +262,26 @@ spec: {instances: []}
     assert model.cloud_map[("other", "lonely")].spec.instances == ()
 
 
-def test_cloudformation_example_specs_are_accepted():
-    """Example 07 is CloudFormation, i.e. the App Mesh API shape in PascalCase: its specs
-    (gateway ones included) must validate once keys are camelCased, and its mesh loads."""
+def test_cloudformation_template_specs_are_accepted():
+    """The project's CloudFormation input is the App Mesh API shape in PascalCase: its specs
+    (router, route and gateway ones included) must validate once keys are camelCased, and its
+    mesh loads."""
     import re
 
     import yaml
 
     from mesh_model.spec.shapes import SPEC_BY_KIND
 
-    from tests.paths import shared_examples_dir
+    from tests.appmesh_inputs import CFN, INPUTS
 
-    source = shared_examples_dir() / "07-howto-grpc-ingress-gateway-cfn.yaml"
+    source = INPUTS / CFN
 
     class CfnLoader(yaml.SafeLoader):
         pass
 
-    CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_scalar(node))
+    # intrinsics (!Sub, !Ref, !GetAtt) stand for their values: a name or, for !Ref GrpcPort, a port
+    CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: 50051 if node.value == "GrpcPort"
+                                    else loader.construct_scalar(node))
 
     def camel(value):
         if isinstance(value, dict):
@@ -286,22 +289,20 @@ def test_cloudformation_example_specs_are_accepted():
         return [camel(v) for v in value] if isinstance(value, list) else value
 
     template = yaml.load(source.read_text(), Loader=CfnLoader)
-    docs, kinds = ["kind: Mesh\nname: color-mesh\n"], []
+    docs, kinds = ["kind: Mesh\nname: ledger-mesh\n"], []
     for resource in template["Resources"].values():
         kind = resource["Type"].split("::")[-1]
         props = resource["Properties"]
         kinds.append(kind)
-        if kind == "Mesh":
-            continue
-        spec = camel(props["Spec"])
+        spec = camel(props.get("Spec", {}))
         SPEC_BY_KIND[kind].model_validate(spec)  # raises on any problem
-        if kind in ("VirtualNode", "VirtualService"):
-            docs.append(yaml.safe_dump({"kind": kind, "mesh": "color-mesh", "name": props[f"{kind}Name"], "spec": spec}))
-    assert sorted(kinds) == ["GatewayRoute", "Mesh", "VirtualGateway", "VirtualNode", "VirtualService"]
+        if kind == "VirtualNode":
+            docs.append(yaml.safe_dump({"kind": kind, "mesh": "ledger-mesh", "name": props[f"{kind}Name"], "spec": spec}))
+    assert sorted(kinds) == ["GatewayRoute", "Mesh", "Route", "VirtualGateway", "VirtualNode", "VirtualRouter", "VirtualService"]
     model = load_texts([("cfn.yaml", "---\n".join(docs))])
-    node = model.meshes["color-mesh"].virtual_nodes["color_server"].spec
+    node = model.meshes["ledger-mesh"].virtual_nodes["ledger-v1"].spec
     assert node.listeners[0].healthCheck.protocol == "grpc"
-    assert node.serviceDiscovery.awsCloudMap.serviceName == "color_server"
+    assert node.serviceDiscovery.awsCloudMap.serviceName == "ledger"
 
 
 def test_parse_cache_reparses_only_changed_files(tmp_path):

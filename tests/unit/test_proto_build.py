@@ -3,7 +3,7 @@ deterministic re-pack of every nested ``Any`` that ``to_proto`` used to do.
 
 Versions are content hashes and golden files are snapshots, so the new builder must give
 byte-identical protos (``SerializeToString(deterministic=True)``) for everything the compiler
-produces: every node of every golden case and every public App Mesh example, in both data
+produces: every node of every golden case and of the project's App Mesh inputs, in both data
 paths and with every tracer, is compiled, and each resource is rebuilt both ways from the
 exact dicts the compiler passed to ``to_proto`` and from its ``MessageToDict`` form (JSON
 names and proto field names). Then the constructs the compiler does not emit today, the map
@@ -25,7 +25,7 @@ from mesh_model.compiler.common import to_proto
 from mesh_model.compiler.proto_build import ProtoBuildError, ProtoBuildTypeError, build
 from mesh_model.node_id import parse_node_id
 from tests.paths import GOLDEN, golden_model
-from tests.public_examples import example_paths, prepared_examples
+from tests.appmesh_inputs import input_paths, prepared_inputs
 
 # ---------------------------------------------------------------------------- the old path
 
@@ -109,9 +109,9 @@ def _golden_cases():
 
 def _models(tmp: Path):
     yield from _golden_cases()
-    prepared = prepared_examples(tmp)
+    prepared = prepared_inputs(tmp)
     for number in sorted(prepared):
-        yield f"example-{number}", load_paths(example_paths(prepared, number)), []
+        yield f"input-{number}", load_paths(input_paths(prepared, number)), []
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def compiled(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(proto_build, "build", recording_build)
-        for name, model, case_placements in _models(tmp_path_factory.mktemp("examples")):
+        for name, model, case_placements in _models(tmp_path_factory.mktemp("inputs")):
             nodes = 0
             for mesh in model.meshes.values():
                 for kind, members in (("virtualNode", mesh.virtual_nodes), ("virtualGateway", mesh.virtual_gateways)):

@@ -6,7 +6,8 @@ import json
 
 from tests.harness.mesh import MeshRunner
 from tests.harness.traffic import http_get
-from tests.paths import GOLDEN, shared_examples_dir
+from tests.appmesh_inputs import CFN, INPUTS
+from tests.paths import GOLDEN
 
 
 def _config_dump(runner: MeshRunner, node_id: str) -> str:
@@ -14,19 +15,17 @@ def _config_dump(runner: MeshRunner, node_id: str) -> str:
 
 
 def test_serve_cloudformation_template_with_parameter_overrides(procs, tmp_path):
-    example = shared_examples_dir() / "07-howto-grpc-ingress-gateway-cfn.yaml"
-    runner = MeshRunner(procs, example, tmp_path)
-    runner.start_control_plane("--parameter-overrides", "ProjectName=howto-grpc")
-    assert "cds_ingress_howto-grpc-mesh_color_server" in _config_dump(runner, "mesh/howto-grpc-mesh/virtualNode/color_server")
+    runner = MeshRunner(procs, INPUTS / CFN, tmp_path)
+    runner.start_control_plane("--parameter-overrides", "AppName=ledger", "GrpcPort=9443")
+    assert "cds_ingress_ledger-mesh_ledger-v1_grpc_9443" in _config_dump(runner, "mesh/ledger-mesh/virtualNode/ledger-v1")
 
 
 def test_serve_without_the_parameter_refuses_to_start(procs, tmp_path):
-    example = shared_examples_dir() / "07-howto-grpc-ingress-gateway-cfn.yaml"
-    runner = MeshRunner(procs, example, tmp_path)
+    runner = MeshRunner(procs, INPUTS / CFN, tmp_path)
     try:
         runner.start_control_plane(timeout=15)
     except RuntimeError as exc:  # serve exited: an invalid model at start-up is fatal
-        assert "--parameter-overrides ProjectName=" in str(exc)
+        assert "--parameter-overrides AppName=" in str(exc)
     else:
         raise AssertionError("serve started without the stack parameter")
 

@@ -1,4 +1,9 @@
-"""The eight public App Mesh examples (``../shared/examples/appmesh``), made loadable.
+"""The eight public App Mesh examples, found and made loadable.
+
+They are copies of files from github.com/aws/aws-app-mesh-examples (MIT-0) that the repository
+does not hold: ``$MESHPLANE_APPMESH_EXAMPLES``, else ``../shared/examples/appmesh`` beside the
+clone (as CI lays it out). ``examples_dir()`` finds them or raises ``ExamplesMissing`` saying
+where to put them (the conftest turns that into a failed run, never a skip).
 
 They are templates: Kubernetes ones hold ``${VAR}`` placeholders their walkthroughs'
 ``deploy.sh`` fills in, the CloudFormation one a stack parameter without a default, and
@@ -7,12 +12,46 @@ example 05 needs the mesh and nodes of its walkthrough's other templates (abridg
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-from tests.paths import shared_examples_dir
+REPO = Path(__file__).resolve().parent.parent
+ENV_VAR = "MESHPLANE_APPMESH_EXAMPLES"
+BESIDE = REPO.parent / "shared" / "examples" / "appmesh"
+FILES = (
+    "01-howto-k8s-http2.yaml",
+    "02-howto-k8s-mtls-file-based.yaml",
+    "03-howto-k8s-ingress-gateway.yaml",
+    "04-howto-k8s-outlier-detection.yaml",
+    "05-eks-getting-started-router-v1-v2-retry.yaml",
+    "06-howto-k8s-http-ingress-v2-gatewayroutes.yaml",
+    "07-howto-grpc-ingress-gateway-cfn.yaml",
+    "08-howto-k8s-timeout-policy.yaml",
+)
+CFN = FILES[6]
 
-EXAMPLES = shared_examples_dir()
+
+class ExamplesMissing(Exception):
+    pass
+
+
+def examples_dir() -> Path:
+    """The folder holding the eight example files, or ``ExamplesMissing`` saying where to put them."""
+    override = os.environ.get(ENV_VAR)
+    folder = Path(override).expanduser() if override else BESIDE
+    where = f"${ENV_VAR}={override}" if override else f"{BESIDE} (beside the clone; or set ${ENV_VAR})"
+    how = ("`make test-examples` checks meshplane against the public App Mesh examples, which this repository does "
+           "not hold. Put the eight files (copies of github.com/aws/aws-app-mesh-examples, MIT-0; names: "
+           + ", ".join(FILES) + ") in ../shared/examples/appmesh beside the clone, or point "
+           f"{ENV_VAR} at the folder holding them.")
+    if not folder.is_dir():
+        raise ExamplesMissing(f"App Mesh examples not found: no folder {where}.\n{how}")
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        raise ExamplesMissing(f"App Mesh examples incomplete in {folder}: missing {', '.join(missing)}.\n{how}")
+    return folder
+
 
 # what the walkthroughs' deploy.sh would export before envsubst
 VARIABLES = {
@@ -70,7 +109,7 @@ spec:
 
 
 def substituted(name: str) -> str:
-    text = (EXAMPLES / name).read_text()
+    text = (examples_dir() / name).read_text()
     if name.startswith("07"):  # CloudFormation: the stack parameter gets a default instead
         return text.replace("    Description: Project name to link stacks\n",
                             "    Description: Project name to link stacks\n    Default: howto-grpc\n")
@@ -80,9 +119,9 @@ def substituted(name: str) -> str:
 def prepared_examples(folder: Path) -> dict[str, Path]:
     """Write every example, substituted, into ``folder`` (plus ``yelb-mesh.yaml`` for 05)."""
     out = {}
-    for path in sorted(EXAMPLES.glob("0*.yaml")):
-        (folder / path.name).write_text(substituted(path.name))
-        out[path.name[:2]] = folder / path.name
+    for name in FILES:
+        (folder / name).write_text(substituted(name))
+        out[name[:2]] = folder / name
     (folder / "yelb-mesh.yaml").write_text(YELB)
     return out
 

@@ -1,0 +1,46 @@
+"""``explain`` agrees with a real Envoy on public example 03 (howto-k8s ingress gateway: header
+and path routers behind two gateway routes), loaded from its Kubernetes manifests. The same
+check on the project's own gateway input is tests/explain/test_explain_envoy.py."""
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+
+import pytest
+
+from examples_check.public_examples import example_paths
+from mesh_model import load_paths
+from mesh_model.explain import explain, http_request
+from tests.explain.live import ID_HEADER, model_documents, start_live_mesh
+from tests.explain.test_explain_envoy import Observed
+from tests.harness.traffic import http_request as send
+
+pytestmark = pytest.mark.usefixtures("envoy_binary")
+
+
+def test_public_example_gateway_agrees_with_envoy(examples, procs, addresses, tmp_path):
+    model = load_paths(example_paths(examples, "03"))
+    mesh = next(iter(model.meshes.values()))
+    gateway = next(iter(mesh.virtual_gateways.values()))
+    port = gateway.spec.listeners[0].portMapping.port
+    live = start_live_mesh(model_documents(model), f"mesh/{mesh.name}/virtualGateway/{gateway.name}", procs, addresses, tmp_path)
+    rng = random.Random(3)
+    obs = Observed()
+    try:
+        for _ in range(150):
+            path = rng.choice(["/headers", "/headers/x", "/paths", "/paths/blue", "/paths/green/1", "/paths/red", "/paths/yellow",
+                               "/paths/white", "/pathsblue", "/other", "/", "/headers/../paths/red"])
+            headers = {"color_header": rng.choice(["blue", "Blue", "xgreenx", "green", "red", "redder", "yellow", ""])} if rng.random() < 0.7 else {}
+            host = rng.choice(["gw.example.com", f"gw.example.com:{port}"])
+            request_id = uuid.uuid4().hex
+            ex = explain(live.resources, http_request(f"http://{host}{path}", headers=headers, port=port), node=live.node, model=live.model)
+            response = send("GET", f"http://{live.placement.ingress_address}:{port}{path}", host_header=host,
+                            headers={**headers, ID_HEADER: request_id}, timeout=10)
+            obs.record(request_id, ex, response.headers.get("x-app") if response.status == 200 else str(response.status))
+        problems = obs.check(live)
+        assert not problems, f"{len(problems)} of {len(obs.sent)} requests disagree:\n" + "\n".join(problems[:30])
+        routes = Counter(ex.route for _, ex, _ in obs.sent if ex.outcome == "routed")
+        assert {"color-route-blue", "color-route-green", "color-route-red", "color-route-white", "color-route-yellow"} <= set(routes), routes
+    finally:
+        live.stop()

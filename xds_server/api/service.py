@@ -109,6 +109,7 @@ class ApiService:
         self._mesh_locks = tuple(threading.Lock() for _ in range(MESH_LOCK_STRIPES))
         self._revision = -1
         self._index: dict[ResourceKey, StoredResource] = {}
+        self._by_mesh: dict[str, dict[ResourceKey, StoredResource]] = {}  # the same, by mesh ("": Cloud Map)
 
     # ------------------------------------------------------------------ entry point
     def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
@@ -165,23 +166,39 @@ class ApiService:
     def index(self) -> tuple[int, dict[ResourceKey, StoredResource]]:
         """The store's resources by key, kept current with ``changes_since`` (a copy)."""
         with self._lock:
-            revision = self.store.revision()
-            if revision != self._revision:
-                try:
-                    if self._revision < 0:
-                        raise RevisionGone()
-                    changes = self.store.changes_since(self._revision)
-                    for key, res in changes.changed:
-                        if res is None:
-                            self._index.pop(key, None)
-                        else:
-                            self._index[key] = res
-                    self._revision = changes.revision
-                except RevisionGone:
-                    snap = self.store.read_all()
-                    self._index = {r.key: r for r in snap.resources}
-                    self._revision = snap.revision
+            self._catch_up()
             return self._revision, dict(self._index)
+
+    def mesh_index(self, mesh: str) -> tuple[int, dict[ResourceKey, StoredResource]]:
+        """What a write to ``mesh`` reads: that mesh's resources and the Cloud Map stand-ins (a
+        copy), at one revision; its cost follows the mesh, not the store."""
+        with self._lock:
+            self._catch_up()
+            return self._revision, {**self._by_mesh.get(mesh, {}), **self._by_mesh.get("", {})}
+
+    def _catch_up(self) -> None:
+        revision = self.store.revision()
+        if revision == self._revision:
+            return
+        try:
+            if self._revision < 0:
+                raise RevisionGone()
+            changes = self.store.changes_since(self._revision)
+            for key, res in changes.changed:
+                if res is None:
+                    self._index.pop(key, None)
+                    self._by_mesh.get(key.mesh, {}).pop(key, None)
+                else:
+                    self._index[key] = res
+                    self._by_mesh.setdefault(key.mesh, {})[key] = res
+            self._revision = changes.revision
+        except RevisionGone:
+            snap = self.store.read_all()
+            self._index = {r.key: r for r in snap.resources}
+            self._by_mesh = {}
+            for r in snap.resources:
+                self._by_mesh.setdefault(r.key.mesh, {})[r.key] = r
+            self._revision = snap.revision
 
     def _get(self, key: ResourceKey, params: dict, index: dict | None = None) -> StoredResource:
         index = self.index()[1] if index is None else index
@@ -227,7 +244,7 @@ class ApiService:
         read_scope = None if key.kind == "Mesh" and op.verb == "Create" else (key.mesh, "")
         with self._mesh_lock(key.mesh):
             for _ in range(WRITE_ATTEMPTS):
-                revision, index = self.index()
+                revision, index = self.index() if read_scope is None else self.mesh_index(key.mesh)
                 if token:  # read after the index: a retry whose first try committed meanwhile (here or on
                     # another replica, in the same transaction as its resource) gets the first answer
                     record = self.store.get_idempotency(scope, token)

@@ -30,7 +30,8 @@ def named_paths(text: str) -> set[str]:
 
 
 def _ignored(path: str) -> bool:
-    return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO).returncode == 0
+    return any(subprocess.run(["git", "check-ignore", "-q", "--no-index", candidate], cwd=REPO).returncode == 0
+               for candidate in (path, path + "/"))
 
 
 def test_every_repository_path_in_the_docs_exists():

@@ -15,20 +15,36 @@ Answer: ``{"revision": N, "dryRun": bool, "changes": [{"action": "create"|"updat
 from __future__ import annotations
 
 import json
-import uuid
-from typing import TYPE_CHECKING, Mapping
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from xds_server.api.errors import ApiError, bad_request, conflict, forbidden
 from xds_server.api.resources import check_new_name, key_of_native, native
+from xds_server.api.transaction import Planned, new_metadata, optimistic_write, would_be
 from xds_server.api.validation import describe, issues_of
-from xds_server.store.base import KINDS, Delete, Put, RevisionConflict, StoredResource, VersionConflict
+from xds_server.store.base import KINDS, Delete, Put, StoredResource
 
 if TYPE_CHECKING:  # pragma: no cover
     from xds_server.api.auth import Caller
-    from xds_server.api.service import ApiService
+    from xds_server.api.rights import Rights
+    from xds_server.store.base import ResourceKey, Store
 
 
-def handle(service: "ApiService", caller: "Caller", method: str, sub: str, query: str, headers: Mapping[str, str],
+class ModelService(Protocol):
+    """What the whole-model endpoints need of the API (``ApiService`` is one; this module does not
+    import it, so the API's modules import each other in one direction only)."""
+
+    store: "Store"
+    auth: Any
+    rights: "Rights"
+    read_only: str | None
+    clock: Callable[[], float]
+    apply_lock: threading.Lock
+
+    def index(self) -> tuple[int, dict["ResourceKey", StoredResource]]: ...
+
+
+def handle(service: ModelService, caller: "Caller", method: str, sub: str, query: str, headers: Mapping[str, str],
            body: bytes) -> dict:
     if sub == "model" and method == "GET":
         revision, index = service.index()
@@ -72,7 +88,7 @@ def _document_problem(doc) -> str | None:
     return None
 
 
-def apply(service: "ApiService", caller: "Caller", documents: list, *, prune: bool, dry_run: bool,
+def apply(service: ModelService, caller: "Caller", documents: list, *, prune: bool, dry_run: bool,
           expected_revision: int | None) -> dict:
     """Each create/update/delete is allowed exactly when the equivalent App Mesh operation by
     ``caller`` would be (``service.rights``); ``prune`` deletes only what the caller could
@@ -96,60 +112,47 @@ def apply(service: "ApiService", caller: "Caller", documents: list, *, prune: bo
             service.auth.authorize(caller, "Apply", key.mesh, True)
     if service.read_only and not dry_run:
         raise forbidden(service.read_only)
-    with service._write_lock:
-        for _ in range(8):
-            revision, index = service.index()
-            if expected_revision is not None and expected_revision != revision:
-                raise conflict(f"the store is at revision {revision}, not {expected_revision}; export again and retry")
-            now = service.clock()
-            ops, changes = [], []
-            owners = {k.mesh: r.metadata.get("meshOwner", caller.account) for k, r in index.items() if k.kind == "Mesh"}
-            for key, spec in sorted(wanted.items()):
-                current = index.get(key)
-                if current is None:
-                    check_new_name(key)
-                    rights.check_write(caller, "Apply", "Create", key, None, index)
-                    owner = caller.account if key.kind == "Mesh" else owners.get(key.mesh, caller.account)
-                    res = StoredResource(key, spec, 1, {"uid": str(uuid.uuid4()), "createdAt": now, "lastUpdatedAt": now,
-                                                        "meshOwner": owner, "resourceOwner": caller.account})
-                    ops.append(Put(res, expected_version=0))
-                    changes.append({"action": "create", "resource": str(key)})
-                elif current.spec != spec:
-                    rights.check_write(caller, "Apply", "Update", key, current, index)
-                    res = StoredResource(key, spec, current.version + 1, {**current.metadata, "lastUpdatedAt": now}, current.tags)
-                    ops.append(Put(res, expected_version=current.version))
-                    changes.append({"action": "update", "resource": str(key)})
-                else:  # unchanged: the caller must at least be able to read it (or it learns it exists)
-                    rights.check_read(caller, "Apply", key, index)
-            if prune:
-                for key, current in sorted(index.items()):
-                    if key not in wanted and rights.may_write(caller, "Delete", key, current, index):
-                        ops.append(Delete(key, expected_version=current.version))
-                        changes.append({"action": "delete", "resource": str(key)})
-            after = dict(index)
-            for op in ops:
-                if isinstance(op, Put):
-                    after[op.key] = op.resource
-                else:
-                    after.pop(op.key, None)
-            checked = _meshes_to_check(ops)
-            issues = issues_of(after.values(), checked)
-            if issues:
-                raise bad_request([describe(i) for i in issues])
-            if dry_run or not ops:
-                return {"revision": revision, "dryRun": dry_run, "changes": changes}
-            try:
-                # what was read: the checked meshes (and the Cloud Map stand-ins); with prune, everything
-                scope = None if prune or checked is None else checked | {""}
-                new_revision = service.store.commit(ops, expected_revision=revision, expected_scope=scope)
-            except RevisionConflict:
-                if expected_revision is not None:
-                    raise conflict("the store changed while applying; export again and retry") from None
-                continue
-            except VersionConflict as exc:
-                raise conflict(str(exc)) from None
-            return {"revision": new_revision, "dryRun": False, "changes": changes}
-    raise ApiError("TooManyRequestsException", "the store is changing too fast; retry the apply")
+    def plan(revision: int, index: dict) -> Planned:
+        if expected_revision is not None and expected_revision != revision:
+            raise conflict(f"the store is at revision {revision}, not {expected_revision}; export again and retry")
+        now = service.clock()
+        ops, changes = [], []
+        owners = {k.mesh: r.metadata.get("meshOwner", caller.account) for k, r in index.items() if k.kind == "Mesh"}
+        for key, spec in sorted(wanted.items()):
+            current = index.get(key)
+            if current is None:
+                check_new_name(key)
+                rights.check_write(caller, "Apply", "Create", key, None, index)
+                owner = caller.account if key.kind == "Mesh" else owners.get(key.mesh, caller.account)
+                ops.append(Put(StoredResource(key, spec, 1, new_metadata(now, owner, caller.account)), expected_version=0))
+                changes.append({"action": "create", "resource": str(key)})
+            elif current.spec != spec:
+                rights.check_write(caller, "Apply", "Update", key, current, index)
+                res = StoredResource(key, spec, current.version + 1, {**current.metadata, "lastUpdatedAt": now}, current.tags)
+                ops.append(Put(res, expected_version=current.version))
+                changes.append({"action": "update", "resource": str(key)})
+            else:  # unchanged: the caller must at least be able to read it (or it learns it exists)
+                rights.check_read(caller, "Apply", key, index)
+        if prune:
+            for key, current in sorted(index.items()):
+                if key not in wanted and rights.may_write(caller, "Delete", key, current, index):
+                    ops.append(Delete(key, expected_version=current.version))
+                    changes.append({"action": "delete", "resource": str(key)})
+        checked = _meshes_to_check(ops)
+        issues = issues_of(would_be(index, ops).values(), checked)
+        if issues:
+            raise bad_request([describe(i) for i in issues])
+        # what was read: the checked meshes (and the Cloud Map stand-ins); with prune, everything
+        scope = None if prune or checked is None else checked | {""}
+        return Planned(ops, changes, scope, commit=not dry_run)
+
+    def moved() -> None:
+        if expected_revision is not None:
+            raise conflict("the store changed while applying; export again and retry")
+
+    with service.apply_lock:
+        changes, revision = optimistic_write(service.store, service.index, plan, on_moved=moved)
+    return {"revision": revision, "dryRun": dry_run, "changes": changes}
 
 
 def _meshes_to_check(ops: list) -> set[str] | None:

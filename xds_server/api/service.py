@@ -51,6 +51,7 @@ from typing import Mapping
 
 from xds_server.api import batch, sharing_auth
 from xds_server.api.rights import Rights
+from xds_server.api.transaction import Planned, new_metadata, optimistic_write, would_be
 from xds_server.api.auth import Anonymous, Authenticator, Caller, Request
 from xds_server.api.errors import ApiError, bad_request, conflict, error_response, forbidden, in_use, not_found
 from xds_server.api.operations import Operation, match
@@ -59,8 +60,7 @@ from xds_server.api.parsing import MAX_BODY_BYTES, parse
 from xds_server.api.resources import KINDS, check_new_name, data, key_of, parent_key, parse_arn, ref
 from xds_server.api.validation import describe, issues_of
 from xds_server.store.base import (
-    Delete, DuplicateToken, IdempotencyRecord, Put, ResourceKey, RevisionConflict, RevisionGone, Store, StoredResource,
-    StoreError, StoreUnavailable, VersionConflict,
+    Delete, IdempotencyRecord, Put, ResourceKey, RevisionGone, Store, StoredResource, StoreError, StoreUnavailable,
 )
 
 log = logging.getLogger("meshplane.api")
@@ -68,7 +68,6 @@ log = logging.getLogger("meshplane.api")
 PREFIX = "/v20190125/"
 MESHPLANE_PREFIX = "/meshplane/v1/"
 MAX_TAGS = 50
-WRITE_ATTEMPTS = 8
 MESH_LOCK_STRIPES = 64
 
 
@@ -103,7 +102,7 @@ class ApiService:
         self.read_only = read_only  # why writes are refused (file mode), or None
         self.clock = clock
         self._lock = threading.Lock()  # the cached index
-        self._write_lock = threading.Lock()  # whole-model writes (apply) one at a time in this process
+        self.apply_lock = threading.Lock()  # whole-model writes (apply) one at a time in this process
         # App Mesh writes: one writer per mesh at a time (striped: a bounded set of locks, whatever
         # mesh names callers send; two meshes sharing a stripe only wait for each other)
         self._mesh_locks = tuple(threading.Lock() for _ in range(MESH_LOCK_STRIPES))
@@ -242,26 +241,22 @@ class ApiService:
         # scope ""), so it waits for, and conflicts with, writers of that mesh alone; creating a
         # mesh also counts the account's meshes, so it conflicts with any change.
         read_scope = None if key.kind == "Mesh" and op.verb == "Create" else (key.mesh, "")
+        def read():
+            return self.index() if read_scope is None else self.mesh_index(key.mesh)
+
+        def plan(revision: int, index: dict) -> Planned:
+            if token:  # read after the index: a retry whose first try committed meanwhile (here or on
+                # another replica, in the same transaction as its resource) gets the first answer
+                first = self.store.get_idempotency(scope, token)
+                if first is not None:
+                    return Planned([], _replay(first, digest), commit=False)
+            ops, answer = self._plan(caller, op, key, params, index, if_match)
+            record = IdempotencyRecord(scope, token, digest, answer, self.clock()) if token else None
+            return Planned(ops, answer, read_scope, idempotency=record)
+
         with self._mesh_lock(key.mesh):
-            for _ in range(WRITE_ATTEMPTS):
-                revision, index = self.index() if read_scope is None else self.mesh_index(key.mesh)
-                if token:  # read after the index: a retry whose first try committed meanwhile (here or on
-                    # another replica, in the same transaction as its resource) gets the first answer
-                    record = self.store.get_idempotency(scope, token)
-                    if record is not None:
-                        return _replay(record, digest)
-                ops, answer = self._plan(caller, op, key, params, index, if_match)
-                record = IdempotencyRecord(scope, token, digest, answer, self.clock()) if token else None
-                try:
-                    self.store.commit(ops, expected_revision=revision, idempotency=record, expected_scope=read_scope)
-                except RevisionConflict:
-                    continue  # another process wrote: re-read, re-check
-                except VersionConflict as exc:
-                    raise conflict(f"{_label(exc.key)} was changed concurrently ({exc}); read it again and retry") from None
-                except DuplicateToken as exc:
-                    return _replay(exc.record, digest)
-                return answer
-        raise ApiError("TooManyRequestsException", "the store is changing too fast; retry the request")
+            answer, _ = optimistic_write(self.store, read, plan, on_duplicate=lambda first: _replay(first, digest))
+            return answer
 
     def _mesh_lock(self, mesh: str) -> threading.Lock:
         return self._mesh_locks[hash(mesh) % len(self._mesh_locks)]
@@ -284,10 +279,8 @@ class ApiService:
                 raise not_found(f"{_label(parent_key_mesh(key))} not found (mesh owner {owner})")
             tags = _tags(params.get("tags") or [])
             sharing_auth.check_tags(key.kind, mesh_owner, tags)
-            new = StoredResource(key, params.get("spec") or {}, 1, {
-                "uid": str(uuid.uuid4()), "createdAt": now, "lastUpdatedAt": now,
-                "meshOwner": mesh_owner, "resourceOwner": caller.account,
-            }, tuple(sorted(tags.items())))
+            new = StoredResource(key, params.get("spec") or {}, 1, new_metadata(now, mesh_owner, caller.account),
+                                 tuple(sorted(tags.items())))
             self._check_limits(caller, key, index)
             ops = [Put(new, expected_version=0)]
             self._validate(index, ops, key, deleting=False)
@@ -325,13 +318,7 @@ class ApiService:
         return [Put(new, expected_version=current.version)], {}
 
     def _validate(self, index: dict, ops: list, key: ResourceKey, *, deleting: bool) -> None:
-        after = dict(index)
-        for o in ops:
-            if isinstance(o, Put):
-                after[o.key] = o.resource
-            else:
-                after.pop(o.key, None)
-        problems = issues_of(after.values(), {key.mesh})
+        problems = issues_of(would_be(index, ops).values(), {key.mesh})
         if not problems:
             return
         messages = [describe(i) for i in problems]

@@ -28,12 +28,12 @@ import logging
 import threading
 import time
 from typing import Any, Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from xds_server.store.base import (
     Changes, Delete, DuplicateToken, IdempotencyRecord, Op, Put, ResourceKey, RevisionConflict, RevisionGone, Snapshot,
     Store, StoredResource, StoreError, StoreUnavailable, Subscribers, VersionConflict, sorted_tags,
 )
+from xds_server.store.redact import redact_url, scrub
 from xds_server.store.rows import dump, key_columns, record_from_row, resource_from_row
 
 log = logging.getLogger("meshplane.store")
@@ -65,16 +65,9 @@ _KEY_WHERE = "kind = %s AND mesh = %s AND parent = %s AND name = %s"
 
 
 def redact(url: str) -> str:
-    """The URL without its password (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<postgresql url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[-1]}"))
+    """The URL without its secrets (for messages, logs and ``/status``): ``user:***@``,
+    ``?password=***``, ``sslpassword``... (``xds_server.store.redact``)."""
+    return redact_url(url)
 
 
 class PostgresStore(Store):
@@ -140,7 +133,7 @@ class PostgresStore(Store):
                 pass
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = scrub(str(exc).strip().splitlines()[0], self.url) if str(exc).strip() else type(exc).__name__
         self._set_available(False, message)
         return StoreUnavailable(f"store unavailable: PostgreSQL at {self._where} cannot be reached ({message}); "
                                 "serving the last model read, writes are refused until it is back")
@@ -158,7 +151,7 @@ class PostgresStore(Store):
         if lost:
             self._close_conn()
             return self._unavailable(exc)
-        return StoreError(f"PostgreSQL at {self._where}: {type(exc).__name__}: {exc}")
+        return StoreError(f"PostgreSQL at {self._where}: {type(exc).__name__}: {scrub(str(exc), self.url)}")
 
     def _set_available(self, available: bool, error: str = "") -> None:
         was = self._available

@@ -23,6 +23,7 @@ from xds_server.store.base import (
     Changes, Delete, DuplicateToken, IdempotencyRecord, Op, Put, ResourceKey, RevisionConflict, Snapshot, Store,
     StoredResource, StoreUnavailable, Subscribers, VersionConflict, sorted_tags,
 )
+from xds_server.store.redact import redact_url
 from xds_server.store.rows import dump, key_columns, record_from_row, resource_from_row
 
 _SCHEMA = """
@@ -53,10 +54,10 @@ def path_from_url(url: str) -> str:
     """``sqlite:///abs/path.db`` -> ``/abs/path.db``; ``sqlite:///rel.db`` is treated as given."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
-        raise ValueError(f"not a sqlite URL: {url!r}")
+        raise ValueError(f"not a sqlite URL: {redact_url(url)!r}")
     path = unquote(parts.netloc + parts.path)
     if not path or path == "/":
-        raise ValueError(f"sqlite URL without a file path: {url!r} (use sqlite:///path/meshplane.db)")
+        raise ValueError(f"sqlite URL without a file path: {redact_url(url)!r} (use sqlite:///path/meshplane.db)")
     return path
 
 
@@ -209,6 +210,12 @@ class SqliteStore(Store):
         return new
 
     # -- notification
+    def status(self) -> dict:
+        """The store's state for the status endpoints, its URL without secrets."""
+        state = super().status()
+        state["url"] = redact_url(self.url)
+        return state
+
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
         unsubscribe = self._subscribers.add(callback)
         with self._lock:

@@ -34,6 +34,7 @@ from xds_server.store.base import (
     Store, StoredResource, StoreError, StoreUnavailable, Subscribers, VersionConflict, sorted_tags,
 )
 from xds_server.store.redact import redact_url, scrub
+from xds_server.store.text import storable_text
 from xds_server.store.rows import dump, key_columns, record_from_row, resource_from_row
 
 log = logging.getLogger("meshplane.store")
@@ -248,7 +249,7 @@ class PostgresStore(Store):
     def get_idempotency(self, scope: str, token: str) -> IdempotencyRecord | None:
         row = self._run(lambda conn: conn.execute(
             "SELECT scope, token, digest, response, created_at FROM meshplane_idempotency "
-            "WHERE scope = %s AND token = %s", (scope, token)).fetchone(), retry=True)
+            "WHERE scope = %s AND token = %s", (storable_text(scope), storable_text(token))).fetchone(), retry=True)
         return record_from_row(row) if row else None
 
     # ------------------------------------------------------------------ writes
@@ -410,7 +411,8 @@ def _commit(conn, ops: Sequence[Op], expected_revision: int | None, idempotency:
         if idempotency is not None:
             row = conn.execute(
                 "SELECT scope, token, digest, response, created_at FROM meshplane_idempotency "
-                "WHERE scope = %s AND token = %s", (idempotency.scope, idempotency.token)).fetchone()
+                "WHERE scope = %s AND token = %s",
+                (storable_text(idempotency.scope), storable_text(idempotency.token))).fetchone()
             if row:
                 raise DuplicateToken(record_from_row(row))
         new = revision + 1
@@ -444,7 +446,8 @@ def _commit(conn, ops: Sequence[Op], expected_revision: int | None, idempotency:
             conn.execute(
                 "INSERT INTO meshplane_idempotency (scope, token, digest, response, created_at) "
                 "VALUES (%s, %s, %s, %s, %s)",
-                (idempotency.scope, idempotency.token, idempotency.digest, dump(idempotency.response),
+                (storable_text(idempotency.scope), storable_text(idempotency.token), idempotency.digest,
+                 dump(idempotency.response),
                  idempotency.created_at or time.time()),
             )
         conn.execute("UPDATE meshplane_meta SET v = %s WHERE k = 'revision'", (new,))

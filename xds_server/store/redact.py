@@ -79,3 +79,4 @@ def scrub(text: str, url: str) -> str:
     if url and url in text:
         text = text.replace(url, redact_url(url))
     return _CONNINFO_SECRET.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+

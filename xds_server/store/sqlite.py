@@ -24,6 +24,7 @@ from xds_server.store.base import (
     StoredResource, StoreUnavailable, Subscribers, VersionConflict, sorted_tags,
 )
 from xds_server.store.redact import redact_url
+from xds_server.store.text import storable_text
 from xds_server.store.rows import dump, key_columns, record_from_row, resource_from_row
 
 _SCHEMA = """
@@ -137,7 +138,7 @@ class SqliteStore(Store):
         with self._lock:
             row = self._db.execute(
                 "SELECT scope, token, digest, response, created_at FROM idempotency WHERE scope = ? AND token = ?",
-                (scope, token),
+                (storable_text(scope), storable_text(token)),
             ).fetchone()
         return record_from_row(row) if row else None
 
@@ -162,7 +163,7 @@ class SqliteStore(Store):
                 if idempotency is not None:
                     row = db.execute(
                         "SELECT scope, token, digest, response, created_at FROM idempotency WHERE scope = ? AND token = ?",
-                        (idempotency.scope, idempotency.token),
+                        (storable_text(idempotency.scope), storable_text(idempotency.token)),
                     ).fetchone()
                     if row:
                         raise DuplicateToken(record_from_row(row))
@@ -198,7 +199,7 @@ class SqliteStore(Store):
                     db.execute("DELETE FROM idempotency WHERE created_at < ?", (time.time() - IDEMPOTENCY_TTL,))
                     db.execute(
                         "INSERT INTO idempotency (scope, token, digest, response, created_at) VALUES (?, ?, ?, ?, ?)",
-                        (idempotency.scope, idempotency.token, idempotency.digest, dump(idempotency.response),
+                        (storable_text(idempotency.scope), storable_text(idempotency.token), idempotency.digest, dump(idempotency.response),
                          idempotency.created_at or time.time()),
                     )
                 db.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (new,))

@@ -232,3 +232,71 @@ def test_client_token_on_postgres_through_boto3(api):
         assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
         assert "clientToken" in info.value.response["Error"]["Message"]
     assert c.create_mesh(meshName="pg", clientToken="ok-token")["mesh"]["meshName"] == "pg"
+
+
+@pytest.fixture
+def signed_api(procs, free_port, tmp_path):
+    from tests.api.conftest import start_serve
+
+    creds = tmp_path / "credentials.yaml"
+    creds.write_text('AKFUZZ:\n  secretAccessKey: fuzz-secret\n  accountId: "111111111111"\n  meshes: {write: ["*"]}\n')
+    return start_serve(procs, free_port, tmp_path, "--store", f"sqlite:///{tmp_path}/m.db", "--api-credentials",
+                       str(creds))
+
+
+def test_signed_requests_with_hostile_values(signed_api):
+    """With --api-credentials: correctly signed boto3 calls with hostile values, and raw requests
+    with hostile signatures (garbage Authorization, dates, payload hashes)."""
+    from botocore.exceptions import BotoCoreError
+
+    rng = random.Random(SEED + 2)
+    c = client(signed_api.url, validate=False, key="AKFUZZ", secret="fuzz-secret")
+    c.create_mesh(meshName="m")
+    model = c.meta.service_model
+    for i in range(150):
+        name = rng.choice(model.operation_names)
+        shape = model.operation_model(name).input_shape
+        params = {m: _hostile(rng) for m in shape.members if m in shape.required_members or rng.random() < 0.5}
+        try:
+            getattr(c, _snake(name))(**params)
+        except ClientError as err:
+            assert err.response["ResponseMetadata"]["HTTPStatusCode"] < 500, (i, name, params, err.response)
+        except (BotoCoreError, TypeError, ValueError, AttributeError, UnicodeError, OverflowError, KeyError):
+            pass
+    bodies = [b"", b"{}", nested(DEEP), b'{"meshName": "\\ud800"}', rng.randbytes(300)]
+    for i in range(150):
+        auth = rng.choice([
+            "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA256 Credential=AKFUZZ/20200101/us-west-2/appmesh/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=00", "AWS4-HMAC-SHA256 Credential=AKFUZZ/" + "/" * 10,
+            "AWS4-HMAC-SHA256 Credential=\xff\xfe, SignedHeaders=\x00, Signature=\u00e9", "Bearer x", "x" * 5000,
+            "AWS4-HMAC-SHA256 Credential=AKFUZZ/%s/us-west-2/appmesh/aws4_request, SignedHeaders=host;x-amz-date;"
+            "x-amz-content-sha256, Signature=%s" % (time_stamp()[:8], "ab" * 32)])
+        headers = {"Authorization": auth, "X-Amz-Date": rng.choice([time_stamp(), "nope", "99999999T999999Z", ""]),
+                   "X-Amz-Content-SHA256": rng.choice(["UNSIGNED-PAYLOAD", "zz", "a" * 64, "\u00e9"])}
+        method, uri = rng.choice([("PUT", "/v20190125/meshes"), ("POST", "/meshplane/v1/apply"),
+                                  ("GET", "/v20190125/meshes"), ("GET", "/status"), ("GET", "/metrics")])
+        code, out_headers, out = send(signed_api.http, method, uri, rng.choice(bodies), headers)
+        assert code in (0, 400, 403, 404, 411, 413), (i, auth, headers, code, out[:200])
+        assert_app_mesh_4xx((code, out_headers, out), (i, auth))
+
+
+def time_stamp() -> str:
+    import time
+
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def test_sql_stores_keep_odd_client_tokens(tmp_path, postgres):
+    """The stores' own guard: a clientToken with a lone surrogate or NUL is one distinct key."""
+    from xds_server.store import IdempotencyRecord, open_store
+
+    for url in (f"sqlite:///{tmp_path}/t.db", postgres.new_database()):
+        store = open_store(url)
+        try:
+            for n, token in enumerate(("\ud800", "nul\x00token", "\x00", "plain")):
+                assert store.get_idempotency("111111111111|CreateMesh", token) is None
+                store.commit([], idempotency=IdempotencyRecord("111111111111|CreateMesh", token, f"d{n}", {"n": n}, 1.0))
+                found = store.get_idempotency("111111111111|CreateMesh", token)
+                assert found is not None and found.digest == f"d{n}" and found.response == {"n": n}, (url, token)
+        finally:
+            store.close()

@@ -84,6 +84,10 @@ GRPC_OPTIONS = [
 async def serve(config: ServeConfig) -> None:
     """Run until SIGTERM/SIGINT."""
     http_exposed = check_http_exposure(config)  # a non-loopback --http without credentials: refused
+    if config.http:  # memory of large request bodies goes back to the system once they are done
+        from xds_server.api.http_hook import keep_large_allocations_returnable
+
+        keep_large_allocations_returnable()
     credentials, authenticator = _xds_security(config)
     api_auth = api_wiring.authenticator(config) if config.http else None  # fails early on a bad credentials file
     metrics_token = load_metrics_token(config.metrics_token_file) if config.metrics_token_file else None

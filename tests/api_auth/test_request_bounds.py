@@ -211,3 +211,55 @@ def test_memory_flat_under_100_connections_announcing_16_mib(procs, free_port, t
     assert during - before < 64, (before, during, after)
     assert after - before < 32, (before, during, after)
     assert raw(server.http, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+
+
+def test_memory_returns_after_signed_16_mib_applies(procs, free_port, tmp_path):
+    """100 correctly signed 16 MiB applies at once: the bodies held at once stay within
+    --http-max-buffered (the rest: 429 unread), and the memory goes back once they are done."""
+    import threading
+
+    creds = tmp_path / "credentials.yaml"
+    creds.write_text(CREDENTIALS)
+    server = start_serve(procs, free_port, tmp_path, "--store", f"sqlite:///{tmp_path}/m.db", "--api-credentials",
+                         str(creds), "--http-max-connections-per-client", "1000", "--http-max-connections", "1000")
+    pid, http = server.extra["proc"].pid, server.http
+    url = f"http://{http}/meshplane/v1/apply"
+    body = json.dumps({"documents": [], "dryRun": True, "padding": "x" * (16 * MiB - 100)}).encode()
+    head = head_of("POST", "/meshplane/v1/apply", http, signed_headers(url, body, declare=True), len(body)).encode()
+    time.sleep(1)
+    before = rss_mib(pid)
+    peak, stop = [before], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_mib(pid))
+            time.sleep(0.05)
+
+    async def one():
+        host, _, port = http.rpartition(":")
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(head)
+            writer.write(body)
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), 60)
+            writer.close()
+            return line.split()[1].decode() if line else "closed"
+        except OSError:
+            return "closed"  # answered (429) and closed while the body was still being sent
+
+    async def all_of_them():
+        return await asyncio.gather(*[one() for _ in range(100)])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    answers = asyncio.run(all_of_them())
+    stop.set()
+    sampler.join()
+    time.sleep(3)
+    after = rss_mib(pid)
+    print(f"\nRSS of the server, 100 signed 16 MiB applies: before {before:.0f} MiB, peak {peak[0]:.0f} MiB, "
+          f"after {after:.0f} MiB; answers {sorted(set(answers))}, {answers.count('200')} x 200")
+    assert answers.count("200") >= 1  # the rest: 429 while the 64 MiB default budget is taken
+    assert peak[0] - before < 400, (before, peak, after)
+    assert after - before < 40, (before, peak, after)

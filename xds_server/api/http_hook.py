@@ -192,15 +192,33 @@ async def _read_body(reader: asyncio.StreamReader, length: int, declared: str | 
 _LIBC: Any = None
 
 
-def _release_memory() -> None:
-    """After a large body: give freed heap back to the system (glibc keeps large freed blocks
-    otherwise, and the process stays at its peak)."""
+def _libc() -> Any:
     global _LIBC
     if _LIBC is None:
         try:
             _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
+            _LIBC.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        except (OSError, AttributeError):  # not glibc
             _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
+    return _LIBC
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def keep_large_allocations_returnable(threshold: int = 4 * 1024 * 1024) -> bool:
+    """Make glibc serve allocations of ``threshold`` bytes and more (request bodies, their
+    JSON text) by ``mmap``, so that freeing them returns the memory at once. By default glibc
+    raises that threshold to the size of the largest block freed so far (up to 32 MiB): after
+    one large request, later ones come from the heap and the process stays at its peak (issue
+    17: ~2 GB after 100 connections). ``serve`` calls it once at start; False if not glibc."""
+    libc = _libc()
+    return bool(libc) and bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+
+
+def _release_memory() -> None:
+    """After a large body: give the freed heap back to the system (what ``mmap`` did not take)."""
+    libc = _libc()
+    if libc:
+        libc.malloc_trim(0)

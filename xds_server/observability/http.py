@@ -196,10 +196,10 @@ async def start_http(
                                                      "(Authorization: Bearer TOKEN)", 403)
         authenticate(method, path, query, headers, peer)
 
-    def visibility(caller) -> tuple[set[str] | None, bool]:
-        """(the meshes ``caller`` may read, whether that is every mesh); (None, True) for no caller."""
+    def readable(caller) -> tuple[set[str], set[str]] | None:
+        """(the meshes ``caller`` may read, every mesh of the store); None for no caller (all)."""
         if caller is None:
-            return None, True
+            return None
         meshes = {}
         if api is not None:
             _, index = api.index()
@@ -209,25 +209,36 @@ async def start_http(
             from xds_server.api import sharing_auth
         visible = {name for name, r in meshes.items()
                    if caller.may(name, False) and (not accounts or sharing_auth.visible(caller, r))}
-        in_model = set((extra() if extra is not None else {}).get("meshes") or [])
-        return visible, visible >= set(meshes) | in_model
+        return visible, set(meshes)
 
-    def route(method: str, path: str, query: str, headers: Mapping[str, str], peer: str | None
-              ) -> tuple[int, str, bytes] | tuple[int, dict, bytes, bool]:
+    def check_access(method: str, path: str, query: str, headers: Mapping[str, str], peer: str | None):
+        """Off the event loop (signatures, the store's index): None for an open endpoint, an
+        error answer, or ``("meshes", readable(caller))``."""
         from xds_server.api.errors import ApiError, error_response
 
         try:
             if path in ("/status", "/config_dump"):
-                caller = authenticate(method, path, query, headers, peer)
-                visible, see_all = visibility(caller)
-                if path == "/status":
-                    return _status(visible, see_all)
-                return _config_dump(query, visible)
+                return "meshes", readable(authenticate(method, path, query, headers, peer))
             if path == "/metrics":
                 metrics_allowed(method, path, query, headers, peer)
         except ApiError as err:
             status_code, err_headers, body = error_response(err)
-            return status_code, err_headers, body, True
+            return "refused", (status_code, err_headers, body)
+        return None
+
+    def route(method: str, path: str, query: str, access) -> tuple:
+        """On the event loop (the registry and the metrics are the loop's): the answer."""
+        if access is not None and access[0] == "refused":
+            return access[1]
+        if path in ("/status", "/config_dump"):
+            found = access[1] if access is not None else None
+            if found is None:
+                visible, see_all = None, True
+            else:
+                visible, every = found
+                in_model = set((extra() if extra is not None else {}).get("meshes") or [])
+                see_all = visible >= every | in_model
+            return _status(visible, see_all) if path == "/status" else _config_dump(query, visible)
         return open_route(path, query)
 
     def _status(visible: set[str] | None, see_all: bool) -> tuple[int, str, bytes]:
@@ -307,7 +318,7 @@ async def start_http(
                                                apply_max_body=limits.apply_max_body, budget=budget))
                 await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
                 return
-            code, ctype, body, head_only = await _serve_one(head, route, client)
+            code, ctype, body, head_only = await _serve_one(head, route, check_access, client)
             reason = _REASONS.get(code, "")
             if isinstance(ctype, dict):  # an App Mesh error answer (its own headers)
                 extra_headers = "".join(f"{k}: {v}\r\n" for k, v in ctype.items())
@@ -383,7 +394,7 @@ def _mesh_of(node_id: str) -> str | None:
         return None
 
 
-async def _serve_one(head: bytes, route, client: str | None) -> tuple[int, Any, bytes, bool]:
+async def _serve_one(head: bytes, route, check, client: str | None) -> tuple[int, Any, bytes, bool]:
     request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = request_line.split()
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
@@ -396,10 +407,10 @@ async def _serve_one(head: bytes, route, client: str | None) -> tuple[int, Any, 
 
     headers = parse_head(head)[3]
     try:
-        if path in ("/healthz", "/readyz") or path not in ("/status", "/config_dump", "/metrics"):
-            answer = route(method, path, query, headers, client)
-        else:  # signature checks and the store's index: off the event loop
-            answer = await asyncio.to_thread(route, method, path, query, headers, client)
+        access = None
+        if path in ("/status", "/config_dump", "/metrics"):  # signatures and the store's index: off the loop
+            access = await asyncio.to_thread(check, method, path, query, headers, client)
+        answer = route(method, path, query, access)
     except Exception:  # a broken extra() must not kill the endpoint
         LOG.exception("status handler failed for %s", path)
         answer = 500, "text/plain; charset=utf-8", b"internal error\n"

@@ -76,7 +76,7 @@ def signed_server(procs, free_port, tmp_path):
     creds = tmp_path / "credentials.yaml"
     creds.write_text(CREDENTIALS)
     return start_serve(procs, free_port, tmp_path, "--store", f"sqlite:///{tmp_path}/m.db", "--api-credentials",
-                       str(creds), "--http-max-connections-per-client", "8", "--http-max-connections", "12")
+                       str(creds))
 
 
 def test_body_limits_are_checked_before_reading(signed_server):
@@ -125,7 +125,12 @@ def test_large_apply_needs_a_declared_payload_hash(signed_server, monkeypatch):
     assert call(f"http://{http}", "POST", "/meshplane/v1/apply", json.loads(body))["dryRun"] is True
 
 
-def test_connections_capped_per_client_and_in_total(signed_server):
+def test_connections_capped_per_client_and_in_total(procs, free_port, tmp_path):
+    creds = tmp_path / "credentials.yaml"
+    creds.write_text(CREDENTIALS)
+    signed_server = start_serve(procs, free_port, tmp_path, "--store", f"sqlite:///{tmp_path}/m.db",
+                                "--api-credentials", str(creds), "--http-max-connections-per-client", "8",
+                                "--http-max-connections", "12")
     host, _, port = signed_server.http.rpartition(":")
     held = []
     try:

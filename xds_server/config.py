@@ -15,6 +15,12 @@ DEFAULT_MAX_STREAMS = 10_000
 DEFAULT_CERT_LIFETIME = 24 * 3600.0    # node certificates, renewed at 2/3 of it
 DEFAULT_ROTATION_GRACE = 60.0          # longest wait for every node to ACK a new root
 DEFAULT_CLOUDMAP_INTERVAL = 5.0        # seconds between DiscoverInstances rounds (--cloudmap)
+# the HTTP port (API and admin endpoints)
+DEFAULT_HTTP_MAX_CONNECTIONS = 512
+DEFAULT_HTTP_MAX_CONNECTIONS_PER_CLIENT = 64
+DEFAULT_API_MAX_BODY = 1024 * 1024             # App Mesh's requests are small
+DEFAULT_APPLY_MAX_BODY = 16 * 1024 * 1024      # POST /meshplane/v1/apply: a whole model
+DEFAULT_HTTP_MAX_BUFFERED = 64 * 1024 * 1024   # request bodies held at once, all connections
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,14 @@ class ServeConfig:
     api_max_meshes: int = 1000                       # API model limits (LimitExceededException)
     api_max_resources_per_mesh: int = 20_000
     api_credentials: str | None = None               # SigV4 keys (YAML); None: unsigned, loopback peers only
+    # the HTTP port: a non-loopback --http needs api_credentials or insecure_http
+    insecure_http: bool = False                      # serve the admin endpoints unauthenticated on any address
+    metrics_token_file: str | None = None            # /metrics requires this bearer token (first line)
+    http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS
+    http_max_connections_per_client: int = DEFAULT_HTTP_MAX_CONNECTIONS_PER_CLIENT
+    api_max_body: int = DEFAULT_API_MAX_BODY
+    apply_max_body: int = DEFAULT_APPLY_MAX_BODY
+    http_max_buffered: int = DEFAULT_HTTP_MAX_BUFFERED
     # live AWS Cloud Map (off without cloudmap): DiscoverInstances for the services nodes use
     cloudmap: bool = False
     cloudmap_endpoint_url: str | None = None         # None: the usual AWS endpoint of the region

@@ -21,7 +21,7 @@ from xds_server.admission.auth import Authenticator, load_token_file
 from xds_server.ca.authority import MeshCA, format_duration
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.controlplane.control_plane import ControlPlane
-from xds_server.observability.http import start_http
+from xds_server.observability.http import HttpLimits, load_metrics_token, start_http
 from xds_server.admission.stream_limits import StreamLimiter
 from xds_server.ca.mesh_secrets import SecretManager, spiffe_id, trust_acked
 from xds_server.observability.status import StatusRegistry
@@ -83,8 +83,14 @@ GRPC_OPTIONS = [
 
 async def serve(config: ServeConfig) -> None:
     """Run until SIGTERM/SIGINT."""
+    http_exposed = check_http_exposure(config)  # a non-loopback --http without credentials: refused
+    if config.http:  # memory of large request bodies goes back to the system once they are done
+        from xds_server.api.http_hook import keep_large_allocations_returnable
+
+        keep_large_allocations_returnable()
     credentials, authenticator = _xds_security(config)
     api_auth = api_wiring.authenticator(config) if config.http else None  # fails early on a bad credentials file
+    metrics_token = load_metrics_token(config.metrics_token_file) if config.metrics_token_file else None
     cache = SnapshotCache()
     secrets = None
     if config.ca_dir:
@@ -141,6 +147,12 @@ async def serve(config: ServeConfig) -> None:
             config_dump_provider=_config_dump(csds.cache_config_dump(registry, cache), control),
             api=api_wiring.api_service(config, control, source, authenticator=api_auth),
             sections={"cloudmap": cloudmap.status} if cloudmap is not None else None,
+            admin_auth=api_auth if config.api_credentials else None, metrics_token=metrics_token,
+            limits=HttpLimits(
+                max_connections=config.http_max_connections,
+                max_connections_per_client=config.http_max_connections_per_client,
+                api_max_body=config.api_max_body, apply_max_body=config.apply_max_body,
+                max_buffered_bytes=config.http_max_buffered),
         )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
     watcher = asyncio.create_task(source.watch(control.reload) if source is not None else watch(control.paths, control.reload))
@@ -152,6 +164,15 @@ async def serve(config: ServeConfig) -> None:
     if config.ready_message:
         log.info("serving xDS (ADS, CSDS) on %s:%d, HTTP status and App Mesh API on %s, model %s", host, bound, http_desc,
                  source.description if source is not None else ", ".join(control.paths))
+        if config.http and http_exposed and not config.api_credentials:
+            log.warning("HTTP on %s without --api-credentials (--insecure-http): /status, /config_dump%s are open to "
+                        "every client that reaches it (every mesh's nodes, their addresses and config)",
+                        http_desc, "" if metrics_token else " and /metrics")
+        if config.http and config.api_credentials:
+            log.info("HTTP admin endpoints: /status and /config_dump take SigV4-signed requests and show the meshes "
+                     "the key may read; /metrics %s; /healthz and /readyz are open",
+                     "takes the --metrics-token-file bearer token (or SigV4)" if metrics_token
+                     else "takes SigV4-signed requests (Prometheus cannot sign: use --metrics-token-file)")
         if not authenticator.enabled:
             log.warning("xDS is unauthenticated: any client that reaches %s:%d gets any node's config "
                         "(use --xds-token-file or --xds-tls-cert/--xds-tls-key/--xds-client-ca)", host, bound)
@@ -192,6 +213,32 @@ async def serve(config: ServeConfig) -> None:
     await server.stop(grace=0.5)
     api_wiring.close(source)
     log.info("stopped")
+
+
+INSECURE_HTTP = (
+    "--http {address} is reachable from other hosts, and without --api-credentials its /status and /config_dump "
+    "would give any of them every mesh's nodes, their addresses and their whole config: configure "
+    "--api-credentials FILE (SigV4, as the App Mesh API), or bind --http to 127.0.0.1, or say --insecure-http "
+    "if that is what you want (e.g. behind an authenticating proxy)")
+
+
+def check_http_exposure(config: ServeConfig) -> bool:
+    """Whether ``--http`` is reachable from other hosts; ``ValueError`` if it is, without
+    ``--api-credentials`` and without ``--insecure-http``."""
+    if not config.http:
+        return False
+    host = config.http.rpartition(":")[0] or config.http  # port 0 and other checks: split_host_port, later
+    exposed = not _is_loopback_host(host)
+    if exposed and not config.api_credentials and not config.insecure_http:
+        raise ValueError(INSECURE_HTTP.format(address=config.http))
+    return exposed
+
+
+def _is_loopback_host(host: str) -> bool:
+    from xds_server.api.local_auth import is_loopback
+
+    host = host.strip("[]")
+    return host.lower() == "localhost" or is_loopback(host)
 
 
 def _cloudmap(config: ServeConfig):

@@ -14,11 +14,11 @@ Answer: ``{"revision": N, "dryRun": bool, "changes": [{"action": "create"|"updat
 """
 from __future__ import annotations
 
-import json
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from xds_server.api.errors import ApiError, bad_request, conflict, forbidden
+from xds_server.api.parsing import loads_json
 from xds_server.api.resources import check_new_name, key_of_native, native
 from xds_server.api.transaction import Planned, new_metadata, optimistic_write, would_be
 from xds_server.api.validation import describe, issues_of
@@ -51,7 +51,7 @@ def handle(service: ModelService, caller: "Caller", method: str, sub: str, query
         docs = [native(r) for k, r in sorted(index.items()) if service.rights.may_read(caller, k, index)]
         return {"revision": revision, "documents": docs}
     if sub == "apply" and method == "POST":
-        request = _json_body(body)
+        request = loads_json(body or b"{}")
         if not isinstance(request, dict) or not isinstance(request.get("documents", []), list):
             raise bad_request("expected {\"documents\": [...], \"prune\": bool, \"dryRun\": bool}")
         expected = request.get("expectedRevision")
@@ -60,15 +60,6 @@ def handle(service: ModelService, caller: "Caller", method: str, sub: str, query
         return apply(service, caller, request.get("documents", []), prune=bool(request.get("prune")),
                      dry_run=bool(request.get("dryRun")), expected_revision=expected)
     raise ApiError("UnknownOperationException", f"no meshplane operation {method} /meshplane/v1/{sub}", 404)
-
-
-def _json_body(body: bytes):
-    try:
-        return json.loads(body or b"{}")
-    except RecursionError:
-        raise bad_request("the request body nests JSON too deeply") from None
-    except ValueError as exc:  # UnicodeDecodeError included
-        raise bad_request(f"the request body is not valid JSON: {exc}") from None
 
 
 # the identity fields of a native document, by kind (each must be a non-empty string)

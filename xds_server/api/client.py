@@ -1,8 +1,13 @@
 """A minimal client of meshplane's API for the CLI (``export``, ``apply``): JSON over HTTP(S),
 signed with AWS Signature Version 4 when AWS credentials are configured (environment, profile:
-botocore's usual chain), so it works against a server with ``--api-credentials`` too."""
+botocore's usual chain), so it works against a server with ``--api-credentials`` too.
+
+A signed request declares its body's SHA-256 in a signed ``x-amz-content-sha256`` header: the
+server then verifies the signature before it reads the body, which it requires of bodies over
+its App Mesh limit (1 MiB; a large ``apply``)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -47,6 +52,7 @@ def _signature(method: str, url: str, data: bytes, headers: dict, region: str) -
         return {}
     if credentials is None:
         return {}
-    request = AWSRequest(method=method, url=url, data=data, headers=dict(headers))
+    request = AWSRequest(method=method, url=url, data=data,
+                         headers={**headers, "X-Amz-Content-SHA256": hashlib.sha256(data).hexdigest()})
     SigV4Auth(credentials.get_frozen_credentials(), "appmesh", region).add_auth(request)
     return {k: v for k, v in request.headers.items() if k not in headers}

@@ -17,7 +17,93 @@ from xds_server.api.errors import bad_request
 from xds_server.api.operations import Operation
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_JSON_DEPTH = 64  # App Mesh's deepest request shapes are ~12 levels deep
 SKIP = frozenset({"spec"})  # validated by mesh_model's loader
+
+
+def loads_json(body: bytes | str) -> Any:
+    """The JSON of a request body, ``BadRequestException`` for anything that is not JSON, not
+    UTF-8 (-16, -32) or nested deeper than ``MAX_JSON_DEPTH`` (which would otherwise reach
+    Python's recursion limit somewhere after parsing)."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise bad_request(f"the request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    if _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise bad_request(f"the request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            items = value.values()
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((item, depth + 1) for item in items if isinstance(item, (dict, list)))
+    return False
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a name, token or other stored text (NUL, lone surrogates), or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    return None
+
+
+_APPLY_STRINGS = ("kind", "name", "mesh", "virtualRouter", "virtualGateway", "namespaceName")
+
+
+def check_body(method: str, path: str, body: bytes) -> None:
+    """What the HTTP layer checks of a body before the API runs (``BadRequestException``): the
+    JSON itself (``loads_json``); for ``POST /meshplane/v1/apply`` also the request's shape
+    (``{"documents": [objects whose kind, name, mesh, ... are strings]}``)."""
+    if not body or not body.strip():
+        return
+    data = loads_json(body)
+    if not path.startswith("/meshplane/v1/apply"):
+        return
+    if not isinstance(data, dict):
+        raise bad_request("expected {\"documents\": [...], \"prune\": bool, \"dryRun\": bool}")
+    documents = data.get("documents", [])
+    problems: list[str] = []
+    if not isinstance(documents, list):
+        raise bad_request("documents: expected a list of resource documents")
+    for name in ("prune", "dryRun"):
+        if data.get(name) is not None and not isinstance(data[name], bool):
+            problems.append(f"{name}: expected true or false")
+    revision = data.get("expectedRevision")
+    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
+        problems.append("expectedRevision: expected an integer")
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, dict):
+            problems.append(f"documents[{i}]: expected a resource document (an object with kind, name, spec...)")
+            continue
+        for field in _APPLY_STRINGS:
+            if field in doc:
+                value = doc[field]
+                if not isinstance(value, str):
+                    problems.append(f"documents[{i}].{field}: expected a string")
+                elif text_problem(value):
+                    problems.append(f"documents[{i}].{field}: {text_problem(value)}")
+        if not isinstance(doc.get("kind"), str):
+            problems.append(f"documents[{i}].kind: missing")
+        if doc.get("spec") is not None and not isinstance(doc.get("spec"), dict):
+            problems.append(f"documents[{i}].spec: expected an object")
+    if problems:
+        raise bad_request(problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else []))
 
 
 def parse(op: Operation, labels: Mapping[str, str], query: str, headers: Mapping[str, str], body: bytes) -> dict:
@@ -27,10 +113,7 @@ def parse(op: Operation, labels: Mapping[str, str], query: str, headers: Mapping
     lower_headers = {k.lower(): v for k, v in headers.items()}
     data: Any = {}
     if body and body.strip():
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_request(f"the request body is not valid JSON: {exc}") from None
+        data = loads_json(body)
         if not isinstance(data, dict):
             raise bad_request("the request body must be a JSON object")
     for name, member in op.input.members.items():
@@ -100,6 +183,10 @@ def check(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
     elif t == "string":
         if not isinstance(value, str):
             problems.append(f"{path}: expected a string")
+            return
+        why = text_problem(value)
+        if why:
+            problems.append(f"{path}: {why}")
             return
         _bounds(len(value), meta, path, problems, "characters")
         if shape.enum and value not in shape.enum:

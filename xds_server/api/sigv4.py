@@ -407,9 +407,36 @@ class Verifier:
 
     def verify(self, method: str, path: str, query: str, headers: Any, body: bytes | str = b"") -> Caller:
         """Return the ``Caller`` of a correctly signed request; raise ``SignatureError`` otherwise."""
-        if isinstance(body, str):
-            body = body.encode("utf-8")
+        if isinstance(body, (str, bytearray, memoryview)):
+            body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         hdrs = _header_lists(headers)
+        head = self._check_head(hdrs, query)
+        body_hash = _sha256_hex(body)
+        declared = declared_payload_hash(hdrs)
+        if declared is not None:
+            if declared != body_hash:
+                raise SignatureError(
+                    INVALID_SIGNATURE,
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                    detail=f"x-amz-content-sha256 {declared!r} is not the SHA-256 of the body ({body_hash})",
+                )
+        return self._check_signature(head, method, path, query, hdrs, body_hash)
+
+    def precheck(self, method: str, path: str, query: str, headers: Any) -> Caller | None:
+        """What can be checked before the body is read: everything but the body's hash (the
+        header parses, the key is known, the date is within the window, ``host`` and the date
+        are signed) -> ``SignatureError``; and when the request declares its payload hash in a
+        signed ``x-amz-content-sha256`` header, the whole signature over that hash: then the
+        ``Caller`` is returned (the body must still be checked against the declared hash, see
+        ``declared_payload_hash``). ``None``: the headers are fine, the signature needs the body."""
+        hdrs = _header_lists(headers)
+        head = self._check_head(hdrs, query)
+        declared = declared_payload_hash(hdrs)
+        if declared is None or "x-amz-content-sha256" not in head[-1]:
+            return None
+        return self._check_signature(head, method, path, query, hdrs, declared)
+
+    def _check_head(self, hdrs: dict[str, list[str]], query: str) -> tuple:
         authorization = hdrs.get("authorization")
         if not authorization or not authorization[0].strip():
             if "x-amz-signature" in query.lower():
@@ -477,19 +504,13 @@ class Verifier:
             raise SignatureError(INVALID_SIGNATURE, _SIGNATURE_MISMATCH,
                                  detail=f"signed header(s) missing from the request: {', '.join(absent)}")
 
-        body_hash = _sha256_hex(body)
-        if "x-amz-content-sha256" in hdrs:
-            declared = hdrs["x-amz-content-sha256"][0].strip()
-            if declared.lower() != body_hash:
-                raise SignatureError(
-                    INVALID_SIGNATURE,
-                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
-                    detail=f"x-amz-content-sha256 {declared!r} is not the SHA-256 of the body ({body_hash})",
-                )
-            payload_hash = declared
-        else:
-            payload_hash = body_hash
+        return params, credential, key_id, scope_date, region, service, stamp, signed
 
+    def _check_signature(self, head: tuple, method: str, path: str, query: str, hdrs: dict[str, list[str]],
+                         payload_hash: str) -> Caller:
+        params, credential, key_id, scope_date, region, service, stamp, signed = head
+        if "x-amz-content-sha256" in hdrs:  # the header as sent is what the signer hashed
+            payload_hash = hdrs["x-amz-content-sha256"][0].strip()
         if not _normalized(path):
             raise SignatureError(INVALID_SIGNATURE, _SIGNATURE_MISMATCH,
                                  detail=f"request path {path!r} is not normalized ('.', '..' or '//' segments)")
@@ -508,6 +529,28 @@ class Verifier:
             )
         return Caller(credential.account_id, key_id, credential.read, credential.write, region,
                       credential.cloud_map_read, credential.cloud_map_write)
+
+
+_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def declared_payload_hash(headers: Any) -> str | None:
+    """The SHA-256 (lower-case hex) a request declares for its body in ``x-amz-content-sha256``,
+    or None when it declares none; ``SignatureError`` for a value that is not a SHA-256
+    (``UNSIGNED-PAYLOAD``, streaming signatures: not accepted by this API)."""
+    hdrs = headers if isinstance(headers, dict) and all(isinstance(v, list) for v in headers.values()) \
+        else _header_lists(headers)
+    values = hdrs.get("x-amz-content-sha256")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise SignatureError(INCOMPLETE, "more than one x-amz-content-sha256 header")
+    declared = values[0].strip()
+    if not _SHA256_HEX.match(declared):
+        raise SignatureError(INVALID_SIGNATURE, "x-amz-content-sha256 must be the hex SHA-256 of the body "
+                                                "(unsigned and streaming payloads are not accepted)",
+                             detail=f"x-amz-content-sha256 {declared[:80]!r} is not a SHA-256")
+    return declared.lower()
 
 
 def _fmt(epoch: float) -> str:

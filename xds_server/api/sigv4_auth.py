@@ -37,16 +37,36 @@ class SigV4Authenticator:
         try:
             verified = self.verifier.verify(request.method, request.path, request.query, request.headers, request.body)
         except SignatureError as exc:
-            log.info("API request %s %s from %s refused: %s: %s", request.method, request.path, request.peer or "?",
-                     exc.error_type, exc.detail.splitlines()[0] if exc.detail else exc.message)
-            raise ApiError(exc.error_type, exc.message, exc.status) from None
-        return Caller(verified.account_id, readable=frozenset(verified.read), writable=frozenset(verified.write),
-                      name=verified.access_key_id, access_key_id=verified.access_key_id,
-                      namespaces_readable=frozenset(verified.cloud_map_read),
-                      namespaces_writable=frozenset(verified.cloud_map_write))
+            raise self._refused(request, exc) from None
+        return _caller(verified)
+
+    def precheck(self, request: Request) -> Caller | None:
+        """Before the body is read (``request.body`` is ignored): ``ApiError`` (403) for a request
+        whose headers already fail (unsigned, unknown key, outside the date window, ...); the
+        ``Caller`` when the signature is verified over a declared ``x-amz-content-sha256``
+        (the body must then hash to ``sigv4.declared_payload_hash``); None: the signature needs
+        the body (``authenticate``)."""
+        try:
+            verified = self.verifier.precheck(request.method, request.path, request.query, request.headers)
+        except SignatureError as exc:
+            raise self._refused(request, exc) from None
+        return _caller(verified) if verified is not None else None
+
+    @staticmethod
+    def _refused(request: Request, exc: SignatureError) -> ApiError:
+        log.info("API request %s %s from %s refused: %s: %s", request.method, request.path, request.peer or "?",
+                 exc.error_type, exc.detail.splitlines()[0] if exc.detail else exc.message)
+        return ApiError(exc.error_type, exc.message, exc.status)
 
     def authorize(self, caller: Caller, operation: str, mesh: str, write: bool) -> None:
         if not caller.may(mesh, write):
             right = "write" if write else "read"
             raise forbidden(f"access key {caller.access_key_id} (account {caller.account}) may not {right} mesh "
                             f"{mesh} ({operation}): the mesh is not in its meshes.{right} list")
+
+
+def _caller(verified) -> Caller:
+    return Caller(verified.account_id, readable=frozenset(verified.read), writable=frozenset(verified.write),
+                  name=verified.access_key_id, access_key_id=verified.access_key_id,
+                  namespaces_readable=frozenset(verified.cloud_map_read),
+                  namespaces_writable=frozenset(verified.cloud_map_write))

@@ -31,7 +31,29 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "requests from loopback only")
     p.add_argument("--xds", default=D.xds, metavar="HOST:PORT", help=f"gRPC ADS address (default {D.xds})")
     p.add_argument("--http", default=D.http, metavar="HOST:PORT",
-                   help=f"HTTP address of /healthz, /status, /metrics, /config_dump (default {D.http})")
+                   help=f"HTTP address of the App Mesh API and /healthz, /readyz, /status, /metrics, /config_dump "
+                        f"(default {D.http}); an address other hosts reach needs --api-credentials (or --insecure-http)")
+    group = p.add_argument_group("the HTTP port (API and admin endpoints)")
+    group.add_argument("--insecure-http", action="store_true",
+                       help="allow a non-loopback --http without --api-credentials: /status, /config_dump and /metrics "
+                            "are then open to every client that reaches the port (the API still answers loopback only)")
+    group.add_argument("--metrics-token-file", metavar="FILE",
+                       help="/metrics requires 'Authorization: Bearer TOKEN', TOKEN the file's first line (16+ "
+                            "characters); without it /metrics is open without --api-credentials and takes SigV4-signed "
+                            "requests with them")
+    group.add_argument("--http-max-connections", type=int, default=D.http_max_connections, metavar="N",
+                       help=f"open HTTP connections in total; more are closed at once (default {D.http_max_connections}; "
+                            "0 = unlimited)")
+    group.add_argument("--http-max-connections-per-client", type=int, default=D.http_max_connections_per_client,
+                       metavar="N", help="open HTTP connections per client IP address (default "
+                                         f"{D.http_max_connections_per_client}; 0 = unlimited)")
+    group.add_argument("--api-max-body", type=int, default=D.api_max_body, metavar="BYTES",
+                       help=f"largest request body on App Mesh's paths (HTTP 413 beyond; default {D.api_max_body})")
+    group.add_argument("--apply-max-body", type=int, default=D.apply_max_body, metavar="BYTES",
+                       help=f"largest body of POST /meshplane/v1/apply (default {D.apply_max_body}, also the most)")
+    group.add_argument("--http-max-buffered", type=int, default=D.http_max_buffered, metavar="BYTES",
+                       help="request bodies held at once over all connections (HTTP 429 beyond; default "
+                            f"{D.http_max_buffered}; 0 = unlimited)")
     p.add_argument("--max-proxies-per-node", type=int, default=D.max_proxies_per_node, metavar="N",
                    help="connected Envoys allowed per node id; more are refused with RESOURCE_EXHAUSTED "
                         f"(default {D.max_proxies_per_node}; App Mesh allowed 50; 0 = unlimited)")
@@ -86,6 +108,13 @@ def config(args: argparse.Namespace) -> ServeConfig:
         api_max_meshes=args.api_max_meshes,
         api_max_resources_per_mesh=args.api_max_resources_per_mesh,
         api_credentials=args.api_credentials,
+        insecure_http=args.insecure_http,
+        metrics_token_file=args.metrics_token_file,
+        http_max_connections=args.http_max_connections,
+        http_max_connections_per_client=args.http_max_connections_per_client,
+        api_max_body=args.api_max_body,
+        apply_max_body=args.apply_max_body,
+        http_max_buffered=args.http_max_buffered,
         xds=args.xds,
         http=args.http,
         max_proxies_per_node=args.max_proxies_per_node,

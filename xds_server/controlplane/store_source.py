@@ -8,7 +8,6 @@ LISTEN/NOTIFY for PostgreSQL) wakes it, a slow poll of the revision backs it up.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Awaitable, Callable
 
 from mesh_model import MeshModel
@@ -16,6 +15,7 @@ from mesh_model.load import DocumentCache, load_documents
 
 from xds_server.api.resources import native
 from xds_server.store.base import ResourceKey, RevisionGone, Store
+from xds_server.store.redact import redact_url
 
 
 def _label(key) -> str:
@@ -24,8 +24,8 @@ def _label(key) -> str:
 
 
 def redacted(url: str) -> str:
-    """The store URL without a password (for logs and /status)."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """The store URL without its secrets (for logs and /status)."""
+    return redact_url(url)
 
 
 class StoreSource:

@@ -28,4 +28,6 @@ def open_store(url: str) -> Store:
         from xds_server.store.postgres import PostgresStore
 
         return PostgresStore(url)
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path/meshplane.db or postgresql://...")
+    from xds_server.store.redact import redact_url
+
+    raise ValueError(f"unsupported store URL {redact_url(url)!r}: use sqlite:///path/meshplane.db or postgresql://...")

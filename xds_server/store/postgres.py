@@ -28,12 +28,13 @@ import logging
 import threading
 import time
 from typing import Any, Callable, Collection, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from xds_server.store.base import (
     Changes, Delete, DuplicateToken, IdempotencyRecord, Op, Put, ResourceKey, RevisionConflict, RevisionGone, Snapshot,
     Store, StoredResource, StoreError, StoreUnavailable, Subscribers, VersionConflict, sorted_tags,
 )
+from xds_server.store.redact import redact_url, scrub
+from xds_server.store.text import storable_text
 from xds_server.store.rows import dump, key_columns, record_from_row, resource_from_row
 
 log = logging.getLogger("meshplane.store")
@@ -65,16 +66,9 @@ _KEY_WHERE = "kind = %s AND mesh = %s AND parent = %s AND name = %s"
 
 
 def redact(url: str) -> str:
-    """The URL without its password (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<postgresql url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[-1]}"))
+    """The URL without its secrets (for messages, logs and ``/status``): ``user:***@``,
+    ``?password=***``, ``sslpassword``... (``xds_server.store.redact``)."""
+    return redact_url(url)
 
 
 class PostgresStore(Store):
@@ -140,7 +134,7 @@ class PostgresStore(Store):
                 pass
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = scrub(str(exc).strip().splitlines()[0], self.url) if str(exc).strip() else type(exc).__name__
         self._set_available(False, message)
         return StoreUnavailable(f"store unavailable: PostgreSQL at {self._where} cannot be reached ({message}); "
                                 "serving the last model read, writes are refused until it is back")
@@ -158,7 +152,7 @@ class PostgresStore(Store):
         if lost:
             self._close_conn()
             return self._unavailable(exc)
-        return StoreError(f"PostgreSQL at {self._where}: {type(exc).__name__}: {exc}")
+        return StoreError(f"PostgreSQL at {self._where}: {type(exc).__name__}: {scrub(str(exc), self.url)}")
 
     def _set_available(self, available: bool, error: str = "") -> None:
         was = self._available
@@ -255,7 +249,7 @@ class PostgresStore(Store):
     def get_idempotency(self, scope: str, token: str) -> IdempotencyRecord | None:
         row = self._run(lambda conn: conn.execute(
             "SELECT scope, token, digest, response, created_at FROM meshplane_idempotency "
-            "WHERE scope = %s AND token = %s", (scope, token)).fetchone(), retry=True)
+            "WHERE scope = %s AND token = %s", (storable_text(scope), storable_text(token))).fetchone(), retry=True)
         return record_from_row(row) if row else None
 
     # ------------------------------------------------------------------ writes
@@ -426,7 +420,8 @@ def _commit(conn, ops: Sequence[Op], expected_revision: int | None, idempotency:
         if idempotency is not None:
             row = conn.execute(
                 "SELECT scope, token, digest, response, created_at FROM meshplane_idempotency "
-                "WHERE scope = %s AND token = %s", (idempotency.scope, idempotency.token)).fetchone()
+                "WHERE scope = %s AND token = %s",
+                (storable_text(idempotency.scope), storable_text(idempotency.token))).fetchone()
             if row:
                 raise DuplicateToken(record_from_row(row))
         new = revision + 1
@@ -460,7 +455,8 @@ def _commit(conn, ops: Sequence[Op], expected_revision: int | None, idempotency:
             conn.execute(
                 "INSERT INTO meshplane_idempotency (scope, token, digest, response, created_at) "
                 "VALUES (%s, %s, %s, %s, %s)",
-                (idempotency.scope, idempotency.token, idempotency.digest, dump(idempotency.response),
+                (storable_text(idempotency.scope), storable_text(idempotency.token), idempotency.digest,
+                 dump(idempotency.response),
                  idempotency.created_at or time.time()),
             )
         conn.execute("UPDATE meshplane_meta SET v = %s WHERE k = 'revision'", (new,))

@@ -23,6 +23,8 @@ from xds_server.store.base import (
     Changes, Delete, DuplicateToken, IdempotencyRecord, Op, Put, ResourceKey, RevisionConflict, Snapshot, Store,
     StoredResource, StoreUnavailable, Subscribers, VersionConflict, sorted_tags,
 )
+from xds_server.store.redact import redact_url
+from xds_server.store.text import storable_text
 from xds_server.store.rows import dump, key_columns, record_from_row, resource_from_row
 
 _SCHEMA = """
@@ -61,10 +63,10 @@ def path_from_url(url: str) -> str:
     """``sqlite:///abs/path.db`` -> ``/abs/path.db``; ``sqlite:///rel.db`` is treated as given."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
-        raise ValueError(f"not a sqlite URL: {url!r}")
+        raise ValueError(f"not a sqlite URL: {redact_url(url)!r}")
     path = unquote(parts.netloc + parts.path)
     if not path or path == "/":
-        raise ValueError(f"sqlite URL without a file path: {url!r} (use sqlite:///path/meshplane.db)")
+        raise ValueError(f"sqlite URL without a file path: {redact_url(url)!r} (use sqlite:///path/meshplane.db)")
     return path
 
 
@@ -144,7 +146,7 @@ class SqliteStore(Store):
         with self._lock:
             row = self._db.execute(
                 "SELECT scope, token, digest, response, created_at FROM idempotency WHERE scope = ? AND token = ?",
-                (scope, token),
+                (storable_text(scope), storable_text(token)),
             ).fetchone()
         return record_from_row(row) if row else None
 
@@ -171,7 +173,7 @@ class SqliteStore(Store):
                 if idempotency is not None:
                     row = db.execute(
                         "SELECT scope, token, digest, response, created_at FROM idempotency WHERE scope = ? AND token = ?",
-                        (idempotency.scope, idempotency.token),
+                        (storable_text(idempotency.scope), storable_text(idempotency.token)),
                     ).fetchone()
                     if row:
                         raise DuplicateToken(record_from_row(row))
@@ -207,7 +209,7 @@ class SqliteStore(Store):
                     db.execute("DELETE FROM idempotency WHERE created_at < ?", (time.time() - IDEMPOTENCY_TTL,))
                     db.execute(
                         "INSERT INTO idempotency (scope, token, digest, response, created_at) VALUES (?, ?, ?, ?, ?)",
-                        (idempotency.scope, idempotency.token, idempotency.digest, dump(idempotency.response),
+                        (storable_text(idempotency.scope), storable_text(idempotency.token), idempotency.digest, dump(idempotency.response),
                          idempotency.created_at or time.time()),
                     )
                 db.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (new,))
@@ -219,6 +221,12 @@ class SqliteStore(Store):
         return new
 
     # -- notification
+    def status(self) -> dict:
+        """The store's state for the status endpoints, its URL without secrets."""
+        state = super().status()
+        state["url"] = redact_url(self.url)
+        return state
+
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
         unsubscribe = self._subscribers.add(callback)
         with self._lock:

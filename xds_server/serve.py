@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import grpc
@@ -81,6 +82,9 @@ GRPC_OPTIONS = [
 ]
 
 
+SWITCH_INTERVAL_S = 0.0005
+
+
 async def serve(config: ServeConfig) -> None:
     """Run until SIGTERM/SIGINT."""
     http_exposed = check_http_exposure(config)  # a non-loopback --http without credentials: refused
@@ -88,6 +92,10 @@ async def serve(config: ServeConfig) -> None:
         from xds_server.api.http_hook import keep_large_allocations_returnable
 
         keep_large_allocations_returnable()
+    # Threads that mostly wait (the API, the event loop answering xDS) give way to CPU-bound ones
+    # (a reload compiling a big mesh) only every switch interval: at Python's 5 ms, a small API
+    # write beside a 10,000-resource mesh's reloads waits ~50 ms; at 0.5 ms ~25 ms (bench tenants).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     credentials, authenticator = _xds_security(config)
     api_auth = api_wiring.authenticator(config) if config.http else None  # fails early on a bad credentials file
     metrics_token = load_metrics_token(config.metrics_token_file) if config.metrics_token_file else None

@@ -42,8 +42,9 @@ class ImportOptions:
     parameters (``--parameter-overrides KEY=VALUE``; names no loaded template declares are
     ignored with a warning, as ``aws cloudformation deploy`` ignores them), pseudo parameters
     (``--stack-name``, ``--region``, ``--account-id``), attributes known only after deploy
-    (``--resource-attribute LogicalId.Attr=VALUE``), and Terraform variables (``-var``,
-    ``-var-file``). A file label ``TEMPLATE@Key=Value,...`` is one more deployment of that
+    (``--resource-attribute LogicalId.Attr=VALUE``), Terraform variables (``-var``,
+    ``-var-file``), and the namespace of Kubernetes objects that do not say theirs
+    (``--namespace``, as kubectl's: ``default``). A file label ``TEMPLATE@Key=Value,...`` is one more deployment of that
     template, with these values for it (:func:`stack_instance`)."""
 
     parameters: Mapping[str, str] = field(default_factory=dict)
@@ -52,12 +53,13 @@ class ImportOptions:
     region: str | None = None
     account_id: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    namespace: str = k8s_adapter.DEFAULT_NAMESPACE  # of Kubernetes objects without metadata.namespace (--namespace)
 
     def digest(self) -> bytes:
         """Part of the parse-cache key of every file when any value is given."""
         parts = [sorted(self.parameters.items()), sorted(self.variables.items()), self.stack_name, self.region,
-                 self.account_id, sorted(self.attributes.items())]
-        if parts == [[], [], None, None, None, []]:
+                 self.account_id, sorted(self.attributes.items()), self.namespace]
+        if parts == [[], [], None, None, None, [], k8s_adapter.DEFAULT_NAMESPACE]:
             return b""
         text = json.dumps(parts, default=repr)
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
@@ -240,16 +242,20 @@ class Parsed:
 
 
 def k8s_context(files: list[tuple[str, str, bytes]], issues: list[Issue], budget: Budget,
-                parse_cache: ParseCache | None, k8s: set[str] | None = None) -> tuple[k8s_adapter.Context, dict[str, Parsed]]:
+                parse_cache: ParseCache | None, k8s: set[str] | None = None,
+                namespace: str = k8s_adapter.DEFAULT_NAMESPACE) -> tuple[k8s_adapter.Context, dict[str, Parsed]]:
     """The identities of every Kubernetes App Mesh custom resource of the load (refs, meshes
     and gateways are resolved across files), and the files parsed to find them.
     ``files``: ``(label, text, digest)``, the digest used only with a ``parse_cache``;
-    ``k8s``: the labels of the files that hold such resources (found in the texts if None)."""
+    ``k8s``: the labels of the files that hold such resources (found in the texts if None);
+    ``namespace``: that of objects without ``metadata.namespace``."""
     facts: list = []
     parsed: dict[str, Parsed] = {}
     for label, text, digest in files:
         if label not in k8s if k8s is not None else adapters.K8S_API_PREFIX not in text:
             continue
+        if namespace != k8s_adapter.DEFAULT_NAMESPACE:
+            digest += namespace.encode("utf-8", "surrogatepass")
         known = parse_cache.get_facts(label, digest) if parse_cache is not None else None
         if known is not None:
             facts.extend(known)
@@ -264,11 +270,36 @@ def k8s_context(files: list[tuple[str, str, bytes]], issues: list[Issue], budget
             break
         parsed[label] = Parsed(docs, complete, tuple(file_issues), budget.documents - documents, budget.nodes - nodes)
         found = tuple(f for doc in docs for _, item in k8s_adapter.objects(doc.data)
-                      if (f := k8s_adapter.fact(item)) is not None)
+                      if (f := k8s_adapter.fact(item, namespace)) is not None)
         facts.extend(found)
         if parse_cache is not None and not budget.stopped:
             parse_cache.put_facts(label, digest, found)
-    return k8s_adapter.Context(facts), parsed
+    return k8s_adapter.Context(facts, namespace), parsed
+
+
+def merge_identical(resources: list, groups: list, origins: Origins) -> tuple[list, list]:
+    """The resources of a load with every Kubernetes custom resource that is an identical
+    copy of one loaded before it left out (two clusters' manifests holding the same Mesh,
+    VirtualService...: one App Mesh resource, as applying both would make). Copies that differ
+    are kept: the duplicate check reports them, naming both files."""
+    def from_k8s(resource) -> bool:
+        found = origins.get((resource.file, resource.label))
+        return found is not None and found[1].source.startswith("k8s ")
+
+    first: dict[tuple, Any] = {}
+    dropped: set[int] = set()
+    for resource in resources:
+        key = (resource.kind, resource.mesh, resource.virtualRouter, resource.virtualGateway, resource.namespaceName,
+               resource.name)
+        if key not in first:
+            first[key] = resource
+        elif first[key] is not resource and first[key] == resource and from_k8s(resource) and from_k8s(first[key]):
+            dropped.add(id(resource))
+    if not dropped:
+        return resources, groups
+    return ([r for r in resources if id(r) not in dropped],
+            [(label, group if not any(id(r) in dropped for r in group) else tuple(r for r in group if id(r) not in dropped))
+             for label, group in groups])
 
 
 def resources_from_converted(doc: Document, form: str, context: k8s_adapter.Context,

@@ -37,7 +37,8 @@ from mesh_model.load.build import Incremental, checked_model, clean
 from mesh_model.load.documents import resource_from_document
 from mesh_model.load.files import read_files, text_from_input
 from mesh_model.load.formats import (TERRAFORM_SUFFIX, ImportOptions, Imports, Parsed, format_of, imports_context,
-                                     k8s_context, resources_from_converted, stack_instance, terraform_file)
+                                     k8s_context, merge_identical, resources_from_converted, stack_instance,
+                                     terraform_file)
 from mesh_model.load.input_limits import DEFAULT_LIMITS, Budget, Limits
 from mesh_model.load.parse_cache import (ChunkResult, DocumentCache, DocumentResult, FileResult, ParseCache, chunk_digest,
                                          document_digest)
@@ -206,7 +207,7 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
     else:
         files = [(label, text, b"") for label, text in texts]
         k8s = {label for label, text in texts if adapters.K8S_API_PREFIX in text}
-    context, parsed = k8s_context(files, issues, budget, parse_cache, k8s)
+    context, parsed = k8s_context(files, issues, budget, parse_cache, k8s, options.namespace)
     imports = imports_context(files, issues, budget, options, warnings)
     complete = complete and not issues
     origins: dict[tuple[str, str], tuple[str, adapters.Origin]] = {}
@@ -245,6 +246,7 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
         complete = complete and result.complete
     if parse_cache is not None:
         parse_cache.keep_only({label for label, _ in texts})
+    resources, groups = merge_identical(resources, groups, origins)
     return checked_model(resources, issues, complete=complete, max_issues=max_issues, origins=origins, groups=groups,
                          incremental=incremental)
 

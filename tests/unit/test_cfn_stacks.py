@@ -160,7 +160,8 @@ def test_every_command_takes_the_stack_flags(command):
                                       "--parameter-overrides", "EnvName=prod"])
     options = load_options(args)
     assert options == {"parameters": {"EnvName": "prod"}, "variables": {}, "stack_name": "shop", "region": "eu-west-1",
-                       "account_id": "111122223333", "attributes": {LB: "lb.example.com"}}
+                       "account_id": "111122223333", "attributes": {LB: "lb.example.com"},
+                       "namespace": "default"}
     if command == "serve":
         from xds_server.cli.serve import config
         assert config(args).load_options == options

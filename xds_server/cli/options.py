@@ -64,6 +64,8 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--account-id", metavar="ID", help="AWS::AccountId of the CloudFormation templates")
     group.add_argument("--resource-attribute", nargs="+", action="extend", default=[], metavar="LOGICAL_ID.ATTR=VALUE",
                        help="a Fn::GetAtt value known only after deploy, e.g. LoadBalancer.DNSName=lb.example.com")
+    group.add_argument("--namespace", metavar="NAMESPACE",
+                       help="namespace of Kubernetes objects without metadata.namespace (default: default, as kubectl)")
     group.add_argument("-var", "--var", dest="tf_vars", action="append", default=[], metavar="NAME=VALUE",
                        help="a Terraform variable (repeatable)")
     group.add_argument("-var-file", "--var-file", dest="tf_var_files", action="append", default=[], metavar="FILE",
@@ -82,7 +84,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 def load_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of ``load_paths`` from the import arguments: ``parameters``,
-    ``variables``, ``stack_name``, ``region``, ``account_id``, ``attributes``
+    ``variables``, ``stack_name``, ``region``, ``account_id``, ``attributes``, ``namespace``
     (``ModelError`` for an unreadable .tfvars file, naming it)."""
     from mesh_model.errors import Issue, ModelError
 
@@ -104,7 +106,8 @@ def load_options(args: argparse.Namespace) -> dict:
     return {"parameters": _pairs(getattr(args, "parameter_overrides", []), "--parameter-overrides"),
             "variables": variables, "stack_name": getattr(args, "stack_name", None) or None,
             "region": getattr(args, "region", None) or DEFAULT_REGION,
-            "account_id": getattr(args, "account_id", None) or None, "attributes": attributes}
+            "account_id": getattr(args, "account_id", None) or None, "attributes": attributes,
+            "namespace": getattr(args, "namespace", None) or "default"}
 
 
 def print_warnings(warnings: list[str]) -> None:

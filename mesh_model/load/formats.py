@@ -90,6 +90,22 @@ def stack_instance(label: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+def watched_paths(paths: Sequence[Any]) -> list[str]:
+    """The paths a watcher of a load of ``paths`` must watch: each ``TEMPLATE@Key=Value,...``
+    instance that is not a file itself as its template file (``model_files`` and the watcher
+    would see a missing path)."""
+    import os
+
+    out: list[str] = []
+    for path in paths:
+        text = os.fspath(path)
+        found = stack_instance(text) if not os.path.exists(text) else None
+        template = found[0] if found is not None and os.path.isfile(found[0]) else text
+        if template not in out:
+            out.append(template)
+    return out
+
+
 @dataclass
 class Imports:
     """What converting one load's files needs beyond each file: the Terraform module of all

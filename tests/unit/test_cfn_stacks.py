@@ -196,3 +196,11 @@ def test_parse_cache_follows_the_exporting_template(tmp_path):
     model = load_paths([tmp_path], parse_cache=cache, **options)
     assert set(model.meshes) == {"shop-dev-mesh2"}
     assert "catalog-us-east-1" in model.meshes["shop-dev-mesh2"].virtual_nodes
+
+
+def test_watched_paths_are_the_templates_of_the_instances(tmp_path):
+    from mesh_model.load.files import model_files
+    from mesh_model.load.formats import watched_paths
+
+    assert watched_paths(PROD + DEV + [tmp_path]) == [str(MESH_STACK), str(CATALOG_STACK), str(tmp_path)]
+    assert model_files(watched_paths(PROD)) == [str(MESH_STACK), str(CATALOG_STACK)]

@@ -204,3 +204,13 @@ def test_watched_paths_are_the_templates_of_the_instances(tmp_path):
 
     assert watched_paths(PROD + DEV + [tmp_path]) == [str(MESH_STACK), str(CATALOG_STACK), str(tmp_path)]
     assert model_files(watched_paths(PROD)) == [str(MESH_STACK), str(CATALOG_STACK)]
+
+
+def test_cdk_synth_output_with_cross_stack_references(tmp_path, envoy_binary):
+    """`cdk synth` JSON: no AWSTemplateFormatVersion, Rules, Metadata, a CDKMetadata resource
+    under a Condition, exports named by CDK for a cross-stack reference."""
+    mesh, catalog = FOLDER / "cdk-mesh-stack.template.json", FOLDER / "cdk-catalog-stack.template.json"
+    model = load_paths([f"{mesh}@AWS::StackName=ShopMeshStack", catalog], account_id="111122223333")
+    node = model.meshes["ShopMeshStack-mesh"].virtual_nodes["catalog-111122223333"]
+    assert node.spec.serviceDiscovery.awsCloudMap.serviceName == "catalog"
+    assert envoy_rejections(model, tmp_path) == []

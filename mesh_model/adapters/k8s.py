@@ -132,12 +132,14 @@ class Context:
         return self._gateways.get(mesh, [])
 
 
-def source_label(data: dict) -> str:
-    """``k8s VirtualNode ns/name`` (as far as the document says)."""
+def source_label(data: dict, namespace_default: str | None = None) -> str:
+    """``k8s VirtualNode ns/name`` (as far as the document says; ``namespace``: that of an
+    object without ``metadata.namespace``)."""
     metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     name, namespace = metadata.get("name"), metadata.get("namespace")
     name = name if isinstance(name, str) else "?"
     kind = data.get("kind") if isinstance(data.get("kind"), str) else "?"
+    namespace = namespace or (namespace_default if kind in KINDS else None)
     if kind == "Mesh" or not isinstance(namespace, str):
         return f"k8s {kind} {name}"
     return f"k8s {kind} {namespace}/{name}"
@@ -168,7 +170,7 @@ def convert(data: dict, context: Context, prefix: str = "") -> Result:
 class _Converter:
     def __init__(self, data: dict, context: Context):
         self.data, self.context = data, context
-        self.source = source_label(data)
+        self.source = source_label(data, context.namespace)
         self.result = Result()
         self.paths: dict[str, str] = {}  # native path -> original path, for the document being built
 

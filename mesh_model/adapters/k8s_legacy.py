@@ -50,7 +50,7 @@ def convert(data: dict, context: Any, result: Result) -> Result:
     """One v1beta1 object (its metadata checked by the caller) -> native documents in ``result``."""
     from mesh_model.adapters.k8s import source_label
 
-    source = source_label(data)
+    source = source_label(data, context.namespace)
     kind = data.get("kind")
     metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     name = metadata.get("name")

@@ -108,3 +108,10 @@ def test_cli_validate_takes_namespace():
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "mesh shop (2 virtual nodes)" in done.stderr
+
+
+def test_errors_name_the_namespace_the_object_was_applied_to():
+    with pytest.raises(ModelError) as err:
+        load_paths([EAST], namespace="shop")  # the catalog node is in the west file
+    assert "k8s VirtualService shop/catalog" in messages(err)
+    assert "no VirtualNode 'catalog' in namespace 'shop' in the loaded files" in messages(err)

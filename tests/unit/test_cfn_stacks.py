@@ -214,3 +214,43 @@ def test_cdk_synth_output_with_cross_stack_references(tmp_path, envoy_binary):
     node = model.meshes["ShopMeshStack-mesh"].virtual_nodes["catalog-111122223333"]
     assert node.spec.serviceDiscovery.awsCloudMap.serviceName == "catalog"
     assert envoy_rejections(model, tmp_path) == []
+
+
+MAPPINGS = """
+AWSTemplateFormatVersion: '2010-09-09'
+Parameters:
+  Env: {Type: String, Default: prod}
+Mappings:
+  Ports:
+    prod: {Http: 8443}
+    dev: {Http: 8080}
+Resources:
+  Mesh:
+    Type: AWS::AppMesh::Mesh
+    Properties: {MeshName: shop}
+  Node:
+    Type: AWS::AppMesh::VirtualNode
+    Properties:
+      MeshName: !GetAtt Mesh.MeshName
+      VirtualNodeName: red
+      Spec:
+        Listeners: [{PortMapping: {Port: !FindInMap [Ports, !Ref Env, Http], Protocol: http}}]
+        ServiceDiscovery: {DNS: {Hostname: !Sub '${Endpoint.Address}.${AWS::URLSuffix}'}}
+        Logging: !If [Never, {AccessLog: {File: {Path: /dev/stdout}}}, !Ref AWS::NoValue]
+  Endpoint:
+    Type: AWS::RDS::DBInstance
+    Properties: {Engine: postgres}
+Conditions:
+  Never: !Equals [!Ref 'AWS::Partition', aws-cn]
+"""
+
+
+def test_find_in_map_sub_of_a_given_attribute_and_partition():
+    model = load_texts([("stack.yaml", MAPPINGS)], attributes={"Endpoint.Address": "db.internal"}, region="cn-north-1")
+    node = model.meshes["shop"].virtual_nodes["red"].spec
+    assert node.listeners[0].portMapping.port == 8443
+    assert node.serviceDiscovery.dns.hostname == "db.internal.amazonaws.com.cn"
+    assert node.logging.accessLog.file.path == "/dev/stdout"  # Never is true in aws-cn
+    node = load_texts([("stack.yaml", MAPPINGS)], attributes={"Endpoint.Address": "db"}, parameters={"Env": "dev"},
+                      region="us-east-1").meshes["shop"].virtual_nodes["red"].spec
+    assert node.listeners[0].portMapping.port == 8080 and node.logging is None

@@ -66,6 +66,7 @@ class Fact:
     name: str
     aws_name: str  # "" when spec.awsName is not set
     mesh_ref: str  # "" when spec.meshRef.name is not set
+    port_mapping: tuple = ()  # v1beta1 VirtualNode: (port, protocol) of its first listener (the legacy router guess)
 
     @property
     def app_mesh_name(self) -> str:
@@ -97,7 +98,8 @@ def fact(data: Any, namespace: str = DEFAULT_NAMESPACE) -> Fact | None:
     spec = spec if isinstance(spec, dict) else {}
     if api == legacy.VERSION:
         return Fact(data["kind"], namespace, name, legacy.app_mesh_name(data["kind"], name, namespace),
-                    spec.get("meshName") if isinstance(spec.get("meshName"), str) else "")
+                    spec.get("meshName") if isinstance(spec.get("meshName"), str) else "",
+                    legacy.first_port_mapping(spec) if data["kind"] == "VirtualNode" else ())
     aws_name, mesh_ref = spec.get("awsName"), spec.get("meshRef")
     mesh_ref = mesh_ref.get("name") if isinstance(mesh_ref, dict) else None
     return Fact(data["kind"], namespace, name,

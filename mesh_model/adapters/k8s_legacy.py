@@ -17,8 +17,9 @@
   ``http2``, ``grpc``, ``tcp`` (-> ``httpRoute``...), ``priority``, weighted targets
   ``virtualNodeName`` (named like nodes), retry policies' ``perRetryTimeoutMillis``.
 
-Anything else is refused with a message naming the field (the router's listener is not
-guessed from a route target's node, as the controller did: write it).
+A router without ``listeners`` gets, as the controller gave it, the first listener of the
+first route's first target VirtualNode (a v1beta1 one among the loaded files). Anything else
+is refused with a message naming the field.
 """
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ _HEALTH_DEFAULTS = {"healthyThreshold": 10, "intervalMillis": 30000, "timeoutMil
 _NODE_FIELDS = ("meshName", "listeners", "serviceDiscovery", "backends", "backendDefaults", "logging")
 _SERVICE_FIELDS = ("meshName", "virtualRouter", "routes")
 _ROUTE_TYPES = {"http": "httpRoute", "http2": "http2Route", "grpc": "grpcRoute", "tcp": "tcpRoute"}
+
+
+def first_port_mapping(spec: dict) -> tuple:
+    """``(port, protocol)`` of a v1beta1 VirtualNode's first listener, or ``()``."""
+    listeners = spec.get("listeners")
+    first = listeners[0] if isinstance(listeners, list) and listeners else None
+    mapping = first.get("portMapping") if isinstance(first, dict) else None
+    if not isinstance(mapping, dict):
+        return ()
+    port, protocol = mapping.get("port"), mapping.get("protocol")
+    return (port, protocol) if isinstance(port, int) and isinstance(protocol, str) else ()
 
 
 def app_mesh_name(kind: str, name: str, namespace: str) -> str:
@@ -83,7 +95,7 @@ def convert(data: dict, context: Any, result: Result) -> Result:
                                                "spec": native}, Origin(source, {**envelope, **paths})))
             return result
         _only(spec, _SERVICE_FIELDS, "spec")
-        _service(spec, name, namespace, mesh, source, envelope, result)
+        _service(spec, name, namespace, mesh, source, envelope, result, context)
     except _Refused as err:
         result.problem(source, err.path, err.message)
     return result
@@ -141,7 +153,22 @@ def _node(spec: dict, mesh: str, app_name: str) -> tuple[dict, dict[str, str]]:
     return native, paths
 
 
-def _service(spec: dict, name: str, namespace: str, mesh: str, source: str, envelope: dict, result: Result) -> None:
+def _guessed_listener(routes: list, namespace: str, context: Any) -> tuple | None:
+    route = routes[0] if routes and isinstance(routes[0], dict) else {}
+    for key in ("http", "tcp", "http2", "grpc"):  # the controller's order
+        body = route.get(key)
+        if isinstance(body, dict):
+            action = body.get("action")
+            targets = action.get("weightedTargets") if isinstance(action, dict) else None
+            target = targets[0] if isinstance(targets, list) and targets else None
+            name = target.get("virtualNodeName") if isinstance(target, dict) else None
+            node = context.objects.get(("VirtualNode", namespace, name)) if isinstance(name, str) else None
+            return node.port_mapping or None if node is not None else None
+    return None
+
+
+def _service(spec: dict, name: str, namespace: str, mesh: str, source: str, envelope: dict, result: Result,
+             context: Any) -> None:
     router = spec.get("virtualRouter")
     if router is not None and not isinstance(router, dict):
         raise _Refused("spec.virtualRouter", "expected {name?, listeners}")
@@ -151,19 +178,23 @@ def _service(spec: dict, name: str, namespace: str, mesh: str, source: str, enve
     routes = spec.get("routes") or []
     if not isinstance(routes, list):
         raise _Refused("spec.routes", "expected a list")
-    if "listeners" not in router:
-        raise _Refused("spec.virtualRouter.listeners", "required: the legacy controller guessed the router's listener "
-                                                       "from the first route target's node; meshplane needs it written, "
-                                                       "e.g. listeners: [{portMapping: {port: 8080, protocol: http}}]")
     converted_routes = [_route(route, i, namespace) for i, route in enumerate(routes)]
+    listeners, listeners_path = router.get("listeners"), "spec.virtualRouter.listeners"
+    if not listeners:  # as the controller did: the first listener of the first route's first target
+        guessed = _guessed_listener(routes, namespace, context)
+        if guessed is None:
+            raise _Refused(listeners_path, "required: the legacy controller took the router's listener from the first "
+                                           "route's first target VirtualNode, and none is loaded with a listener; write it, "
+                                           "e.g. listeners: [{portMapping: {port: 8080, protocol: http}}]")
+        listeners, listeners_path = [{"portMapping": {"port": guessed[0], "protocol": guessed[1]}}], "spec.routes[0]"
     result.documents.append(Converted(
         {"kind": "VirtualService", "mesh": mesh, "name": name,
          "spec": {"provider": {"virtualRouter": {"virtualRouterName": router_name}}}},
         Origin(source, {**envelope, "spec.provider.virtualRouter": "spec.virtualRouter"})))
     result.documents.append(Converted(
-        {"kind": "VirtualRouter", "mesh": mesh, "name": router_name, "spec": {"listeners": router["listeners"]}},
+        {"kind": "VirtualRouter", "mesh": mesh, "name": router_name, "spec": {"listeners": listeners}},
         Origin(source, {**envelope, "name": "spec.virtualRouter.name" if router.get("name") else "metadata.name",
-                        "spec": "spec.virtualRouter"})))
+                        "spec": "spec.virtualRouter", "spec.listeners": listeners_path})))
     for i, (route_name, route, paths) in enumerate(converted_routes):
         result.documents.append(Converted(
             {"kind": "Route", "mesh": mesh, "virtualRouter": router_name, "name": route_name, "spec": route},

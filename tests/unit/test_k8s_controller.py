@@ -86,6 +86,19 @@ def test_legacy_v1beta1_color_app(tmp_path, envoy_binary):
     assert envoy_rejections(model, tmp_path) == []
 
 
+def test_legacy_v1beta1_router_listener_from_the_first_target_as_the_controller():
+    text = LEGACY.read_text().replace("    listeners:\n      - portMapping: {port: 9080, protocol: http}\n  routes:", "  routes:")
+    assert "virtualRouter:\n    name: colorteller-router\n  routes:" in text
+    router = load_texts([("color.yaml", text)]).meshes["color-mesh"].virtual_routers["colorteller-router-appmesh-demo"]
+    assert router.spec.listeners[0].portMapping.port == 9080
+    # the first target without a listener: nothing to take
+    text = text.replace("            - {virtualNodeName: colorteller, weight: 1}\n", "            - {virtualNodeName: nowhere, weight: 1}\n")
+    with pytest.raises(ModelError) as err:
+        load_texts([("color.yaml", text)])
+    assert "spec.virtualRouter.listeners: required: the legacy controller took the router's listener from the first " \
+        "route's first target VirtualNode, and none is loaded with a listener" in messages(err)
+
+
 def test_legacy_v1beta1_refuses_what_it_does_not_read():
     text = LEGACY.read_text()
     text = text.replace("  virtualRouter:\n    name: colorteller-router\n    listeners:\n      - portMapping: {port: 9080, protocol: http}\n",
@@ -97,7 +110,7 @@ def test_legacy_v1beta1_refuses_what_it_does_not_read():
     with pytest.raises(ModelError) as err:
         load_texts([("color.yaml", text)])
     found = messages(err)
-    assert "spec.virtualRouter.listeners: required: the legacy controller guessed the router's listener" in found
+    assert "spec.virtualRouter.listeners" not in found  # taken from colorteller's listener, as the controller did
     assert "k8s VirtualNode appmesh-demo/colorteller (document 4, line" in found
     assert "spec.podSelector: not a field meshplane reads in appmesh.k8s.aws/v1beta1" in found
     assert "kind: appmesh.k8s.aws/v1beta1 has no VirtualRouter" in found

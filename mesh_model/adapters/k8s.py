@@ -1,4 +1,5 @@
-"""Kubernetes App Mesh custom resources (``appmesh.k8s.aws/v1beta2``) -> native documents.
+"""Kubernetes App Mesh custom resources (``appmesh.k8s.aws/v1beta2``) -> native documents
+(``appmesh.k8s.aws/v1beta1``, the legacy controller's: :mod:`.k8s_legacy`).
 
 Follows the App Mesh controller (aws-app-mesh-controller-for-k8s):
 
@@ -21,6 +22,10 @@ Follows the App Mesh controller (aws-app-mesh-controller-for-k8s):
   ``podSelector``, ``namespaceSelector``, ``gatewayRouteSelector``, Mesh ``meshOwner``;
   Mesh ``meshServiceDiscovery`` is the API's ``serviceDiscovery``. ``backendGroups`` and
   the ``BackendGroup`` kind are reported as unsupported.
+* The controller's Go-type spellings ``certificateARN`` and ``certificateAuthorityARNs`` are
+  the API's ``certificateArn`` and ``certificateAuthorityArns`` (both are read).
+* An object without ``metadata.namespace`` is in the namespace kubectl would apply it to:
+  ``Context.namespace`` (``--namespace``, default ``default``).
 * ``${VAR}`` left in an App Mesh object (an un-substituted template) is an error.
 """
 from __future__ import annotations
@@ -30,9 +35,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mesh_model.adapters import Converted, Origin, Result, placeholder_message, placeholders
+from mesh_model.adapters import Converted, Origin, Result, k8s_legacy as legacy, placeholder_message, placeholders
 from mesh_model.spec.route_types import GATEWAY_ROUTE_TYPES, ROUTE_TYPES
 
+# the controller's Go types spell some fields differently from the App Mesh API
+SPELLINGS = {"certificateARN": "certificateArn", "certificateAuthorityARNs": "certificateAuthorityArns"}
 KINDS = ("Mesh", "VirtualNode", "VirtualService", "VirtualRouter", "VirtualGateway", "GatewayRoute")
 UNSUPPORTED = {"BackendGroup": "BackendGroup is not supported: list the virtual services in each VirtualNode's spec.backends"}
 VERSION = "appmesh.k8s.aws/v1beta2"
@@ -59,6 +66,7 @@ class Fact:
     name: str
     aws_name: str  # "" when spec.awsName is not set
     mesh_ref: str  # "" when spec.meshRef.name is not set
+    port_mapping: tuple = ()  # v1beta1 VirtualNode: (port, protocol) of its first listener (the legacy router guess)
 
     @property
     def app_mesh_name(self) -> str:
@@ -71,33 +79,44 @@ class Fact:
         return self.name
 
 
-def fact(data: Any) -> Fact | None:
-    """The identity of an App Mesh custom resource (None for anything else or when unusable)."""
+DEFAULT_NAMESPACE = "default"  # kubectl's, for an object without metadata.namespace (--namespace)
+
+
+def fact(data: Any, namespace: str = DEFAULT_NAMESPACE) -> Fact | None:
+    """The identity of an App Mesh custom resource (None for anything else or when unusable);
+    ``namespace``: the one an object without ``metadata.namespace`` is applied to."""
     if not isinstance(data, dict) or data.get("kind") not in KINDS:
         return None
     api = data.get("apiVersion")
     metadata, spec = data.get("metadata"), data.get("spec")
     if not (isinstance(api, str) and api.startswith("appmesh.k8s.aws/") and isinstance(metadata, dict)):
         return None
-    name, namespace = metadata.get("name"), metadata.get("namespace")
+    name, written = metadata.get("name"), metadata.get("namespace")
     if not isinstance(name, str):
         return None
+    namespace = "" if data["kind"] == "Mesh" else written if isinstance(written, str) and written else namespace
     spec = spec if isinstance(spec, dict) else {}
+    if api == legacy.VERSION:
+        return Fact(data["kind"], namespace, name, legacy.app_mesh_name(data["kind"], name, namespace),
+                    spec.get("meshName") if isinstance(spec.get("meshName"), str) else "",
+                    legacy.first_port_mapping(spec) if data["kind"] == "VirtualNode" else ())
     aws_name, mesh_ref = spec.get("awsName"), spec.get("meshRef")
     mesh_ref = mesh_ref.get("name") if isinstance(mesh_ref, dict) else None
-    return Fact(data["kind"], namespace if isinstance(namespace, str) and data["kind"] != "Mesh" else "", name,
+    return Fact(data["kind"], namespace, name,
                 aws_name if isinstance(aws_name, str) else "", mesh_ref if isinstance(mesh_ref, str) else "")
 
 
 class Context:
-    """The identities of every App Mesh custom resource loaded (all files together)."""
+    """The identities of every App Mesh custom resource loaded (all files together), and
+    the namespace of objects that do not say theirs."""
 
-    def __init__(self, facts: list[Fact] | tuple[Fact, ...] = ()):
+    def __init__(self, facts: list[Fact] | tuple[Fact, ...] = (), namespace: str = DEFAULT_NAMESPACE):
+        self.namespace = namespace or DEFAULT_NAMESPACE
         self.facts = tuple(sorted(set(facts)))
         self.objects = {(f.kind, f.namespace, f.name): f for f in self.facts}
         self.meshes = {f.name: f.app_mesh_name for f in self.facts if f.kind == "Mesh"}
         # a file's conversion depends on every identity here: part of its parse-cache key
-        self.identity_digest = hashlib.sha256(repr(self.facts).encode("utf-8", "surrogatepass")).hexdigest()
+        self.identity_digest = hashlib.sha256(repr((self.namespace, self.facts)).encode("utf-8", "surrogatepass")).hexdigest()
         self._gateways: dict[str | None, list[Fact]] = {}
         for f in self.facts:
             if f.kind == "VirtualGateway":
@@ -115,12 +134,14 @@ class Context:
         return self._gateways.get(mesh, [])
 
 
-def source_label(data: dict) -> str:
-    """``k8s VirtualNode ns/name`` (as far as the document says)."""
+def source_label(data: dict, namespace_default: str | None = None) -> str:
+    """``k8s VirtualNode ns/name`` (as far as the document says; ``namespace``: that of an
+    object without ``metadata.namespace``)."""
     metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     name, namespace = metadata.get("name"), metadata.get("namespace")
     name = name if isinstance(name, str) else "?"
     kind = data.get("kind") if isinstance(data.get("kind"), str) else "?"
+    namespace = namespace or (namespace_default if kind in KINDS else None)
     if kind == "Mesh" or not isinstance(namespace, str):
         return f"k8s {kind} {name}"
     return f"k8s {kind} {namespace}/{name}"
@@ -151,7 +172,7 @@ def convert(data: dict, context: Context, prefix: str = "") -> Result:
 class _Converter:
     def __init__(self, data: dict, context: Context):
         self.data, self.context = data, context
-        self.source = source_label(data)
+        self.source = source_label(data, context.namespace)
         self.result = Result()
         self.paths: dict[str, str] = {}  # native path -> original path, for the document being built
 
@@ -167,14 +188,17 @@ class _Converter:
             shown = f"'{kind}'" if isinstance(kind, str) else "missing"
             self.problem("kind", f"App Mesh custom resource kind {shown} cannot be converted (known: {', '.join(KINDS)})")
             return self.result
-        if data.get("apiVersion") != VERSION:
-            self.problem("apiVersion", f"only {VERSION} is supported, got '{data.get('apiVersion')}'")
+        if data.get("apiVersion") != VERSION and data.get("apiVersion") != legacy.VERSION:
+            self.problem("apiVersion", f"only {VERSION} (and the legacy controller's {legacy.VERSION}) is supported, "
+                                       f"got '{data.get('apiVersion')}'")
             return self.result
         found = placeholders(data, "")
         for path, variable in found:
             self.problem(path, placeholder_message(variable))
         if found:
             return self.result
+        if data.get("apiVersion") == legacy.VERSION:
+            return legacy.convert(data, self.context, self.result)
         metadata = data.get("metadata")
         if not isinstance(metadata, dict):
             self.problem("metadata", "required: a mapping with name (and namespace)")
@@ -182,8 +206,10 @@ class _Converter:
         name, namespace = metadata.get("name"), metadata.get("namespace")
         if not isinstance(name, str) or not name:
             self.problem("metadata.name", "required: a non-empty string")
-        if kind != "Mesh" and (not isinstance(namespace, str) or not namespace):
-            self.problem("metadata.namespace", "required: meshplane cannot know which namespace kubectl would use; write it")
+        if kind != "Mesh" and namespace is not None and (not isinstance(namespace, str) or not namespace):
+            self.problem("metadata.namespace", "expected a non-empty string (or leave it out: --namespace, default 'default')")
+        if kind != "Mesh" and not namespace:
+            namespace = self.context.namespace  # as kubectl applies it: the current namespace
         spec = data.get("spec", {})
         spec = {} if spec is None else spec
         if not isinstance(spec, dict):
@@ -191,7 +217,7 @@ class _Converter:
         if not self.result.complete:
             return self.result
         self.namespace = namespace if kind != "Mesh" else ""
-        me = fact(data)
+        me = fact(data, self.context.namespace)
         assert me is not None
         aws_name = spec.get("awsName")
         if "awsName" in spec and not isinstance(aws_name, str):
@@ -199,6 +225,7 @@ class _Converter:
             return self.result
         name_path = "spec.awsName" if aws_name else "metadata.name"
         spec = _copy({k: v for k, v in spec.items() if k not in _DROPPED[kind]})
+        self.respell(spec, "spec")
         if kind == "Mesh":
             if "meshServiceDiscovery" in spec:
                 spec["serviceDiscovery"] = spec.pop("meshServiceDiscovery")
@@ -249,6 +276,25 @@ class _Converter:
         return self.result
 
     # ------------------------------------------------------------------ pieces
+
+    def respell(self, value: Any, path: str) -> None:
+        """The controller's Go-type spellings (``certificateARN``, ``certificateAuthorityARNs``)
+        -> the API's, in place; the original paths are kept for errors."""
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                self.respell(item, f"{path}[{i}]")
+            return
+        if not isinstance(value, dict):
+            return
+        for key in list(value):
+            if key in SPELLINGS:
+                api = SPELLINGS[key]
+                if api in value:
+                    self.problem(f"{path}.{key}", f"set one of {key}, {api}, not both")
+                else:
+                    value[api] = value.pop(key)
+                    self.paths[f"{path}.{api}"] = f"{path}.{key}"
+            self.respell(value.get(SPELLINGS.get(key, key)), f"{path}.{SPELLINGS.get(key, key)}")
 
     def emit(self, native: dict, envelope: dict[str, str], spec_path: str = "spec") -> None:
         paths = {"spec": spec_path, **envelope, **self.paths}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -31,33 +33,114 @@ Origins = dict[tuple[str, str], tuple[str, adapters.Origin]]  # (file, native la
 TERRAFORM_SUFFIX = ".tf"
 
 
+log = logging.getLogger("meshplane.load")
+
+
 @dataclass(frozen=True)
 class ImportOptions:
     """Values the original formats take from outside their files: CloudFormation stack
-    parameters (``--parameter-overrides KEY=VALUE``) and Terraform variables (``-var``,
-    ``-var-file``)."""
+    parameters (``--parameter-overrides KEY=VALUE``; names no loaded template declares are
+    ignored with a warning, as ``aws cloudformation deploy`` ignores them), pseudo parameters
+    (``--stack-name``, ``--region``, ``--account-id``), attributes known only after deploy
+    (``--resource-attribute LogicalId.Attr=VALUE``), Terraform variables (``-var``,
+    ``-var-file``), and the namespace of Kubernetes objects that do not say theirs
+    (``--namespace``, as kubectl's: ``default``). A file label ``TEMPLATE@Key=Value,...`` is one more deployment of that
+    template, with these values for it (:func:`stack_instance`)."""
 
     parameters: Mapping[str, str] = field(default_factory=dict)
     variables: Mapping[str, Any] = field(default_factory=dict)
+    stack_name: str | None = None
+    region: str | None = None
+    account_id: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    namespace: str = k8s_adapter.DEFAULT_NAMESPACE  # of Kubernetes objects without metadata.namespace (--namespace)
 
     def digest(self) -> bytes:
         """Part of the parse-cache key of every file when any value is given."""
-        if not self.parameters and not self.variables:
+        parts = [sorted(self.parameters.items()), sorted(self.variables.items()), self.stack_name, self.region,
+                 self.account_id, sorted(self.attributes.items()), self.namespace]
+        if parts == [[], [], None, None, None, [], k8s_adapter.DEFAULT_NAMESPACE]:
             return b""
-        text = json.dumps([sorted(self.parameters.items()), sorted(self.variables.items())], default=repr)
+        text = json.dumps(parts, default=repr)
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 NO_OPTIONS = ImportOptions()
+_INSTANCE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]*=")
+PSEUDO_KEYS = ("AWS::StackName", "AWS::Region", "AWS::AccountId")
+
+
+def stack_instance(label: str) -> tuple[str, dict[str, str]] | None:
+    """``stack.yaml@Key=Value,Key2=Value2`` -> ``("stack.yaml", {"Key": "Value", ...})``: one
+    deployment of a template with its own parameters (``AWS::StackName=``, ``AWS::Region=``,
+    ``AWS::AccountId=`` for its pseudo parameters, ``LogicalId.Attr=`` for its
+    ``--resource-attribute`` values; a backslash before a comma keeps it in the value). None for any other label."""
+    start = 0
+    while (at := label.find("@", start)) > 0:
+        rest = label[at + 1:]
+        if _INSTANCE_KEY.match(rest):
+            values: dict[str, str] = {}
+            for item in re.split(r"(?<!\\),", rest):
+                key, sep, value = item.partition("=")
+                if not sep or not key:
+                    return None
+                values[key] = value.replace("\\,", ",")
+            return label[:at], values
+        start = at + 1
+    return None
+
+
+def watched_paths(paths: Sequence[Any]) -> list[str]:
+    """The paths a watcher of a load of ``paths`` must watch: each ``TEMPLATE@Key=Value,...``
+    instance that is not a file itself as its template file (``model_files`` and the watcher
+    would see a missing path)."""
+    import os
+
+    out: list[str] = []
+    for path in paths:
+        text = os.fspath(path)
+        found = stack_instance(text) if not os.path.exists(text) else None
+        template = found[0] if found is not None and os.path.isfile(found[0]) else text
+        if template not in out:
+            out.append(template)
+    return out
 
 
 @dataclass
 class Imports:
     """What converting one load's files needs beyond each file: the Terraform module of all
-    its ``.tf`` files, and the values of ``ImportOptions``."""
+    its ``.tf`` files, the values of ``ImportOptions``, and the CloudFormation exports of all
+    its templates."""
 
     options: ImportOptions = NO_OPTIONS
     terraform: tf_adapter.Module = field(default_factory=tf_adapter.Module)
+    exports: cfn_adapter.Exports | None = None
+    exporters: str = ""  # what the exports were read from (part of every CloudFormation file's cache key)
+
+    def stack(self, label: str) -> cfn_adapter.Stack:
+        """The stack a CloudFormation file's templates are deployed as: the options, and for a
+        ``TEMPLATE@Key=Value,...`` label that instance's values on top."""
+        options = self.options
+        parameters = dict(options.parameters)
+        pseudo = {key: value for key, value in zip(PSEUDO_KEYS, (options.stack_name, options.region, options.account_id))
+                  if value}
+        attributes = dict(options.attributes)
+        instance = stack_instance(label)
+        for key, value in (instance[1] if instance else {}).items():
+            if key.startswith("AWS::"):
+                pseudo[key] = value
+            elif "." in key:
+                attributes[key] = value
+            else:
+                parameters[key] = value
+        return cfn_adapter.Stack(parameters, pseudo, attributes, self.exports.value if self.exports else None)
+
+    def digest(self) -> bytes:
+        """Part of the parse-cache key of every file."""
+        base = self.options.digest()
+        if not self.exporters:
+            return base
+        return base + hashlib.sha256(self.exporters.encode("utf-8", "surrogatepass")).digest()
 
 
 def format_of(data: Any) -> str | None:
@@ -71,10 +154,13 @@ def format_of(data: Any) -> str | None:
 
 
 def imports_context(files: list[tuple[str, str, bytes]], issues: list[Issue], budget: Budget,
-                    options: ImportOptions = NO_OPTIONS) -> Imports:
-    """Read every ``.tf`` file of the load into one Terraform module, and check that every
-    ``--parameter-overrides`` name is declared by a loaded CloudFormation template and every
-    ``-var`` name by a loaded ``variable`` block (an unknown name is an error naming it)."""
+                    options: ImportOptions = NO_OPTIONS, warnings: list[str] | None = None) -> Imports:
+    """Read every ``.tf`` file of the load into one Terraform module; check that every
+    ``-var`` name is declared by a loaded ``variable`` block (an unknown name is an error
+    naming it) and every name of a ``TEMPLATE@Key=Value`` instance by its template; warn of
+    each ``--parameter-overrides`` name no loaded CloudFormation template declares (ignored,
+    as ``aws cloudformation deploy`` ignores it: ``warnings``, else logged); collect the
+    exports of all templates when one uses ``Fn::ImportValue``."""
     imports = Imports(options, tf_adapter.Module(given=dict(options.variables)))
     terraform_seen = False
     for label, text, _ in files:
@@ -95,20 +181,48 @@ def imports_context(files: list[tuple[str, str, bytes]], issues: list[Issue], bu
             for name in imports.terraform.undeclared():
                 issues.append(Issue("-var", "", name, f"unknown variable {name}: no variable \"{name}\" block in the "
                                                       "loaded .tf files"))
-    if options.parameters:
-        declared: set[str] = set()
-        for label, text, _ in files:
-            if label.endswith(TERRAFORM_SUFFIX) or ("AWS::AppMesh::" not in text and "AWSTemplateFormatVersion" not in text):
-                continue
-            docs, _ = parse_documents(label, text, [], Budget(budget.limits))  # counted once, by the load itself
-            for doc in docs:
-                if adapters.format_of(doc.data) == "cloudformation":
-                    declared |= cfn_adapter.declared_parameters(doc.data)
-        for name in sorted(options.parameters):
-            if name not in declared:
-                known = f" (declared: {', '.join(sorted(declared))})" if declared else " (no CloudFormation template is loaded)"
-                issues.append(Issue("--parameter-overrides", "", name,
-                                    f"unknown parameter {name}: no loaded CloudFormation template declares it{known}"))
+    instances = {label: found for label, _, _ in files if (found := stack_instance(label)) is not None}
+    importing = any("ImportValue" in text for label, text, _ in files if not label.endswith(TERRAFORM_SUFFIX))
+    if not (options.parameters or instances or importing):
+        return imports
+    declared: set[str] = set()
+    templates: list[tuple[str, Any]] = []
+    for label, text, _ in files:
+        if label.endswith(TERRAFORM_SUFFIX) or "Resources" not in text:
+            continue
+        docs, _ = parse_documents(label, text, [], Budget(budget.limits))  # counted once, by the load itself
+        own: set[str] = set()
+        for doc in docs:
+            if adapters.format_of(doc.data) == "cloudformation":
+                own |= cfn_adapter.declared_parameters(doc.data)
+                templates.append((label, doc.data))
+        declared |= own
+        if label in instances:
+            for key in instances[label][1]:
+                if key.startswith("AWS::") and key not in PSEUDO_KEYS:
+                    issues.append(Issue(label, "", key, f"{key} cannot be given (only {', '.join(PSEUDO_KEYS)})"))
+                elif not key.startswith("AWS::") and "." not in key and key not in own:
+                    known = f" (declared: {', '.join(sorted(own))})" if own else ""
+                    issues.append(Issue(label, "", key, f"unknown parameter {key}: the template {instances[label][0]} "
+                                                        f"does not declare it{known}"))
+    unknown = sorted(name for name in options.parameters if name not in declared)
+    if unknown:
+        known = f"declared: {', '.join(sorted(declared))}" if declared else "no CloudFormation template is loaded"
+        message = (f"--parameter-overrides {', '.join(unknown)} ignored: no loaded CloudFormation template declares "
+                   f"{'it' if len(unknown) == 1 else 'them'} ({known})")
+        if warnings is None:
+            log.warning("%s", message)
+        else:
+            warnings.append(message)
+    if importing:
+        imports.exports = cfn_adapter.Exports()
+        for label, data in templates:
+            imports.exports.add(label, data, imports.stack(label))
+        issues.extend(Issue(label, "", path, message) for label, path, message in imports.exports.problems)
+        texts = {label: text for label, text, _ in files}
+        exporters = sorted({label for label, _, _ in imports.exports.by_name.values()})
+        imports.exporters = json.dumps([imports.exports.digest_parts()] + [
+            (label, hashlib.sha256(texts[label].encode("utf-8", "surrogatepass")).hexdigest()) for label in exporters])
     return imports
 
 
@@ -144,16 +258,20 @@ class Parsed:
 
 
 def k8s_context(files: list[tuple[str, str, bytes]], issues: list[Issue], budget: Budget,
-                parse_cache: ParseCache | None, k8s: set[str] | None = None) -> tuple[k8s_adapter.Context, dict[str, Parsed]]:
+                parse_cache: ParseCache | None, k8s: set[str] | None = None,
+                namespace: str = k8s_adapter.DEFAULT_NAMESPACE) -> tuple[k8s_adapter.Context, dict[str, Parsed]]:
     """The identities of every Kubernetes App Mesh custom resource of the load (refs, meshes
     and gateways are resolved across files), and the files parsed to find them.
     ``files``: ``(label, text, digest)``, the digest used only with a ``parse_cache``;
-    ``k8s``: the labels of the files that hold such resources (found in the texts if None)."""
+    ``k8s``: the labels of the files that hold such resources (found in the texts if None);
+    ``namespace``: that of objects without ``metadata.namespace``."""
     facts: list = []
     parsed: dict[str, Parsed] = {}
     for label, text, digest in files:
         if label not in k8s if k8s is not None else adapters.K8S_API_PREFIX not in text:
             continue
+        if namespace != k8s_adapter.DEFAULT_NAMESPACE:
+            digest += namespace.encode("utf-8", "surrogatepass")
         known = parse_cache.get_facts(label, digest) if parse_cache is not None else None
         if known is not None:
             facts.extend(known)
@@ -168,11 +286,36 @@ def k8s_context(files: list[tuple[str, str, bytes]], issues: list[Issue], budget
             break
         parsed[label] = Parsed(docs, complete, tuple(file_issues), budget.documents - documents, budget.nodes - nodes)
         found = tuple(f for doc in docs for _, item in k8s_adapter.objects(doc.data)
-                      if (f := k8s_adapter.fact(item)) is not None)
+                      if (f := k8s_adapter.fact(item, namespace)) is not None)
         facts.extend(found)
         if parse_cache is not None and not budget.stopped:
             parse_cache.put_facts(label, digest, found)
-    return k8s_adapter.Context(facts), parsed
+    return k8s_adapter.Context(facts, namespace), parsed
+
+
+def merge_identical(resources: list, groups: list, origins: Origins) -> tuple[list, list]:
+    """The resources of a load with every Kubernetes custom resource that is an identical
+    copy of one loaded before it left out (two clusters' manifests holding the same Mesh,
+    VirtualService...: one App Mesh resource, as applying both would make). Copies that differ
+    are kept: the duplicate check reports them, naming both files."""
+    def from_k8s(resource) -> bool:
+        found = origins.get((resource.file, resource.label))
+        return found is not None and found[1].source.startswith("k8s ")
+
+    first: dict[tuple, Any] = {}
+    dropped: set[int] = set()
+    for resource in resources:
+        key = (resource.kind, resource.mesh, resource.virtualRouter, resource.virtualGateway, resource.namespaceName,
+               resource.name)
+        if key not in first:
+            first[key] = resource
+        elif first[key] is not resource and first[key] == resource and from_k8s(resource) and from_k8s(first[key]):
+            dropped.add(id(resource))
+    if not dropped:
+        return resources, groups
+    return ([r for r in resources if id(r) not in dropped],
+            [(label, group if not any(id(r) in dropped for r in group) else tuple(r for r in group if id(r) not in dropped))
+             for label, group in groups])
 
 
 def resources_from_converted(doc: Document, form: str, context: k8s_adapter.Context,
@@ -214,7 +357,7 @@ def _converted(doc: Document, form: str, context: k8s_adapter.Context, issues: l
         elif form == "terraform-show":
             results = [tf_adapter.convert_show(doc.data)]
         else:
-            results = [cfn_adapter.convert(doc.data, imports.options.parameters)]
+            results = [cfn_adapter.convert(doc.data, stack=imports.stack(doc.file))]
     except RecursionError:
         raise
     except Exception as err:  # noqa: BLE001 - the adapters never raise on bad input; if one did, still only a ModelError

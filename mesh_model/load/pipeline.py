@@ -37,7 +37,8 @@ from mesh_model.load.build import Incremental, checked_model, clean
 from mesh_model.load.documents import resource_from_document
 from mesh_model.load.files import read_files, text_from_input
 from mesh_model.load.formats import (TERRAFORM_SUFFIX, ImportOptions, Imports, Parsed, format_of, imports_context,
-                                     k8s_context, resources_from_converted, terraform_file)
+                                     k8s_context, merge_identical, resources_from_converted, stack_instance,
+                                     terraform_file)
 from mesh_model.load.input_limits import DEFAULT_LIMITS, Budget, Limits
 from mesh_model.load.parse_cache import (ChunkResult, DocumentCache, DocumentResult, FileResult, ParseCache, chunk_digest,
                                          document_digest)
@@ -48,6 +49,7 @@ from mesh_model.spec.model import MeshModel, Resource
 def load_paths(
     paths: Sequence[str | os.PathLike], *, limits: Limits = DEFAULT_LIMITS, parse_cache: ParseCache | None = None,
     parameters: Mapping[str, str] | None = None, variables: Mapping[str, Any] | None = None,
+    warnings: list[str] | None = None, **imported: Any,
 ) -> MeshModel:
     """Load files and folders (recursively: ``*.yaml``, ``*.yml``, ``*.json``, ``*.tf``, sorted by path).
 
@@ -57,24 +59,47 @@ def load_paths(
     re-parsing files whose content did not change.
 
     ``parameters``: CloudFormation stack parameters (``--parameter-overrides KEY=VALUE``);
-    ``variables``: Terraform variables (``-var``/``-var-file``). Folders also load their
-    ``*.tf`` files (one Terraform module per load).
+    ``variables``: Terraform variables (``-var``/``-var-file``); ``imported``: the other
+    fields of ``ImportOptions`` (``stack_name``, ``region``, ``account_id``, ``attributes``).
+    Folders also load their ``*.tf`` files (one Terraform module per load). A path
+    ``TEMPLATE@Key=Value,...`` that is not a file is one more deployment of the template
+    ``TEMPLATE`` with those values (``formats.stack_instance``), named so in its errors.
+    ``warnings``: where what is valid but ignored goes (one line each; else it is logged).
     """
     issues: list[Issue] = []
     budget = Budget(limits)
-    options = ImportOptions(dict(parameters or {}), dict(variables or {}))
+    options = ImportOptions(dict(parameters or {}), dict(variables or {}), **imported)
     try:
         if parse_cache is None:
-            return _load(list(read_files(paths, issues, budget)), issues, budget, None, options)
+            return _load(_read(paths, issues, budget, None), issues, budget, None, options, warnings)
         with parse_cache.lock:  # its state follows one load at a time
-            texts = list(read_files(paths, issues, budget, parse_cache.decoded))
-            return _load(texts, issues, budget, parse_cache, options)
+            texts = _read(paths, issues, budget, parse_cache.decoded)
+            return _load(texts, issues, budget, parse_cache, options, warnings)
     except RecursionError:  # last line of defence; the limits should make this unreachable
         raise _too_deep(issues) from None
 
 
+def _read(paths: Sequence[str | os.PathLike], issues: list[Issue], budget: Budget, decoded) -> list[tuple[str, str]]:
+    """``read_files``, with each ``TEMPLATE@Key=Value,...`` path read as its template's text
+    under that label."""
+    plain, instances = [], []
+    for path in paths:
+        text = os.fspath(path)
+        found = stack_instance(text) if not os.path.exists(text) else None
+        if found is not None and os.path.isfile(found[0]):
+            instances.append((text, found[0]))
+        else:
+            plain.append(path)
+    texts = list(read_files(plain, issues, budget, decoded))
+    for label, file in instances:
+        if not budget.stopped:
+            texts.extend((label, text) for _, text in read_files([file], issues, budget, decoded))
+    return texts
+
+
 def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEFAULT_LIMITS,
-               parameters: Mapping[str, str] | None = None, variables: Mapping[str, Any] | None = None) -> MeshModel:
+               parameters: Mapping[str, str] | None = None, variables: Mapping[str, Any] | None = None,
+               warnings: list[str] | None = None, **imported: Any) -> MeshModel:
     """Load ``(file label, text)`` pairs; same rules as :func:`load_paths`.
 
     A label ending in ``.json`` is parsed as JSON, anything else as YAML. ``bytes`` are
@@ -91,7 +116,8 @@ def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEF
                 decoded.append((label, checked))
             if budget.stopped:
                 break
-        return _load(decoded, issues, budget, None, ImportOptions(dict(parameters or {}), dict(variables or {})))
+        return _load(decoded, issues, budget, None, ImportOptions(dict(parameters or {}), dict(variables or {}), **imported),
+                     warnings)
     except RecursionError:
         raise _too_deep(issues) from None
 
@@ -164,7 +190,7 @@ def _too_deep(issues: list[Issue]) -> ModelError:
 
 
 def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, parse_cache: ParseCache | None = None,
-          options: ImportOptions = ImportOptions()) -> MeshModel:
+          options: ImportOptions = ImportOptions(), warnings: list[str] | None = None) -> MeshModel:
     """Parse and validate each file (or reuse its cached result), then cross-check and build."""
     max_issues = budget.limits.max_issues
     complete = not issues  # an unreadable file hides resources too
@@ -181,8 +207,8 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
     else:
         files = [(label, text, b"") for label, text in texts]
         k8s = {label for label, text in texts if adapters.K8S_API_PREFIX in text}
-    context, parsed = k8s_context(files, issues, budget, parse_cache, k8s)
-    imports = imports_context(files, issues, budget, options)
+    context, parsed = k8s_context(files, issues, budget, parse_cache, k8s, options.namespace)
+    imports = imports_context(files, issues, budget, options, warnings)
     complete = complete and not issues
     origins: dict[tuple[str, str], tuple[str, adapters.Origin]] = {}
     for label, text, digest in files:
@@ -199,7 +225,7 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
             issues.extend(result.issues)
             complete = complete and result.complete
             continue
-        digest += options.digest()
+        digest += imports.digest()
         cached = parse_cache.get(label, digest, budget) if parse_cache is not None else None
         if cached is not None:
             budget.documents += cached.documents
@@ -220,6 +246,7 @@ def _load(texts: list[tuple[str, str]], issues: list[Issue], budget: Budget, par
         complete = complete and result.complete
     if parse_cache is not None:
         parse_cache.keep_only({label for label, _ in texts})
+    resources, groups = merge_identical(resources, groups, origins)
     return checked_model(resources, issues, complete=complete, max_issues=max_issues, origins=origins, groups=groups,
                          incremental=incremental)
 

@@ -143,11 +143,13 @@ def test_parameter_without_default_mentions_the_flag():
     assert "parameter MeshName has no Default: give its value with --parameter-overrides MeshName=VALUE" in messages(err)
 
 
-def test_unknown_parameter_is_an_error_naming_it():
-    with pytest.raises(ModelError) as err:
-        load_texts([("stack.yaml", CFN)], parameters={"MeshName": "prod", "Colour": "red"})
-    assert "unknown parameter Colour" in messages(err)
-    assert "declared: MeshName, Port" in messages(err)
+def test_unknown_parameter_is_ignored_with_a_warning_naming_it():
+    """As `aws cloudformation deploy` does (one override set given to several stacks)."""
+    warnings: list[str] = []
+    model = load_texts([("stack.yaml", CFN)], parameters={"MeshName": "prod", "Colour": "red"}, warnings=warnings)
+    assert "prod" in model.meshes
+    assert warnings == ["--parameter-overrides Colour ignored: no loaded CloudFormation template declares it "
+                        "(declared: MeshName, Port)"]
 
 
 def test_grpc_gateway_template_loads_with_the_flag(tmp_path):

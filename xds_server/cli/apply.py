@@ -9,7 +9,7 @@ import sys
 
 from mesh_model import load_paths
 
-from xds_server.cli.options import add_import_arguments, load_options
+from xds_server.cli.options import add_import_arguments, load_options, print_warnings
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -29,7 +29,9 @@ def run(args) -> int:
     from xds_server.api.file_source import resources_of
     from xds_server.api.resources import native
 
-    model = load_paths(args.paths, **load_options(args))  # ModelError: every problem, as validate prints them
+    warnings: list[str] = []
+    model = load_paths(args.paths, warnings=warnings, **load_options(args))  # ModelError: every problem, as validate prints them
+    print_warnings(warnings)
     documents = [native(r) for r in resources_of(model)]
     try:
         result = call(args.api, "POST", "/meshplane/v1/apply",

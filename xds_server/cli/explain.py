@@ -15,7 +15,8 @@ from mesh_model.compiler import compile_node
 from mesh_model.explain import explain, parse_words
 from mesh_model.node_id import parse_node_id
 
-from xds_server.cli.options import add_placement_arguments, placement
+from xds_server.cli.options import (add_import_arguments, add_placement_arguments, load_options, placement,
+                                    print_warnings)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -33,6 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--tcp", metavar="HOST:PORT", help="a TCP connection to HOST:PORT")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_placement_arguments(p)
+    add_import_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -40,11 +42,19 @@ def split_words(words: list[str]) -> tuple[list[str], list[str]]:
     """Leading words that are existing files or folders are model paths; the rest is the request."""
     paths: list[str] = []
     for i, word in enumerate(words):
-        if "://" not in word and Path(word).exists():
+        if "://" not in word and (Path(word).exists() or _stack_instance(word)):
             paths.append(word)
         else:
             return paths, words[i:]
     return paths, []
+
+
+def _stack_instance(word: str) -> bool:
+    """``TEMPLATE@Key=Value,...`` naming an existing template: a model path too."""
+    from mesh_model.load.formats import stack_instance
+
+    found = stack_instance(word)
+    return found is not None and Path(found[0]).is_file()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if not request_words and not args.tcp:
         raise ValueError("explain: give a request, e.g. GET http://catalog.shop.local:8080/ (or --grpc SERVICE/METHOD HOST:PORT, --tcp HOST:PORT)")
     request = parse_words(words)
-    model = load_paths(paths)
+    warnings: list[str] = []
+    model = load_paths(paths, warnings=warnings, **load_options(args))
+    print_warnings(warnings)
     node = parse_node_id(node_id)
     resources = compile_node(model, node, placement(args))
     result = explain(resources, request, node=node, model=model)

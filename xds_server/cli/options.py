@@ -44,11 +44,28 @@ def write_output(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
+DEFAULT_REGION = "us-west-2"  # AWS::Region without --region: serve's and apply's default region too
+
+
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
-    """Values the original formats take from outside their files (CloudFormation, Terraform)."""
+    """Values the original formats take from outside their files (CloudFormation, Terraform).
+
+    A model PATH may also be ``TEMPLATE@Key=Value,...``: one more deployment of a
+    CloudFormation template with its own parameters (``AWS::StackName=NAME``... for its pseudo
+    parameters, ``LogicalId.Attr=VALUE`` for its attributes)."""
     group = parser.add_argument_group("imported formats")
     group.add_argument("--parameter-overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                       help="CloudFormation stack parameters, as `aws cloudformation deploy` takes them")
+                       help="CloudFormation stack parameters, as `aws cloudformation deploy` takes them (names no "
+                            "loaded template declares are ignored, with a warning)")
+    group.add_argument("--stack-name", metavar="NAME", help="AWS::StackName of the CloudFormation templates")
+    if "--region" not in parser._option_string_actions:  # serve and apply have their own --region: the same region
+        group.add_argument("--region", default=DEFAULT_REGION,
+                           help=f"AWS::Region of the CloudFormation templates (default {DEFAULT_REGION})")
+    group.add_argument("--account-id", metavar="ID", help="AWS::AccountId of the CloudFormation templates")
+    group.add_argument("--resource-attribute", nargs="+", action="extend", default=[], metavar="LOGICAL_ID.ATTR=VALUE",
+                       help="a Fn::GetAtt value known only after deploy, e.g. LoadBalancer.DNSName=lb.example.com")
+    group.add_argument("--namespace", metavar="NAMESPACE",
+                       help="namespace of Kubernetes objects without metadata.namespace (default: default, as kubectl)")
     group.add_argument("-var", "--var", dest="tf_vars", action="append", default=[], metavar="NAME=VALUE",
                        help="a Terraform variable (repeatable)")
     group.add_argument("-var-file", "--var-file", dest="tf_var_files", action="append", default=[], metavar="FILE",
@@ -66,7 +83,8 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 
 def load_options(args: argparse.Namespace) -> dict:
-    """``parameters`` and ``variables`` for ``load_paths`` from the import arguments
+    """The keyword arguments of ``load_paths`` from the import arguments: ``parameters``,
+    ``variables``, ``stack_name``, ``region``, ``account_id``, ``attributes``, ``namespace``
     (``ModelError`` for an unreadable .tfvars file, naming it)."""
     from mesh_model.errors import Issue, ModelError
 
@@ -81,5 +99,18 @@ def load_options(args: argparse.Namespace) -> dict:
         except ValueError as err:
             raise ModelError([Issue(file, "", "", str(err))]) from None
     variables.update(_pairs(getattr(args, "tf_vars", []), "-var"))
+    attributes = _pairs(getattr(args, "resource_attribute", []), "--resource-attribute")
+    for key in attributes:
+        if "." not in key.strip("."):
+            raise ValueError(f"--resource-attribute: expected LOGICAL_ID.ATTR=VALUE, got '{key}=...'")
     return {"parameters": _pairs(getattr(args, "parameter_overrides", []), "--parameter-overrides"),
-            "variables": variables}
+            "variables": variables, "stack_name": getattr(args, "stack_name", None) or None,
+            "region": getattr(args, "region", None) or DEFAULT_REGION,
+            "account_id": getattr(args, "account_id", None) or None, "attributes": attributes,
+            "namespace": getattr(args, "namespace", None) or "default"}
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """What a load found valid but ignored, as ``validate`` prints the model's warnings."""
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)

@@ -8,7 +8,8 @@ from mesh_model.compiler import compile_node
 from mesh_model.node_id import parse_node_id
 from mesh_model.render import dump_yaml, resources_document, static_bootstrap
 
-from xds_server.cli.options import add_import_arguments, add_placement_arguments, load_options, placement, write_output
+from xds_server.cli.options import (add_import_arguments, add_placement_arguments, load_options, placement,
+                                    print_warnings, write_output)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -24,7 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_paths(args.paths, **load_options(args))
+    warnings: list[str] = []
+    model = load_paths(args.paths, warnings=warnings, **load_options(args))
+    print_warnings(warnings)
     node = parse_node_id(args.node)
     resources = compile_node(model, node, placement(args))
     document = resources_document(resources) if args.resources else static_bootstrap(node, resources, admin=args.admin_address)

@@ -7,7 +7,7 @@ import sys
 from mesh_model import load_paths
 from mesh_model.compiler import model_warnings
 
-from xds_server.cli.options import add_import_arguments, load_options
+from xds_server.cli.options import add_import_arguments, load_options, print_warnings
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -18,7 +18,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_paths(args.paths, **load_options(args))
+    warnings: list[str] = []
+    model = load_paths(args.paths, warnings=warnings, **load_options(args))
+    print_warnings(warnings)
     for warning in model_warnings(model):
         print(f"warning: {warning}", file=sys.stderr)
     counts = {name: len(m.virtual_nodes) for name, m in model.meshes.items()}

@@ -28,9 +28,10 @@ class ServeConfig:
     """Everything `meshplane serve` needs; 0 means unlimited for the limits."""
 
     paths: tuple[str, ...]
-    # what the files' original formats take from outside them: {"parameters": CloudFormation
-    # stack parameters, "variables": Terraform variables} (load_paths' keyword arguments)
-    load_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # what the files' original formats take from outside them (load_paths' keyword arguments):
+    # {"parameters": CloudFormation stack parameters, "variables": Terraform variables, the
+    # stack's pseudo parameters and resource attributes, the Kubernetes namespace, ...}
+    load_options: Mapping[str, Any] = field(default_factory=dict)
     xds: str = DEFAULT_XDS_ADDRESS
     http: str | None = DEFAULT_HTTP_ADDRESS          # None: no HTTP status endpoint
     ready_message: bool = True                       # log what is served once listening

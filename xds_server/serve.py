@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 
+from mesh_model.load.formats import watched_paths
 from mesh_model.render import split_host_port
 from mesh_model.node_id import NodeRef
 
@@ -163,7 +164,9 @@ async def serve(config: ServeConfig) -> None:
                 max_buffered_bytes=config.http_max_buffered),
         )
         http_desc = "%s:%d" % http_server.sockets[0].getsockname()[:2]
-    watcher = asyncio.create_task(source.watch(control.reload) if source is not None else watch(control.paths, control.reload))
+    watcher = asyncio.create_task(source.watch(control.reload) if source is not None
+                                  # a TEMPLATE@Key=Value instance is watched as its template file
+                                  else watch(watched_paths(control.paths), control.reload))
     tasks = [watcher, asyncio.create_task(_forget_unused_periodically(control))]
     if cloudmap is not None:
         tasks.append(asyncio.create_task(cloudmap.run(control.reload)))

@@ -35,3 +35,18 @@ def test_serve_terraform_with_variables(procs, tmp_path):
     runner.start_control_plane("-var", "mesh_name=prod")  # the module's default is "shop"
     dump = json.loads(_config_dump(runner, "mesh/prod/virtualNode/client"))
     assert "cds_egress_prod_red_http_8080" in json.dumps(dump)
+
+
+def test_serve_reloads_a_stack_instance_when_its_template_changes(procs, tmp_path):
+    """``TEMPLATE@Key=Value`` is no file: serve watches the template behind it."""
+    from tests.harness.processes import wait_until
+
+    template = tmp_path / "stack.yaml"
+    template.write_text((INPUTS / CFN).read_text())
+    runner = MeshRunner(procs, f"{template}@AppName=ledger,GrpcPort=9443", tmp_path / "run")
+    runner.start_control_plane()
+    gateway = "mesh/ledger-mesh/virtualGateway/ledger-ingress"
+    assert '"0.800s"' in _config_dump(runner, gateway)  # the route's retries: PerRetryTimeout 800 ms
+    template.write_text(template.read_text().replace("PerRetryTimeout: {Unit: ms, Value: 800}",
+                                                     "PerRetryTimeout: {Unit: ms, Value: 900}"))
+    wait_until(lambda: '"0.900s"' in _config_dump(runner, gateway), 20, message="the edit was not served")

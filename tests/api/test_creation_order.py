@@ -116,3 +116,41 @@ def test_apply_takes_a_dangling_backend(c):
                                             json.dumps({"documents": docs, "prune": False}).encode())
     assert status == 200, body
     assert [n["virtualNodeName"] for n in c.list_virtual_nodes(meshName="m")["virtualNodes"]] == ["front"]
+
+
+def test_the_served_config_follows_a_backend_created_later(c):
+    """API -> store -> control plane: the caller's snapshot gets the route and cluster once
+    the service it named is created, and loses them when it is deleted (as a cold compile)."""
+    import asyncio
+
+    from mesh_model.compiler import Placement, compile_node
+    from mesh_model.node_id import NodeRef
+    from xds_server.cache.snapshot import Snapshot, TYPE_CLUSTER
+    from xds_server.cache.snapshot_cache import SnapshotCache
+    from xds_server.controlplane.control_plane import ControlPlane
+    from xds_server.controlplane.store_source import StoreSource
+
+    from tests.unit.test_incremental_property import _content, _envoy_node
+
+    c.create_virtual_node(meshName="m", virtualNodeName="front", spec=node_spec("front.local", backends=("svc.local",)))
+    c.create_virtual_node(meshName="m", virtualNodeName="blue", spec=node_spec("blue.local"))
+    source = StoreSource(c.api.extra["store"])
+    cache = SnapshotCache()
+    control = ControlPlane([], cache, source=source)
+    front = NodeRef("m", "virtualNode", "front")
+    key = control.resolve(_envoy_node(front, Placement()))
+
+    def served_clusters() -> set[str]:
+        return set(cache.get(key).types[TYPE_CLUSTER].resources)
+
+    assert "cds_egress_m_blue_http_8080" not in served_clusters()
+    assert any("svc.local" in w for w in control.status()["warnings"])
+    c.create_virtual_service(meshName="m", virtualServiceName="svc.local", spec=_service_by_node("blue"))
+    assert asyncio.run(control.reload()), control.last_error
+    assert "cds_egress_m_blue_http_8080" in served_clusters()
+    assert _content(cache.get(key)) == _content(Snapshot.from_resources(compile_node(control.model, front)))
+    assert control.status()["warnings"] == []
+    c.delete_virtual_service(meshName="m", virtualServiceName="svc.local")
+    assert asyncio.run(control.reload()), control.last_error
+    assert "cds_egress_m_blue_http_8080" not in served_clusters()
+    assert _content(cache.get(key)) == _content(Snapshot.from_resources(compile_node(control.model, front)))

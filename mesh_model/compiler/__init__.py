@@ -311,13 +311,15 @@ def missing_backends(mesh: Mesh, node_name: str) -> list[str]:
 
 def _dangling_backends(mesh: Mesh, cache: CompileCache) -> list[str]:
     """A warning per backend that names no virtual service (yet)."""
+    def reads(node) -> set:  # on a miss only: a reload looks up each node's entry, nothing more
+        return {("VirtualNode", mesh.name, node.name)} | {("VirtualService", mesh.name, b.virtualService.virtualServiceName)
+                                                          for b in node.spec.backends if b.virtualService is not None}
+
     warnings = []
     for name, node in mesh.virtual_nodes.items():
         if not node.spec.backends:
             continue
-        reads = {("VirtualNode", mesh.name, name)} | {("VirtualService", mesh.name, b.virtualService.virtualServiceName)
-                                                      for b in node.spec.backends if b.virtualService is not None}
-        found = cache.get(("missing-backends", mesh.name, name), lambda: missing_backends(mesh, name), reads)
+        found = cache.get(("missing-backends", mesh.name, name), lambda: missing_backends(mesh, name), lambda _found: reads(node))
         warnings.extend(f"VirtualNode {mesh.name}/{name}: backend virtual service '{service}' does not exist in mesh "
                         f"'{mesh.name}' (yet): requests to it find no route until it is created" for service in found)
     return warnings

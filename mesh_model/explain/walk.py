@@ -320,7 +320,6 @@ class _Walk:
             reason += f"; it is not a backend of {self.node.name} and the mesh's egress filter is {kind}"
         return reason
 
-
     def _backend_without_route(self, host: str) -> str:
         """Why a backend of this node named ``host`` has no virtual host (a backend may name a
         service that does not exist yet, as on App Mesh), or ``""``."""

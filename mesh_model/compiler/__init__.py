@@ -301,6 +301,30 @@ def _has_tcp_listeners(mesh, cache: CompileCache) -> bool:
     return False
 
 
+def missing_backends(mesh: Mesh, node_name: str) -> list[str]:
+    """The backends of a virtual node that name no virtual service of its mesh (valid, as on
+    App Mesh: the service may be created later; until then the node has no route to it)."""
+    node = mesh.virtual_nodes[node_name]
+    return [b.virtualService.virtualServiceName for b in node.spec.backends or ()
+            if b.virtualService is not None and b.virtualService.virtualServiceName not in mesh.virtual_services]
+
+
+def _dangling_backends(mesh: Mesh, cache: CompileCache) -> list[str]:
+    """A warning per backend that names no virtual service (yet)."""
+    def reads(node) -> set:  # on a miss only: a reload looks up each node's entry, nothing more
+        return {("VirtualNode", mesh.name, node.name)} | {("VirtualService", mesh.name, b.virtualService.virtualServiceName)
+                                                          for b in node.spec.backends if b.virtualService is not None}
+
+    warnings = []
+    for name, node in mesh.virtual_nodes.items():
+        if not node.spec.backends:
+            continue
+        found = cache.get(("missing-backends", mesh.name, name), lambda: missing_backends(mesh, name), lambda _found: reads(node))
+        warnings.extend(f"VirtualNode {mesh.name}/{name}: backend virtual service '{service}' does not exist in mesh "
+                        f"'{mesh.name}' (yet): requests to it find no route until it is created" for service in found)
+    return warnings
+
+
 def model_warnings(model: MeshModel, cache: CompileCache | None = None) -> list[str]:
     """Valid but probably unintended: what the compiler has to leave out (e.g. two TCP
     backends of one node on the same port). Shown by ``validate`` and logged by ``serve``.
@@ -310,6 +334,7 @@ def model_warnings(model: MeshModel, cache: CompileCache | None = None) -> list[
     cache.check(model)
     warnings = []
     for mesh in model.meshes.values():
+        warnings.extend(_dangling_backends(mesh, cache))
         if not _has_tcp_listeners(mesh, cache):
             continue  # no TCP backend anywhere in this mesh: nothing to leave out (and no planning)
         for name in mesh.virtual_nodes:

@@ -142,7 +142,10 @@ def _router_ports(mesh: Mesh, router_name: str, reads: set[Key]) -> list[Service
 
 def plan_service(mesh: Mesh, service_name: str) -> tuple[tuple[ServicePort, ...], frozenset[Key]]:
     """The ports a virtual service answers on and how each is routed (none without a
-    provider), and the keys of every resource read to find out."""
+    provider), and the keys of every resource read to find out.
+
+    A service that does not exist (a node's backend may name one that is created later, as
+    on App Mesh) has no ports, and its key is still read: creating it recompiles its callers."""
     reads: set[Key] = {("VirtualService", mesh.name, service_name)}
     service = mesh.virtual_services.get(service_name)
     if service is None or service.spec.provider is None:

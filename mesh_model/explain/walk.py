@@ -311,11 +311,32 @@ class _Walk:
         reason = f"no virtual host of {config.name} has domain {request.host.lower()!r} (known: {', '.join(known) or 'none'})"
         mesh = self.names.mesh
         if self.node is not None and self.node.kind == "virtualNode" and mesh is not None:
+            why = self._backend_without_route(request.host.lower().rsplit(":", 1)[0] if request.host else "")
+            if why:
+                return f"{reason}; {why}"
             spec = mesh.spec
             egress = getattr(spec, "egressFilter", None) if spec is not None else None
             kind = egress.type if egress is not None else "DROP_ALL"
             reason += f"; it is not a backend of {self.node.name} and the mesh's egress filter is {kind}"
         return reason
+
+    def _backend_without_route(self, host: str) -> str:
+        """Why a backend of this node named ``host`` has no virtual host (a backend may name a
+        service that does not exist yet, as on App Mesh), or ``""``."""
+        mesh = self.names.mesh
+        node = mesh.virtual_nodes.get(self.node.name)
+        backends = {b.virtualService.virtualServiceName.lower(): b.virtualService.virtualServiceName
+                    for b in (node.spec.backends or ()) if b.virtualService is not None} if node is not None else {}
+        service = backends.get(host)
+        if service is None:
+            return ""
+        found = mesh.virtual_services.get(service)
+        if found is None:
+            return (f"{service!r} is a backend of {self.node.name}, but virtual service {service!r} does not exist in mesh "
+                    f"{mesh.name!r} (yet): no route to it until it is created")
+        if found.spec.provider is None:
+            return f"{service!r} is a backend of {self.node.name}, but virtual service {service!r} has no provider: no route to it until it has one"
+        return ""
 
 
 def _first_endpoint(cluster) -> Optional[tuple[str, int]]:

@@ -17,6 +17,7 @@ the same issues for the same resources (``check_references`` is a fresh one).
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Iterable, Sequence
 
@@ -359,6 +360,15 @@ class _Hints:
         return self.cache[key]
 
 
+_MISSING = re.compile(r"^(virtual node|virtual router|virtual service|virtual gateway) '.*' not found in mesh '.*'|^mesh '.*' is not defined ")
+
+
+def is_missing_reference(message: str) -> bool:
+    """Whether an issue's message says a referenced resource does not exist (App Mesh answers
+    these with ``NotFoundException``, other problems with ``BadRequestException``)."""
+    return _MISSING.match(message) is not None
+
+
 def _missing(r: Resource, view: _View, kind: str, name: str, path: str) -> Template | None:
     """A problem if ``kind name`` does not exist in ``r``'s mesh."""
     if view.has(kind, r.mesh, name):
@@ -436,14 +446,12 @@ def _check_service(r: Resource, view: _View, out: list[Template]) -> None:
         out.append(found)
 
 
-def _check_node(r: Resource, view: _View, out: list[Template]) -> None:
-    """Backends must be virtual services of the same mesh. (A Cloud Map service with no
-    CloudMapService document is fine: it just has no endpoints yet.)"""
-    for i, backend in enumerate(r.spec.backends or ()):
-        name = backend.virtualService.virtualServiceName
-        found = _missing(r, view, "VirtualService", name, f"spec.backends[{i}].virtualService.virtualServiceName")
-        if found:
-            out.append(found)
+# A virtual node's backends are not checked, as App Mesh does not check them
+# (VirtualServiceBackend: "to prevent a cyclic dependency between virtual nodes and virtual
+# services creation ... The virtual service can be created afterwards"): a backend may name a
+# service that does not exist yet (or any more). The node is valid; it has no route to that
+# service until the service exists (``mesh_model.compiler.model_warnings`` says so). Nor is a
+# Cloud Map service with no CloudMapService document an error: it just has no endpoints yet.
 
 
 def _service_ports(view: _View, mesh: str, name: str) -> list[int] | None:
@@ -476,4 +484,4 @@ def _check_gateway_route(r: Resource, view: _View, out: list[Template]) -> None:
         out.append((f"{path}.port", f"port is required: {service} has {len(service_ports)} ports ({_port_list(service_ports)})", None))
 
 
-_CHECKS = {"Route": _check_route, "VirtualService": _check_service, "VirtualNode": _check_node, "GatewayRoute": _check_gateway_route}
+_CHECKS = {"Route": _check_route, "VirtualService": _check_service, "GatewayRoute": _check_gateway_route}

@@ -50,7 +50,7 @@ def test_aws_cli_round_trip(api, tmp_path):
         "weightedTargets": [{"virtualNode": "ghost", "weight": 5}]}}}))
     failed = api.aws("update-route", "--mesh-name", "m", "--virtual-router-name", "r", "--route-name", "main",
                      "--spec", f"file://{spec_file}", check=False)
-    assert failed.returncode in (254, 255) and "BadRequestException" in failed.stderr
+    assert failed.returncode in (254, 255) and "NotFoundException" in failed.stderr  # a missing target node, as App Mesh answers
     assert "spec.httpRoute.action.weightedTargets[0].virtualNode: virtual node 'ghost' not found" in failed.stderr
     deleted = api.aws_json("delete-route", "--mesh-name", "m", "--virtual-router-name", "r", "--route-name", "main")
     assert deleted["route"]["status"]["status"] == "DELETED"

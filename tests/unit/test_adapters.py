@@ -412,10 +412,19 @@ def test_spec_errors_of_converted_routes_use_original_paths():
 def test_cross_file_reference_errors_name_the_original_object():
     node = NODE.replace("virtualServiceRef: {name: catalog}",
                         "virtualServiceARN: arn:aws:appmesh:us-west-2:123456789012:mesh/shop-mesh/virtualService/gone")
-    out = errors(("m.yaml", MESH), ("n.yaml", node))
+    load(("m.yaml", MESH), ("n.yaml", node))  # a backend that does not exist (yet) is valid, as on App Mesh
+    service = textwrap.dedent("""
+    apiVersion: appmesh.k8s.aws/v1beta2
+    kind: VirtualService
+    metadata: {name: catalog, namespace: ns}
+    spec:
+      provider:
+        virtualNode: {virtualNodeARN: arn:aws:appmesh:us-west-2:123456789012:mesh/shop-mesh/virtualNode/gone}
+    """)
+    out = errors(("m.yaml", MESH), ("s.yaml", service))
     assert len(out) == 1
-    assert out[0].startswith("n.yaml: VirtualNode shop-mesh/front_ns (k8s VirtualNode ns/front, document 1, line 2): "
-                             "spec.backends[0].virtualService.virtualServiceARN: ")
+    assert out[0].startswith("s.yaml: VirtualService shop-mesh/catalog.ns (k8s VirtualService ns/catalog, document 1, line 2): "
+                             "spec.provider.virtualNode.virtualNodeARN: "), out
     assert "gone" in out[0]
 
 

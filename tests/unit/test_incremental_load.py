@@ -379,15 +379,21 @@ def test_edits_reuse_what_did_not_change(tmp_path):
     load_paths([tmp_path], parse_cache=cache)
     assert sorted(checked) == ["Route m/r0/main", "VirtualNode m/n0"]
 
-    checked.clear()  # a service removed: the nodes calling it are checked again, and fail
+    checked.clear()  # a service removed: no check reads it (a node's backends are not checked, as on App Mesh)
     del docs[2]
+    path.write_text(render("mesh.yaml", docs))
+    load_paths([tmp_path], parse_cache=cache)
+    assert checked == []
+
+    checked.clear()  # a node removed: the route targeting it is checked again, and fails
+    del docs[1]
     path.write_text(render("mesh.yaml", docs))
     with pytest.raises(ModelError) as err:
         load_paths([tmp_path], parse_cache=cache)
-    assert sorted(checked) == ["VirtualNode m/n29"]
+    assert sorted(checked) == ["Route m/r0/main"]
     assert [str(issue) for issue in err.value.issues] == [
-        f"{path}: VirtualNode m/n29: spec.backends[0].virtualService.virtualServiceName: virtual service 's0' not found in "
-        "mesh 'm' (did you mean 's1'?)"]
+        f"{path}: Route m/r0/main: spec.httpRoute.action.weightedTargets[0].virtualNode: virtual node 'n0' not found in "
+        "mesh 'm' (did you mean 'n1'?)"]
 
 
 def test_pieces_are_the_documents_of_the_file():

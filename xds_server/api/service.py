@@ -7,7 +7,10 @@ come from botocore's model, see ``operations``/``parsing``/``resources``). Every
 
 * is checked by building the whole would-be model of the mesh with meshplane's loader:
   ``BadRequestException`` lists every problem (``meshplane validate``'s messages and field
-  paths); a delete that would leave a dangling reference is ``ResourceInUseException``;
+  paths), ``NotFoundException`` when every problem is a reference to a resource that does
+  not exist (a route's target node, a service's provider, a gateway route's service; a node's
+  backends are not checked, as on App Mesh); a delete that would leave a dangling
+  reference is ``ResourceInUseException``;
 * is one store transaction, committed only if the store revision it was validated at is still
   current (otherwise re-read, re-validated and retried), so concurrent writers on several
   processes never combine into an invalid model;
@@ -58,7 +61,7 @@ from xds_server.api.operations import Operation, match
 from xds_server.api.paging import paginate, request_digest
 from xds_server.api.parsing import MAX_BODY_BYTES, parse
 from xds_server.api.resources import KINDS, check_new_name, data, key_of, parent_key, parse_arn, ref
-from xds_server.api.validation import describe, issues_of
+from xds_server.api.validation import describe, is_missing_reference, issues_of
 from xds_server.store.base import (
     Delete, IdempotencyRecord, Put, ResourceKey, RevisionGone, Store, StoredResource, StoreError, StoreUnavailable,
 )
@@ -325,6 +328,10 @@ class ApiService:
         if deleting:  # "not found (did you mean ...)" of what is being deleted: the suggestion is noise here
             messages = [re.sub(r" \(did you mean [^)]*\)$", "", m) for m in messages]
             raise in_use(f"{_label(key)} is in use, deleting it would leave: " + "; ".join(messages))
+        if all(is_missing_reference(i.message) for i in problems):
+            # App Mesh: a reference it checks (a route's target node, a service's provider, a
+            # gateway route's service) to a resource that does not exist is NotFoundException
+            raise not_found(messages[0] if len(messages) == 1 else f"{len(messages)} problems: " + "; ".join(messages))
         raise bad_request(messages)
 
     def _check_limits(self, caller: Caller, key: ResourceKey, index: dict) -> None:

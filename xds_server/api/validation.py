@@ -15,6 +15,7 @@ from collections import OrderedDict
 from typing import Iterable
 
 from mesh_model import Issue, ModelError, load_texts
+from mesh_model.validate.references import is_missing_reference  # noqa: F401 (the API's NotFound issues)
 
 try:  # parsed documents straight in (no JSON round trip), where the loader offers it
     from mesh_model.load import load_documents

@@ -113,7 +113,8 @@ class ControlPlane:
         with self.heap.building():
             self.model = self._load()  # an invalid model at start-up is fatal (ModelError)
             self.compile_cache = CompileCache(self.model)
-            self._log_warnings(self._warnings(self.model, self.compile_cache))
+            self.warnings = self._warnings(self.model, self.compile_cache)  # of the served model: /status shows them
+            self._log_warnings(self.warnings)
         self.keys: dict[str, NodeKey] = {}
         self.dependencies: dict[str, frozenset] = {}  # snapshot key -> model resources it was built from
         self.reloads = 0
@@ -326,6 +327,7 @@ class ControlPlane:
         for key, snapshot in snapshots.items():
             self._publish(key, snapshot)
         self._log_warnings(warnings)
+        self.warnings = warnings
         self.heap.settle()
         metrics.observe_reload(True)
         self.last_error = []
@@ -348,6 +350,7 @@ class ControlPlane:
             "reloads": self.reloads,
             "lastReload": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_reload_at)),
             "lastError": self.last_error,
+            "warnings": self.warnings,
         }
         if self.secrets is not None:
             status["meshCA"] = self.secrets.status()

@@ -198,7 +198,7 @@ class _Converter:
         if found:
             return self.result
         if data.get("apiVersion") == legacy.VERSION:
-            return legacy.convert(data, self.context, self.result)
+            return legacy.convert(data, self.context, self.result, source_label(data, self.context.namespace))
         metadata = data.get("metadata")
         if not isinstance(metadata, dict):
             self.problem("metadata", "required: a mapping with name (and namespace)")

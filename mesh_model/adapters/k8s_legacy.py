@@ -58,11 +58,9 @@ class _Refused(Exception):
         self.path, self.message = path, message
 
 
-def convert(data: dict, context: Any, result: Result) -> Result:
-    """One v1beta1 object (its metadata checked by the caller) -> native documents in ``result``."""
-    from mesh_model.adapters.k8s import source_label
-
-    source = source_label(data, context.namespace)
+def convert(data: dict, context: Any, result: Result, source: str) -> Result:
+    """One v1beta1 object (its metadata checked by the caller) -> native documents in ``result``
+    (``source``: how errors name the object, ``k8s.source_label``)."""
     kind = data.get("kind")
     metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     name = metadata.get("name")

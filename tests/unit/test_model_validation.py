@@ -315,8 +315,10 @@ def test_envelope_rules():
         "x.yaml: document 2 (line 6): mesh: not allowed for kind Mesh",
         "x.yaml: document 3 (line 10): name: must not contain '/' or whitespace, got 'a/b'",
         "x.yaml: document 4 (line 14): expected a mapping with kind, name and spec, got a list",
-        "x.yaml: k8s VirtualNode x (document 5, line 16): metadata.namespace: required: "
-        "meshplane cannot know which namespace kubectl would use; write it",
+        # no metadata.namespace: applied to --namespace (default "default"), as kubectl does
+        "x.yaml: k8s VirtualNode default/x (document 5, line 16): spec.meshRef: no Mesh resource is loaded: "
+        "load the file that defines it, or set spec.meshRef.name (meshplane uses spec.meshRef or the only Mesh "
+        "loaded, not namespace selectors)",
     ]
 
 

@@ -1,0 +1,98 @@
+"""What Envoy can hold and accepts, for the model's validation: an accepted write must always
+compile and be accepted by Envoy (issue 17).
+
+The numbers are the tighter of App Mesh's own limit (botocore's model: an ``integer`` is
+32-bit) and what the Envoy field holds; the duration ceiling was measured with
+``envoy --mode validate`` (Envoy 1.40 reads route, retry, idle, outlier-detection durations
+as int64 nanoseconds and refuses 9223372036 s and above). Regexes are checked with RE2 (the
+``re2`` module of google-re2), Envoy's engine, against Envoy's default program-size limit
+(runtime ``re2.max_program_size.error_level``: a program above 100 is rejected).
+
+Pure functions returning a problem text or ``None``; ``shapes.py`` attaches the field path.
+"""
+from __future__ import annotations
+
+import functools
+
+INT32_MAX = 2**31 - 1  # App Mesh ``integer`` (connection pool limits)
+UINT32_MAX = 2**32 - 1  # Envoy UInt32Value (num_retries, consecutive_5xx)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # App Mesh ``long`` / Envoy Int64Range (header range match)
+# The longest duration Envoy 1.40 accepts where it reads one as milliseconds (route timeout,
+# idle timeouts, per-try timeout, outlier detection): 9223372036 s is "Duration out-of-range".
+MAX_DURATION_SECONDS = 9_223_372_035
+MAX_DURATION_MILLIS = MAX_DURATION_SECONDS * 1000
+# Envoy's default regex program-size limit (re2.max_program_size.error_level)
+MAX_REGEX_PROGRAM_SIZE = 100
+QUERY_PARAMETER_NAME_MAX_BYTES = 1024  # QueryParameterMatcher.name: max_bytes 1024
+
+# RFC 9110 token characters (a header field name); a leading ':' names a pseudo-header
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def duration_problem(value: int, unit: str) -> str | None:
+    limit = MAX_DURATION_SECONDS if unit == "s" else MAX_DURATION_MILLIS
+    if value > limit:
+        return f"must be at most {limit} (unit {unit}): Envoy holds durations up to {MAX_DURATION_SECONDS} s"
+    return None
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def header_name_problem(name: str) -> str | None:
+    """A header (or gRPC metadata) name Envoy can match: an HTTP token, or ``:`` + token."""
+    body = name[1:] if name.startswith(":") else name
+    if not body or any(c not in _TCHAR for c in body):
+        return f"not a valid HTTP header name: {_shown(name)} (letters, digits and !#$%&'*+-.^_`|~ only)"
+    return None
+
+
+def header_value_problem(value: str) -> str | None:
+    """Envoy's HTTP_HEADER_VALUE rule (non-strict): no NUL, CR or LF."""
+    if any(c in value for c in "\x00\r\n"):
+        return "must not contain NUL, CR or LF characters"
+    return None
+
+
+def strict_header_value_problem(value: str) -> str | None:
+    """Envoy's strict HTTP_HEADER_VALUE rule: no control characters but tab."""
+    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
+        return "must not contain control characters"
+    return None
+
+
+def query_parameter_name_problem(name: str) -> str | None:
+    if not name:
+        return "must not be empty"
+    if len(name.encode("utf-8", "surrogatepass")) > QUERY_PARAMETER_NAME_MAX_BYTES:
+        return f"must be at most {QUERY_PARAMETER_NAME_MAX_BYTES} bytes (UTF-8)"
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def regex_problem(pattern: str) -> str | None:
+    """``None`` if Envoy's RE2 accepts ``pattern`` within its program-size limit."""
+    import re2  # google-re2: Envoy's regex engine
+
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        program_size = re2.compile(pattern, options).programsize
+    except Exception as exc:  # re2.error (and any encoding problem of the pattern)
+        message = exc.args[0] if exc.args else exc
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        return f"not a valid RE2 regular expression (Envoy's syntax): {message}"
+    if program_size > MAX_REGEX_PROGRAM_SIZE:
+        return (f"regular expression too complex for Envoy: RE2 program size {program_size} is above "
+                f"Envoy's limit of {MAX_REGEX_PROGRAM_SIZE}")
+    return None
+
+
+def authority_regex(hostname: str, *, exact: bool) -> str:
+    """The ``:authority`` regex a gateway route's hostname match compiles to (``compiler/gateway.py``)."""
+    import re
+
+    body = re.escape(hostname.lower())
+    return f"(?i){body}(:[0-9]+)?" if exact else f"(?i).*{body}(:[0-9]+)?"

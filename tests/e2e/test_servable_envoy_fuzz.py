@@ -1,0 +1,139 @@
+"""Nothing Envoy would NACK is accepted (issue 17): random valid models through a real Envoy.
+
+Models are drawn from the spec shapes (``tests/unit/servable_models.py``: every field,
+extreme integers, broken and heavy regexes, odd header names first), reduced to what the
+loader accepts, compiled for every node and gateway in both placements, and every output
+goes through ``envoy --mode validate`` as a static bootstrap (as the golden tests do). To
+keep it to a few Envoy runs, many nodes' bootstraps are merged into one: each model has its
+own mesh name (so its clusters have their own names), listeners are renamed and moved to
+ports of their own, and a cluster or secret whose name is already in the batch with other
+content starts a new batch. A rejected batch is split to name the node, its placement, the
+model and Envoy's message. Zero rejections.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+
+from mesh_model.compiler import CompileCache, compile_node
+from mesh_model.render import dump_yaml, static_bootstrap
+from tests.harness.envoy import validate_config
+from tests.paths import REPO
+from tests.unit.servable_models import load_valid, model_documents
+from tests.unit.test_servable_property import PLACEMENTS, node_refs
+
+MODELS = 120
+BATCH_NODES = 60
+
+
+def _renamed(docs: list[dict], mesh: str) -> list[dict]:
+    docs = copy.deepcopy(docs)
+    for doc in docs:
+        if doc["kind"] == "Mesh":
+            doc["name"] = mesh
+        else:
+            doc["mesh"] = mesh
+    return docs
+
+
+def _draw_models() -> list[list[dict]]:
+    drawn: list[list[dict]] = []
+
+    @settings(max_examples=MODELS, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(model_documents())
+    def collect(docs):
+        drawn.append(_renamed(docs, f"m{len(drawn)}"))
+
+    collect()
+    return drawn
+
+
+class _Batch:
+    def __init__(self):
+        self.listeners: list[dict] = []
+        self.clusters: dict[str, dict] = {}
+        self.secrets: dict[str, dict] = {}
+        self.members: list[tuple[str, dict]] = []  # (what, single bootstrap)
+
+    def fits(self, bootstrap: dict) -> bool:
+        resources = bootstrap["static_resources"]
+        for cluster in resources.get("clusters", []):
+            if cluster["name"] in self.clusters and self.clusters[cluster["name"]] != cluster:
+                return False
+        for secret in resources.get("secrets", []):
+            if secret["name"] in self.secrets and self.secrets[secret["name"]] != secret:
+                return False
+        return len(self.members) < BATCH_NODES
+
+    def add(self, what: str, bootstrap: dict, port: int) -> int:
+        resources = bootstrap["static_resources"]
+        for cluster in resources.get("clusters", []):
+            self.clusters.setdefault(cluster["name"], cluster)
+        for secret in resources.get("secrets", []):
+            self.secrets.setdefault(secret["name"], secret)
+        for listener in resources.get("listeners", []):
+            listener = copy.deepcopy(listener)
+            listener["name"] = f"{listener['name']}~{len(self.members)}"
+            for address in [listener.get("address")] + [a.get("address") for a in listener.get("additional_addresses", [])]:
+                if address and "socket_address" in address:
+                    address["socket_address"]["port_value"] = port
+            port += 1
+            self.listeners.append(listener)
+        self.members.append((what, bootstrap))
+        return port
+
+    def bootstrap(self) -> dict:
+        return {
+            "node": {"id": "fuzz", "cluster": "fuzz"},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
+            "static_resources": {"listeners": self.listeners, "clusters": list(self.clusters.values()),
+                                 **({"secrets": list(self.secrets.values())} if self.secrets else {})},
+        }
+
+
+def _envoy_errors(output: str) -> str:
+    return "\n".join(line for line in output.splitlines() if "critical" in line or "rror" in line)[:2000]
+
+
+def test_random_valid_models_pass_envoy_validate(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # certificate files are named relative to the repository
+    batches = [_Batch()]
+    port = 20000
+    models = compiled = 0
+    sources: dict[str, list[dict]] = {}
+    for docs in _draw_models():
+        model, kept = load_valid(docs)
+        if model is None:
+            continue
+        models += 1
+        cache = CompileCache(model)
+        for ref in node_refs(model):
+            for placement in PLACEMENTS:
+                what = f"{ref.node_id} ({'explicit' if placement.explicit else 'transparent'})"
+                bootstrap = json.loads(json.dumps(static_bootstrap(ref, compile_node(model, ref, placement, cache))))
+                sources[what] = kept
+                if not batches[-1].fits(bootstrap):
+                    batches.append(_Batch())
+                port = batches[-1].add(what, bootstrap, port)
+                compiled += 1
+    assert models >= MODELS // 2 and compiled >= 100, (models, compiled)  # the test is about something
+    print(f"{models} models, {compiled} node placements, {len(batches)} envoy runs")
+    for i, batch in enumerate(batches):
+        config = tmp_path / f"batch-{i}.yaml"
+        config.write_text(dump_yaml(batch.bootstrap()))
+        ok, output = validate_config(config)
+        if ok:
+            continue
+        for what, single in batch.members:  # name the culprit
+            one = tmp_path / "single.yaml"
+            one.write_text(dump_yaml(single))
+            single_ok, single_output = validate_config(one)
+            if not single_ok:
+                model_text = yaml.safe_dump_all(sources[what], sort_keys=False)
+                pytest.fail(f"envoy --mode validate rejected {what}:\n{_envoy_errors(single_output)}\nmodel:\n{model_text}")
+        pytest.fail(f"envoy --mode validate rejected batch {i} (but no member alone):\n{_envoy_errors(output)}")

@@ -24,6 +24,7 @@ MAX_DURATION_MILLIS = MAX_DURATION_SECONDS * 1000
 # Envoy's default regex program-size limit (re2.max_program_size.error_level)
 MAX_REGEX_PROGRAM_SIZE = 100
 QUERY_PARAMETER_NAME_MAX_BYTES = 1024  # QueryParameterMatcher.name: max_bytes 1024
+SNI_MAX_BYTES = 255  # UpstreamTlsContext.sni: max_bytes 255
 
 # RFC 9110 token characters (a header field name); a leading ':' names a pseudo-header
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -67,6 +68,13 @@ def query_parameter_name_problem(name: str) -> str | None:
         return "must not be empty"
     if len(name.encode("utf-8", "surrogatepass")) > QUERY_PARAMETER_NAME_MAX_BYTES:
         return f"must be at most {QUERY_PARAMETER_NAME_MAX_BYTES} bytes (UTF-8)"
+    return None
+
+
+def sni_problem(name: str) -> str | None:
+    """A service-discovery name becomes the SNI of TLS towards the node (``compiler/tls.py``)."""
+    if len(name.encode("utf-8", "surrogatepass")) > SNI_MAX_BYTES:
+        return f"must be at most {SNI_MAX_BYTES} bytes (UTF-8): it is the TLS server name (SNI) Envoy sends"
     return None
 
 

@@ -421,11 +421,11 @@ class TlsFileCertificate(SpecModel):
 
 
 class TlsSdsCertificate(SpecModel):
-    secretName: Str
+    secretName: _str(1)  # Envoy's SdsSecretConfig.name: min_len 1
 
 
 class TlsAcmCertificate(SpecModel):
-    certificateArn: Str
+    certificateArn: _str(1)  # names the SDS secret
 
 
 class ListenerTlsCertificate(OneOf):
@@ -452,11 +452,11 @@ class TlsTrustFile(SpecModel):
 
 
 class TlsTrustSds(SpecModel):
-    secretName: Str
+    secretName: _str(1)
 
 
 class TlsTrustAcm(SpecModel):
-    certificateAuthorityArns: _items(Str, 1, 3)
+    certificateAuthorityArns: _items(_str(1), 1, 3)
 
 
 class ListenerTlsValidationTrust(OneOf):
@@ -652,11 +652,25 @@ class AwsCloudMapServiceDiscovery(SpecModel):
     namespaceName: _str(1, 1024)
     serviceName: _str(1, 1024)
 
+    @model_validator(mode="after")
+    def _rules(self) -> "AwsCloudMapServiceDiscovery":
+        """``serviceName.namespaceName`` is the SNI of TLS towards this node (Envoy: at most 255 bytes)."""
+        problem = envoy.sni_problem(f"{self.serviceName}.{self.namespaceName}")
+        _fail([((), f"serviceName.namespaceName {problem}")] if problem else [])
+        return self
+
 
 class DnsServiceDiscovery(SpecModel):
     hostname: _str(1)  # Envoy's SocketAddress.address: min_len 1
     ipPreference: IpPreference | None = None
     responseType: Literal["LOADBALANCER", "ENDPOINTS"] = "LOADBALANCER"
+
+    @model_validator(mode="after")
+    def _rules(self) -> "DnsServiceDiscovery":
+        """The hostname is also the SNI of TLS towards this node (Envoy: at most 255 bytes)."""
+        problem = envoy.sni_problem(self.hostname)
+        _fail([(("hostname",), problem)] if problem else [])
+        return self
 
 
 class ServiceDiscovery(OneOf):

@@ -137,3 +137,57 @@ def test_random_valid_models_pass_envoy_validate(tmp_path, monkeypatch):
                 model_text = yaml.safe_dump_all(sources[what], sort_keys=False)
                 pytest.fail(f"envoy --mode validate rejected {what}:\n{_envoy_errors(single_output)}\nmodel:\n{model_text}")
         pytest.fail(f"envoy --mode validate rejected batch {i} (but no member alone):\n{_envoy_errors(output)}")
+
+
+# Regexes: our verdict (RE2 from google-re2, program size <= 100) against Envoy's own, around
+# the limit for each kind of piece. They agree exactly on ASCII pieces; for pieces matching
+# multi-byte UTF-8 characters ('.', '[^/]', '\pL', '(?i)k') google-re2 counts a larger program
+# than Envoy 1.40's RE2 does, so validation refuses some regexes Envoy would take, never the reverse.
+REGEX_PIECES = ["a", r"\d", r"\b", "(a|b)", "a{3}", r"\w", r"\s", "é", "x*", ".", "[^/]", r"\pL", r"\p{Greek}", "(?i)k"]
+PLACEHOLDER = "/placeholder-regex"
+
+
+def _regex_probes() -> list[str]:
+    from mesh_model.spec.envoy_rules import MAX_REGEX_PROGRAM_SIZE
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    probes = ["(", "(?=a)", r"(a)\1", "a{1001}", "[", "a**", "(?P<n>a)", "(?<n>a)", r"\C", r"\pN+", r"\Q.\E"]
+    for piece in REGEX_PIECES:
+        k = 1
+        while re2.compile("/" + piece * (k + 1), options).programsize <= MAX_REGEX_PROGRAM_SIZE and k < 200:
+            k += 1
+        probes += ["/" + piece * k, "/" + piece * (k + 1)]  # the largest we accept, and one more
+    return probes
+
+
+def test_regex_verdicts_never_accept_what_envoy_rejects(tmp_path):
+    from mesh_model.load.pipeline import load_documents
+    from mesh_model.node_id import NodeRef
+    from mesh_model.spec.envoy_rules import regex_problem
+    from tests import model_builders as mb
+
+    model = load_documents([(f"d{i}", d) for i, d in enumerate(mb.documents(
+        mb.mesh("m"), mb.virtual_service("m", "svc.m", router="r"), mb.virtual_router("m", "r", 8080),
+        mb.route("m", "r", "rt", {"b": 100}, match={"path": {"regex": PLACEHOLDER}}),
+        mb.virtual_node("m", "b", port=8080, host="b.m.local"), mb.virtual_node("m", "a", backends=["svc.m"])))])
+    ref = NodeRef("m", "virtualNode", "a")
+    data = json.loads(json.dumps(static_bootstrap(ref, compile_node(model, ref))))
+    text = json.dumps(data)  # JSON is YAML: the regex goes in as a JSON string
+    assert PLACEHOLDER in text
+    disagreements, unsafe = [], []
+    for regex in _regex_probes():
+        ours = regex_problem(regex) is None
+        config = tmp_path / "regex.json"
+        config.write_text(text.replace(json.dumps(PLACEHOLDER), json.dumps(regex)))
+        envoy_ok, _ = validate_config(config)
+        if ours != envoy_ok:
+            disagreements.append((regex, ours, envoy_ok))
+            if ours and not envoy_ok:
+                unsafe.append(regex)
+    assert not unsafe, f"validation accepts regexes Envoy rejects: {unsafe}"
+    # the known, safe direction: only pieces that match multi-byte UTF-8 characters ('.',
+    # '[^/]', Unicode classes, and (?i) letters with a non-ASCII case fold: k -> U+212A, s -> U+017F)
+    odd = [d for d in disagreements if not any(p in d[0] for p in (".", "[^/]", r"\p", "(?i)"))]
+    assert not odd, (odd, disagreements)

@@ -46,7 +46,7 @@ HEADER_VALUES = ["v", "a b", "/p", "a\r\nb", "a\nb", "x\x00", "\t", "é", "%"]
 PATHS = ["/", "/a", "/a/", "/api/v1", "/a b", "/a\r\nb", "/é"]
 ACCESS_LOG_TEXTS = ["%START_TIME% %REQ(:PATH)% %RESPONSE_CODE%\n", "plain text\n"]
 ACCESS_LOG_VALUES = ["%RESPONSE_CODE%", "%REQ(:PATH)%", "constant"]
-HOSTNAMES = ["b.m.local", "10.0.0.2", "::1", "", "a" * 200, "x.example.com"]
+HOSTNAMES = ["b.m.local", "10.0.0.2", "::1", "", "a" * 200, "a" * 255, "a" * 256, "x.example.com"]
 GATEWAY_HOSTS = ["example.com", "*.example.com", "a" * 80, "a" * 95, "a" * 200, "Ex.Ample.COM", "é.example.com"]
 PORTS = [8080, 8080, 8081, 9090, 0, 1, 65535, 65536]
 
@@ -80,7 +80,7 @@ STRING_FIELDS: dict[str, st.SearchStrategy] = {
     "hostname": sometimes(st.just("b.m.local"), st.sampled_from(HOSTNAMES)),
     "certificateChain": st.just("tests/golden/mtls/certs/server.pem"),
     "privateKey": st.just("tests/golden/mtls/certs/server.key"),
-    "secretName": st.sampled_from(["s1", "meshplane:identity", "meshplane:trust"]),
+    "secretName": sometimes(st.sampled_from(["s1", "meshplane:identity", "meshplane:trust"]), st.just("")),
     "certificateArn": st.just("arn:aws:acm:us-east-1:111122223333:certificate/c1"),
     "text": st.sampled_from(ACCESS_LOG_TEXTS),
     "key": st.sampled_from(["code", "path", "k"]),

@@ -18,13 +18,13 @@ from tests import model_builders as mb
 
 
 def _docs(*, route: dict | None = None, match: dict | None = None, listener: dict | None = None,
-          gateway_match: dict | None = None, gateway_rewrite: dict | None = None) -> list[dict]:
+          gateway_match: dict | None = None, gateway_rewrite: dict | None = None, hostname: str = "b.m.local") -> list[dict]:
     return mb.documents(
         mb.mesh("m"),
         mb.virtual_service("m", "svc.m", router="r"),
         mb.virtual_router("m", "r", 8080),
         mb.route("m", "r", "rt", {"b": 100}, match=match, **(route or {})),
-        mb.virtual_node("m", "b", listeners=[listener or mb.listener(8080)], host="b.m.local"),
+        mb.virtual_node("m", "b", listeners=[listener or mb.listener(8080)], host=hostname),
         mb.virtual_node("m", "a", backends=["svc.m"]),
         mb.virtual_gateway("m", "g", port=8443),
         mb.gateway_route("m", "g", "gr", "svc.m", match=gateway_match, rewrite=gateway_rewrite),
@@ -78,6 +78,8 @@ REFUSED = [
     ("health check path LF", dict(listener=mb.listener(8080, healthCheck={"protocol": "http", "path": "/a\nb", "healthyThreshold": 2, "unhealthyThreshold": 2, "intervalMillis": 5000, "timeoutMillis": 2000})), "spec.listeners[0].healthCheck.path"),
     ("gateway path regex", dict(gateway_match={"path": {"regex": "("}}), "spec.httpRoute.match.path.regex"),
     ("gateway hostname beyond the RE2 limit", dict(gateway_match={"hostname": {"exact": "a" * 200 + ".com"}}), "spec.httpRoute.match.hostname.exact"),
+    ("empty SDS secret name", dict(listener=mb.listener(8080, tls={"mode": "STRICT", "certificate": {"sds": {"secretName": ""}}})), "spec.listeners[0].tls.certificate.sds.secretName"),
+    ("DNS hostname longer than an SNI", dict(listener=None, hostname="a" * 256), "spec.serviceDiscovery.dns.hostname"),
     ("gateway prefix rewrite LF", dict(gateway_match={"prefix": "/a/"}, gateway_rewrite={"prefix": {"value": "/b\n/"}}), "spec.httpRoute.action.rewrite.prefix.value"),
 ]
 
@@ -96,6 +98,7 @@ ACCEPTED = [
                                                                outlierDetection=_outlier(MAX_DURATION_SECONDS, MAX_DURATION_SECONDS, UINT32_MAX)))),
     ("program size 100, pseudo-header, mixed case", dict(match={"path": {"regex": "/" + "a" * 91}, "headers": [{"name": ":authority", "match": {"suffix": ".com"}}, {"name": "X-Case"}]})),
     ("gateway hostname at the limit", dict(gateway_match={"hostname": {"exact": "a" * 80 + ".com"}})),
+    ("DNS hostname of 255 bytes", dict(hostname="a" * 255)),
 ]
 
 

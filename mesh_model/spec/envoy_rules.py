@@ -104,3 +104,73 @@ def authority_regex(hostname: str, *, exact: bool) -> str:
 
     body = re.escape(hostname.lower())
     return f"(?i){body}(:[0-9]+)?" if exact else f"(?i).*{body}(:[0-9]+)?"
+
+
+# Envoy 1.40's access log command operators (substitution formatter); the whole list is run
+# through envoy --mode validate by tests/e2e/test_servable_envoy_fuzz.py. A command missing
+# here is refused although Envoy knows it (add it); one Envoy does not know would be a NACK.
+LOG_COMMANDS_WITHOUT_ARGUMENTS = frozenset((
+    "ACCESS_LOG_TYPE", "BYTES_RECEIVED", "BYTES_SENT", "CONNECTION_ID", "CONNECTION_TERMINATION_DETAILS",
+    "DOWNSTREAM_DIRECT_REMOTE_ADDRESS", "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT",
+    "DOWNSTREAM_DIRECT_REMOTE_PORT", "DOWNSTREAM_HANDSHAKE_DURATION", "DOWNSTREAM_HEADER_BYTES_RECEIVED",
+    "DOWNSTREAM_HEADER_BYTES_SENT", "DOWNSTREAM_LOCAL_ADDRESS", "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT",
+    "DOWNSTREAM_LOCAL_DNS_SAN", "DOWNSTREAM_LOCAL_PORT", "DOWNSTREAM_LOCAL_SUBJECT",
+    "DOWNSTREAM_LOCAL_URI_SAN", "DOWNSTREAM_PEER_CERT", "DOWNSTREAM_PEER_CERT_V_END",
+    "DOWNSTREAM_PEER_CERT_V_START", "DOWNSTREAM_PEER_DNS_SAN", "DOWNSTREAM_PEER_FINGERPRINT_1",
+    "DOWNSTREAM_PEER_FINGERPRINT_256", "DOWNSTREAM_PEER_ISSUER", "DOWNSTREAM_PEER_SERIAL",
+    "DOWNSTREAM_PEER_SUBJECT", "DOWNSTREAM_PEER_URI_SAN", "DOWNSTREAM_REMOTE_ADDRESS",
+    "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", "DOWNSTREAM_REMOTE_PORT", "DOWNSTREAM_TLS_CIPHER",
+    "DOWNSTREAM_TLS_SESSION_ID", "DOWNSTREAM_TLS_VERSION", "DOWNSTREAM_TRANSPORT_FAILURE_REASON",
+    "DOWNSTREAM_WIRE_BYTES_RECEIVED", "DOWNSTREAM_WIRE_BYTES_SENT", "DURATION", "EMIT_TIME",
+    "EMIT_TIME_LOCAL", "FILTER_CHAIN_NAME", "GRPC_STATUS", "GRPC_STATUS_NUMBER", "HOSTNAME",
+    "LOCAL_REPLY_BODY", "PROTOCOL", "REQUESTED_SERVER_NAME", "REQUEST_DURATION", "REQUEST_HEADERS_BYTES",
+    "REQUEST_TX_DURATION", "RESPONSE_CODE", "RESPONSE_CODE_DETAILS", "RESPONSE_DURATION", "RESPONSE_FLAGS",
+    "RESPONSE_FLAGS_LONG", "RESPONSE_HEADERS_BYTES", "RESPONSE_TRAILERS_BYTES", "RESPONSE_TX_DURATION",
+    "ROUNDTRIP_DURATION", "ROUTE_NAME", "START_TIME_LOCAL", "STREAM_ID", "TRACE_ID", "UNIQUE_ID",
+    "UPSTREAM_CLUSTER", "UPSTREAM_CLUSTER_RAW", "UPSTREAM_CONNECTION_ID", "UPSTREAM_HEADER_BYTES_RECEIVED",
+    "UPSTREAM_HEADER_BYTES_SENT", "UPSTREAM_HOST", "UPSTREAM_HOST_NAME", "UPSTREAM_LOCAL_ADDRESS",
+    "UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", "UPSTREAM_LOCAL_PORT", "UPSTREAM_LOCAL_URI_SAN",
+    "UPSTREAM_PEER_CERT", "UPSTREAM_PEER_ISSUER", "UPSTREAM_PEER_SUBJECT", "UPSTREAM_PEER_URI_SAN",
+    "UPSTREAM_PROTOCOL", "UPSTREAM_REMOTE_ADDRESS", "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
+    "UPSTREAM_REMOTE_PORT", "UPSTREAM_REQUEST_ATTEMPT_COUNT", "UPSTREAM_TLS_CIPHER",
+    "UPSTREAM_TLS_SESSION_ID", "UPSTREAM_TLS_VERSION", "UPSTREAM_TRANSPORT_FAILURE_REASON",
+    "UPSTREAM_WIRE_BYTES_RECEIVED", "UPSTREAM_WIRE_BYTES_SENT", "VIRTUAL_CLUSTER_NAME",
+))
+LOG_COMMANDS_WITH_ARGUMENTS = frozenset(("REQ", "RESP", "TRAILER", "DYNAMIC_METADATA", "CLUSTER_METADATA", "UPSTREAM_METADATA",
+                                         "FILTER_STATE", "ENVIRONMENT"))
+LOG_COMMANDS_WITH_LENGTH = frozenset(("REQ", "RESP", "TRAILER"))  # %REQ(X):10%
+_LOG_COMMAND = None
+
+
+def access_log_format_problem(text: str) -> str | None:
+    """Envoy's format string rules: ``%%`` is a percent sign, every other ``%`` starts a
+    ``%COMMAND%``, ``%COMMAND(argument)%`` or ``%COMMAND(argument):length%`` of a command it knows."""
+    import re
+
+    global _LOG_COMMAND
+    if _LOG_COMMAND is None:
+        _LOG_COMMAND = re.compile(r"%([A-Z0-9_]+)(\(([^)]*)\))?(:[0-9]+)?%")
+    at = 0
+    while (at := text.find("%", at)) >= 0:
+        if text.startswith("%%", at):
+            at += 2
+            continue
+        match = _LOG_COMMAND.match(text, at)
+        if match is None:
+            return f"'%' at position {at} does not start a command operator such as %START_TIME% (a percent sign is %%)"
+        name, argument, length = match.group(1), match.group(3), match.group(4)
+        if name == "START_TIME":
+            if length is not None:
+                return "%START_TIME% takes no length"
+        elif name in LOG_COMMANDS_WITH_ARGUMENTS:
+            if not argument:
+                return f"%{name}(...)% needs an argument"
+            if length is not None and name not in LOG_COMMANDS_WITH_LENGTH:
+                return f"%{name}(...)% takes no length"
+        elif name in LOG_COMMANDS_WITHOUT_ARGUMENTS:
+            if match.group(2) is not None or length is not None:
+                return f"%{name}% takes no argument or length"
+        else:
+            return f"%{name}% is not an Envoy access log command operator"
+        at = match.end()
+    return None

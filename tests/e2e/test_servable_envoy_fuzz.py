@@ -191,3 +191,41 @@ def test_regex_verdicts_never_accept_what_envoy_rejects(tmp_path):
     # '[^/]', Unicode classes, and (?i) letters with a non-ASCII case fold: k -> U+212A, s -> U+017F)
     odd = [d for d in disagreements if not any(p in d[0] for p in (".", "[^/]", r"\p", "(?i)"))]
     assert not odd, (odd, disagreements)
+
+
+LOG_FORMATS_ENVOY_REFUSES = ["%FOO%\n", "100%\n", "%START_TIME\n", "%REQ(:PATH\n", "%DOWNSTREAM_REMOTE_ADDRESS%:%x\n",
+                             "%PROTOCOL(x)%\n", "%REQ%\n", "%REQ()%\n"]
+
+
+def test_access_log_commands_are_envoys(tmp_path):
+    """Every command operator validation knows is one Envoy takes (all at once, as JSON format
+    values); every format it refuses here, Envoy refuses too."""
+    from mesh_model.load.pipeline import load_documents
+    from mesh_model.node_id import NodeRef
+    from mesh_model.spec import envoy_rules
+    from tests import model_builders as mb
+
+    values = [f"%{name}%" for name in sorted(envoy_rules.LOG_COMMANDS_WITHOUT_ARGUMENTS)]
+    values += [f"%{name}(x-a)%" for name in sorted(envoy_rules.LOG_COMMANDS_WITH_ARGUMENTS)]
+    values += ["%START_TIME%", "%START_TIME(%Y-%m-%dT%H:%M:%S)%", "%REQ(:PATH):10%", "100%%"]
+    assert all(envoy_rules.access_log_format_problem(v) is None for v in values)
+
+    def node_config(log_format: dict) -> str:
+        docs = mb.documents(mb.mesh("m"), mb.virtual_node("m", "b", port=8080, host="b.m.local", logging={
+            "accessLog": {"file": {"path": "/dev/stdout", "format": log_format}}}))
+        model = load_documents([(f"d{i}", d) for i, d in enumerate(docs)])
+        ref = NodeRef("m", "virtualNode", "b")
+        return json.dumps(static_bootstrap(ref, compile_node(model, ref)))  # JSON is YAML
+
+    config = tmp_path / "log.json"
+    config.write_text(node_config({"json": [{"key": f"k{i}", "value": v} for i, v in enumerate(values)]}))
+    ok, output = validate_config(config)
+    assert ok, _envoy_errors(output)
+    placeholder = "%PROTOCOL% placeholder\n"
+    text = node_config({"text": placeholder})
+    assert json.dumps(placeholder) in text
+    for log_format in LOG_FORMATS_ENVOY_REFUSES:
+        assert envoy_rules.access_log_format_problem(log_format) is not None, log_format
+        config.write_text(text.replace(json.dumps(placeholder), json.dumps(log_format)))
+        ok, _ = validate_config(config)
+        assert not ok, f"Envoy takes {log_format!r}, which validation refuses"

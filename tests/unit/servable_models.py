@@ -44,8 +44,9 @@ HEADER_NAMES = ["x-h", "X-Mixed-Case", "content-type", ":authority", ":path", "g
                 "a\nb", "x:y", "x\x00", ":", "é", "a_b", "~!#$%&'*+-.^`|"]
 HEADER_VALUES = ["v", "a b", "/p", "a\r\nb", "a\nb", "x\x00", "\t", "é", "%"]
 PATHS = ["/", "/a", "/a/", "/api/v1", "/a b", "/a\r\nb", "/é"]
-ACCESS_LOG_TEXTS = ["%START_TIME% %REQ(:PATH)% %RESPONSE_CODE%\n", "plain text\n"]
-ACCESS_LOG_VALUES = ["%RESPONSE_CODE%", "%REQ(:PATH)%", "constant"]
+ACCESS_LOG_TEXTS = ["%START_TIME% %REQ(:PATH)% %RESPONSE_CODE%\n", "plain text\n", "100%%\n", "100%\n", "%FOO%\n",
+                    "%REQ%\n", "%PROTOCOL(x)%\n", "%START_TIME(%s)% %REQ(:PATH):5%\n"]
+ACCESS_LOG_VALUES = ["%RESPONSE_CODE%", "%REQ(:PATH)%", "constant", "50%", "%NOPE%"]
 HOSTNAMES = ["b.m.local", "10.0.0.2", "::1", "", "a" * 200, "a" * 255, "a" * 256, "x.example.com"]
 GATEWAY_HOSTS = ["example.com", "*.example.com", "a" * 80, "a" * 95, "a" * 200, "Ex.Ample.COM", "é.example.com"]
 PORTS = [8080, 8080, 8081, 9090, 0, 1, 65535, 65536]

@@ -18,13 +18,14 @@ from tests import model_builders as mb
 
 
 def _docs(*, route: dict | None = None, match: dict | None = None, listener: dict | None = None,
-          gateway_match: dict | None = None, gateway_rewrite: dict | None = None, hostname: str = "b.m.local") -> list[dict]:
+          gateway_match: dict | None = None, gateway_rewrite: dict | None = None, hostname: str = "b.m.local",
+          logging: dict | None = None) -> list[dict]:
     return mb.documents(
         mb.mesh("m"),
         mb.virtual_service("m", "svc.m", router="r"),
         mb.virtual_router("m", "r", 8080),
         mb.route("m", "r", "rt", {"b": 100}, match=match, **(route or {})),
-        mb.virtual_node("m", "b", listeners=[listener or mb.listener(8080)], host=hostname),
+        mb.virtual_node("m", "b", listeners=[listener or mb.listener(8080)], host=hostname, **({"logging": logging} if logging else {})),
         mb.virtual_node("m", "a", backends=["svc.m"]),
         mb.virtual_gateway("m", "g", port=8443),
         mb.gateway_route("m", "g", "gr", "svc.m", match=gateway_match, rewrite=gateway_rewrite),
@@ -80,6 +81,8 @@ REFUSED = [
     ("gateway hostname beyond the RE2 limit", dict(gateway_match={"hostname": {"exact": "a" * 200 + ".com"}}), "spec.httpRoute.match.hostname.exact"),
     ("empty SDS secret name", dict(listener=mb.listener(8080, tls={"mode": "STRICT", "certificate": {"sds": {"secretName": ""}}})), "spec.listeners[0].tls.certificate.sds.secretName"),
     ("DNS hostname longer than an SNI", dict(listener=None, hostname="a" * 256), "spec.serviceDiscovery.dns.hostname"),
+    ("access log command Envoy does not know", dict(listener=None, logging={"accessLog": {"file": {"path": "/dev/stdout", "format": {"text": "%FOO%\n"}}}}), "spec.logging.accessLog.file.format.text"),
+    ("access log lone percent in JSON", dict(listener=None, logging={"accessLog": {"file": {"path": "/dev/stdout", "format": {"json": [{"key": "a", "value": "50%"}]}}}}), "spec.logging.accessLog.file.format.json[0].value"),
     ("gateway prefix rewrite LF", dict(gateway_match={"prefix": "/a/"}, gateway_rewrite={"prefix": {"value": "/b\n/"}}), "spec.httpRoute.action.rewrite.prefix.value"),
 ]
 

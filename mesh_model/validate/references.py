@@ -439,11 +439,24 @@ def _check_service(r: Resource, view: _View, out: list[Template]) -> None:
 def _check_node(r: Resource, view: _View, out: list[Template]) -> None:
     """Backends must be virtual services of the same mesh. (A Cloud Map service with no
     CloudMapService document is fine: it just has no endpoints yet.)"""
+    hosts: dict[str, int] = {}  # Envoy domain (case-insensitive) -> first backend index
     for i, backend in enumerate(r.spec.backends or ()):
         name = backend.virtualService.virtualServiceName
-        found = _missing(r, view, "VirtualService", name, f"spec.backends[{i}].virtualService.virtualServiceName")
+        path = f"spec.backends[{i}].virtualService.virtualServiceName"
+        found = _missing(r, view, "VirtualService", name, path)
         if found:
             out.append(found)
+            continue
+        # each backend is a virtual host with domains name and name:port; Envoy compares them
+        # ignoring case and refuses a route configuration naming one domain twice
+        domains = {name.lower()} | {f"{name}:{port}".lower() for port in _service_ports(view, r.mesh, name) or ()}
+        for domain in sorted(domains):
+            first = hosts.setdefault(domain, i)
+            if first != i:
+                other = r.spec.backends[first].virtualService.virtualServiceName
+                out.append((path, f"'{name}' and backends[{first}] '{other}' are the same host for Envoy ('{domain}', "
+                                  "host names ignore case); Envoy refuses the node's routes", None))
+                break
 
 
 def _service_ports(view: _View, mesh: str, name: str) -> list[int] | None:

@@ -114,3 +114,16 @@ def test_regex_limit_is_envoys():
     """Program size 100 is accepted, 101 is not (measured with envoy 1.40 --mode validate)."""
     assert regex_problem("/" + "a" * 95) is None  # program size 100
     assert "program size 101" in regex_problem("/" + "a" * 96)
+
+
+@pytest.mark.parametrize("first,second", [("a.m", "A.m"), ("a.m", "a.m:8080")])
+def test_backends_envoy_would_see_as_one_host_are_refused(first, second):
+    """Envoy refuses a route configuration with one domain twice, and compares domains ignoring
+    case; each backend is a virtual host with domains ``name`` and ``name:port``."""
+    docs = mb.documents(
+        mb.mesh("m"), mb.virtual_router("m", "r", 8080), mb.route("m", "r", "rt", {"b": 100}),
+        mb.virtual_service("m", first, router="r"), mb.virtual_service("m", second, router="r"),
+        mb.virtual_node("m", "b", port=8080, host="b.m.local"),
+        mb.virtual_node("m", "a", backends=[first, second]))
+    assert any(issue.startswith("spec.backends[1].virtualService.virtualServiceName:") and "same host for Envoy" in issue
+               for issue in _issues(docs)), _issues(docs)

@@ -27,6 +27,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from mesh_model.spec.model import Mesh, Resource
+from mesh_model.spec.envoy_rules import authority_regex
 from mesh_model.spec.route_types import serves_gateway_listener
 from mesh_model.compiler import names
 from mesh_model.compiler.clusters import _pool_thresholds, _protocol_options
@@ -72,10 +73,7 @@ def _hostname_header(hostname) -> Optional[dict[str, Any]]:
 
 
 def _host_regex(value: str, *, exact: bool) -> str:
-    import re
-
-    body = re.escape(value.lower())
-    return f"(?i){body}(:[0-9]+)?" if exact else f"(?i).*{body}(:[0-9]+)?"
+    return authority_regex(value, exact=exact)  # the model checked it against Envoy's RE2 limit
 
 
 def _target_host(mesh: Mesh, plan: GatewayRoutePlan) -> str:

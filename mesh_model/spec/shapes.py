@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from mesh_model.spec import envoy_rules as envoy
+from mesh_model.spec.envoy_rules import INT32_MAX, INT64_MAX, INT64_MIN, UINT32_MAX
 from mesh_model.spec.route_types import GATEWAY_ROUTE_TYPES, ROUTE_TYPES, route_of
 
 # ---------------------------------------------------------------------------- helpers
@@ -55,7 +57,8 @@ def _items(item: Any, lo: int | None = None, hi: int | None = None) -> Any:
 Str = _str()
 Bool = Annotated[bool, Field(strict=True)]
 Port = _int(1, 65535)
-Long = _int()  # App Mesh ``long`` without a range
+Long = _int(INT64_MIN, INT64_MAX)  # App Mesh ``long`` without a range: int64
+Count = _int(1, INT32_MAX)  # App Mesh ``integer 1..`` (32-bit): connection pool limits
 Protocol = Literal["http", "tcp", "http2", "grpc"]
 GatewayProtocol = Literal["http", "http2", "grpc"]
 IpPreference = Literal["IPv6_PREFERRED", "IPv4_PREFERRED", "IPv4_ONLY", "IPv6_ONLY"]
@@ -99,11 +102,23 @@ class OneOf(SpecModel):
         return getattr(self, self.which)
 
 
+def _checked(problems: list[tuple[Loc, str]], loc: Loc, problem: str | None) -> None:
+    if problem is not None:
+        problems.append((loc, problem))
+
+
 class Duration(SpecModel):
-    """``{unit: s|ms, value: long >= 0}``; both required (as in the k8s CRD)."""
+    """``{unit: s|ms, value: long >= 0}``; both required (as in the k8s CRD). At most what
+    Envoy holds (``envoy_rules.MAX_DURATION_SECONDS``)."""
 
     unit: Literal["s", "ms"]
     value: _int(0)
+
+    @model_validator(mode="after")
+    def _rules(self) -> "Duration":
+        problem = envoy.duration_problem(self.value, self.unit)
+        _fail([(("value",), problem)] if problem else [])
+        return self
 
     def to_millis(self) -> int:
         return self.value * 1000 if self.unit == "s" else self.value
@@ -189,7 +204,7 @@ class MatchRange(SpecModel):
     start: Long
 
     @model_validator(mode="after")
-    def _rules(self) -> "MatchRange":
+    def _rules(self) -> "MatchRange":  # int64 both (Envoy's Int64Range)
         if self.end <= self.start:
             _fail([(("end",), f"must be greater than start ({self.start})")])
         return self
@@ -204,11 +219,30 @@ class HeaderMatchMethod(OneOf):
     regex: _str(1, 255) | None = None
     range: MatchRange | None = None
 
+    @model_validator(mode="after")
+    def _rules(self) -> "HeaderMatchMethod":
+        """What Envoy accepts: a value a header can hold, a regex RE2 compiles within Envoy's limit."""
+        problems: list[tuple[Loc, str]] = []
+        for field in ("exact", "prefix", "suffix"):
+            value = getattr(self, field)
+            if value is not None:
+                _checked(problems, (field,), envoy.header_value_problem(value))
+        if self.regex is not None:
+            _checked(problems, ("regex",), envoy.regex_problem(self.regex))
+        _fail(problems)
+        return self
+
 
 class HttpRouteHeader(SpecModel):
     invert: Bool = False
     match: HeaderMatchMethod | None = None
     name: _str(1, 50)
+
+    @model_validator(mode="after")
+    def _rules(self) -> "HttpRouteHeader":
+        problem = envoy.header_name_problem(self.name)
+        _fail([(("name",), problem)] if problem else [])
+        return self
 
 
 class GrpcRouteMetadata(SpecModel):
@@ -216,10 +250,22 @@ class GrpcRouteMetadata(SpecModel):
     match: HeaderMatchMethod | None = None
     name: _str(1, 50)
 
+    @model_validator(mode="after")
+    def _rules(self) -> "GrpcRouteMetadata":
+        problem = envoy.header_name_problem(self.name)
+        _fail([(("name",), problem)] if problem else [])
+        return self
+
 
 class HttpPathMatch(OneOf):
     exact: _str(1, 255) | None = None
     regex: _str(1, 255) | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> "HttpPathMatch":
+        problem = envoy.regex_problem(self.regex) if self.regex is not None else None
+        _fail([(("regex",), problem)] if problem else [])
+        return self
 
 
 class QueryParameterMatch(SpecModel):
@@ -229,6 +275,12 @@ class QueryParameterMatch(SpecModel):
 class HttpQueryParameter(SpecModel):
     match: QueryParameterMatch | None = None
     name: Str
+
+    @model_validator(mode="after")
+    def _rules(self) -> "HttpQueryParameter":
+        problem = envoy.query_parameter_name_problem(self.name)
+        _fail([(("name",), problem)] if problem else [])
+        return self
 
 
 class HttpRouteMatch(SpecModel):
@@ -273,7 +325,7 @@ class RouteAction(SpecModel):
 
 class HttpRetryPolicy(SpecModel):
     httpRetryEvents: _items(HttpRetryEvent, 1, 25) | None = None
-    maxRetries: _int(0)
+    maxRetries: _int(0, UINT32_MAX)
     perRetryTimeout: Duration
     tcpRetryEvents: _items(TcpRetryEvent, 1, 1) | None = None
 
@@ -281,7 +333,7 @@ class HttpRetryPolicy(SpecModel):
 class GrpcRetryPolicy(SpecModel):
     grpcRetryEvents: _items(GrpcRetryEvent, 1, 5) | None = None
     httpRetryEvents: _items(HttpRetryEvent, 1, 25) | None = None
-    maxRetries: _int(0)
+    maxRetries: _int(0, UINT32_MAX)
     perRetryTimeout: Duration
     tcpRetryEvents: _items(TcpRetryEvent, 1, 1) | None = None
 
@@ -369,11 +421,11 @@ class TlsFileCertificate(SpecModel):
 
 
 class TlsSdsCertificate(SpecModel):
-    secretName: Str
+    secretName: _str(1)  # Envoy's SdsSecretConfig.name: min_len 1
 
 
 class TlsAcmCertificate(SpecModel):
-    certificateArn: Str
+    certificateArn: _str(1)  # names the SDS secret
 
 
 class ListenerTlsCertificate(OneOf):
@@ -400,11 +452,11 @@ class TlsTrustFile(SpecModel):
 
 
 class TlsTrustSds(SpecModel):
-    secretName: Str
+    secretName: _str(1)
 
 
 class TlsTrustAcm(SpecModel):
-    certificateAuthorityArns: _items(Str, 1, 3)
+    certificateAuthorityArns: _items(_str(1), 1, 3)
 
 
 class ListenerTlsValidationTrust(OneOf):
@@ -465,6 +517,17 @@ with warnings.catch_warnings():
         json: _items(JsonFormatRef) | None = None
         text: _str(1, 1000) | None = None
 
+        @model_validator(mode="after")
+        def _rules(self) -> "LoggingFormat":
+            """Envoy parses the format (text, or each JSON value) when it takes the listener."""
+            problems: list[tuple[Loc, str]] = []
+            if self.text is not None:
+                _checked(problems, ("text",), envoy.access_log_format_problem(self.text))
+            for i, item in enumerate(self.json or ()):
+                _checked(problems, ("json", i, "value"), envoy.access_log_format_problem(item.value))
+            _fail(problems)
+            return self
+
 
 class FileAccessLog(SpecModel):
     format: LoggingFormat | None = None
@@ -482,6 +545,14 @@ class Logging(SpecModel):
 # ---------------------------------------------------------------------------- VirtualNode
 
 
+def _health_check_problems(check: Any) -> list[tuple[Loc, str]]:
+    """Envoy's HttpHealthCheck.path: a strict header value."""
+    problems: list[tuple[Loc, str]] = []
+    if check.path is not None:
+        _checked(problems, ("path",), envoy.strict_header_value_problem(check.path))
+    return problems
+
+
 class HealthCheckPolicy(SpecModel):
     healthyThreshold: _int(2, 10)
     intervalMillis: _int(5000, 300000)
@@ -491,27 +562,42 @@ class HealthCheckPolicy(SpecModel):
     timeoutMillis: _int(2000, 60000)
     unhealthyThreshold: _int(2, 10)
 
+    @model_validator(mode="after")
+    def _rules(self) -> "HealthCheckPolicy":
+        _fail(_health_check_problems(self))
+        return self
+
 
 class OutlierDetection(SpecModel):
     baseEjectionDuration: Duration
     interval: Duration
     maxEjectionPercent: _int(0, 100)
-    maxServerErrors: _int(1)
+    maxServerErrors: _int(1, UINT32_MAX)
+
+    @model_validator(mode="after")
+    def _rules(self) -> "OutlierDetection":
+        """Envoy wants both durations above 0 (OutlierDetection: ``duration.gt: {}``)."""
+        problems: list[tuple[Loc, str]] = []
+        for field in ("baseEjectionDuration", "interval"):
+            if getattr(self, field).value == 0:
+                problems.append(((field, "value"), "must be greater than 0 (Envoy rejects a zero duration here)"))
+        _fail(problems)
+        return self
 
 
 class ConnectionPoolRequests(SpecModel):
     """``grpc`` / ``http2`` connection pool."""
 
-    maxRequests: _int(1)
+    maxRequests: Count
 
 
 class ConnectionPoolHttp(SpecModel):
-    maxConnections: _int(1)
-    maxPendingRequests: _int(1) | None = None  # the compiler applies App Mesh's 2147483647
+    maxConnections: Count
+    maxPendingRequests: Count | None = None  # the compiler applies App Mesh's 2147483647
 
 
 class ConnectionPoolTcp(SpecModel):
-    maxConnections: _int(1)
+    maxConnections: Count
 
 
 class VirtualNodeConnectionPool(OneOf):
@@ -577,11 +663,25 @@ class AwsCloudMapServiceDiscovery(SpecModel):
     namespaceName: _str(1, 1024)
     serviceName: _str(1, 1024)
 
+    @model_validator(mode="after")
+    def _rules(self) -> "AwsCloudMapServiceDiscovery":
+        """``serviceName.namespaceName`` is the SNI of TLS towards this node (Envoy: at most 255 bytes)."""
+        problem = envoy.sni_problem(f"{self.serviceName}.{self.namespaceName}")
+        _fail([((), f"serviceName.namespaceName {problem}")] if problem else [])
+        return self
+
 
 class DnsServiceDiscovery(SpecModel):
-    hostname: Str
+    hostname: _str(1)  # Envoy's SocketAddress.address: min_len 1
     ipPreference: IpPreference | None = None
     responseType: Literal["LOADBALANCER", "ENDPOINTS"] = "LOADBALANCER"
+
+    @model_validator(mode="after")
+    def _rules(self) -> "DnsServiceDiscovery":
+        """The hostname is also the SNI of TLS towards this node (Envoy: at most 255 bytes)."""
+        problem = envoy.sni_problem(self.hostname)
+        _fail([(("hostname",), problem)] if problem else [])
+        return self
 
 
 class ServiceDiscovery(OneOf):
@@ -629,6 +729,11 @@ class VirtualGatewayHealthCheckPolicy(SpecModel):
     timeoutMillis: _int(2000, 60000)
     unhealthyThreshold: _int(2, 10)
 
+    @model_validator(mode="after")
+    def _rules(self) -> "VirtualGatewayHealthCheckPolicy":
+        _fail(_health_check_problems(self))
+        return self
+
 
 class VirtualGatewayConnectionPool(OneOf):
     grpc: ConnectionPoolRequests | None = None
@@ -667,6 +772,16 @@ RESERVED_PREFIXES = ("/aws-appmesh", "/aws-app-mesh")
 class GatewayRouteHostnameMatch(OneOf):
     exact: _str(1, 253) | None = None
     suffix: _str(1, 253) | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> "GatewayRouteHostnameMatch":
+        """The match becomes an ``:authority`` regex, which must stay within Envoy's RE2 limit."""
+        value = self.exact if self.exact is not None else self.suffix
+        problem = envoy.regex_problem(envoy.authority_regex(value, exact=self.exact is not None)) if value is not None else None
+        if problem is not None:
+            problem = f"too long or complex for Envoy's :authority match ({problem})"
+        _fail([((self.which,), problem)] if problem else [])
+        return self
 
 
 class HttpGatewayRouteMatch(SpecModel):
@@ -711,6 +826,12 @@ class GatewayRouteHostnameRewrite(SpecModel):
 class HttpGatewayRoutePathRewrite(SpecModel):
     exact: _str(1, 255) | None = None
 
+    @model_validator(mode="after")
+    def _rules(self) -> "HttpGatewayRoutePathRewrite":  # Envoy's prefix_rewrite: a header value
+        problem = envoy.header_value_problem(self.exact) if self.exact is not None else None
+        _fail([(("exact",), problem)] if problem else [])
+        return self
+
 
 class HttpGatewayRoutePrefixRewrite(SpecModel):
     defaultPrefix: Toggle | None = None
@@ -723,6 +844,8 @@ class HttpGatewayRoutePrefixRewrite(SpecModel):
             problems.append(((), "at most one of defaultPrefix, value may be set"))
         if self.value is not None and not (self.value.startswith("/") and self.value.endswith("/")):
             problems.append((("value",), "must start and end with '/'"))
+        if self.value is not None:
+            _checked(problems, ("value",), envoy.header_value_problem(self.value))
         _fail(problems)
         return self
 

@@ -454,6 +454,25 @@ def _check_service(r: Resource, view: _View, out: list[Template]) -> None:
 # Cloud Map service with no CloudMapService document an error: it just has no endpoints yet.
 
 
+def _check_node(r: Resource, view: _View, out: list[Template]) -> None:
+    """Backends Envoy would see as one host: each backend is a virtual host with the domains
+    ``name`` and ``name:port``, Envoy compares them ignoring case and refuses a route
+    configuration naming one domain twice. (Whether the backends exist is not checked, above;
+    a dangling backend counts with its name alone, as it will once it is created.)"""
+    hosts: dict[str, int] = {}  # Envoy domain (case-insensitive) -> first backend index
+    for i, backend in enumerate(r.spec.backends or ()):
+        name = backend.virtualService.virtualServiceName
+        path = f"spec.backends[{i}].virtualService.virtualServiceName"
+        domains = {name.lower()} | {f"{name}:{port}".lower() for port in _service_ports(view, r.mesh, name) or ()}
+        for domain in sorted(domains):
+            first = hosts.setdefault(domain, i)
+            if first != i:
+                other = r.spec.backends[first].virtualService.virtualServiceName
+                out.append((path, f"'{name}' and backends[{first}] '{other}' are the same host for Envoy ('{domain}', "
+                                  "host names ignore case); Envoy refuses the node's routes", None))
+                break
+
+
 def _service_ports(view: _View, mesh: str, name: str) -> list[int] | None:
     """The ports a virtual service answers on (its provider's listeners); None if unknown."""
     service = view.get("VirtualService", mesh, name)
@@ -484,4 +503,5 @@ def _check_gateway_route(r: Resource, view: _View, out: list[Template]) -> None:
         out.append((f"{path}.port", f"port is required: {service} has {len(service_ports)} ports ({_port_list(service_ports)})", None))
 
 
-_CHECKS = {"Route": _check_route, "VirtualService": _check_service, "GatewayRoute": _check_gateway_route}
+_CHECKS = {"Route": _check_route, "VirtualService": _check_service, "VirtualNode": _check_node,
+           "GatewayRoute": _check_gateway_route}

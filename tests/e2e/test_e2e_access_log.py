@@ -1,5 +1,5 @@
 """App Mesh access logs in real Envoy: `logging.accessLog.file` with a JSON format.
-(Text formats are compiled the same way; an invalid one is Envoy's NACK in test_e2e_envoy.)"""
+(Text formats are compiled the same way; an invalid one is refused by validation, tests/unit/test_servable_validation.py.)"""
 from __future__ import annotations
 
 import json

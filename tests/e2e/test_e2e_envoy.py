@@ -164,9 +164,10 @@ def test_invalid_edit_keeps_serving_last_good_config(mesh):
 
 
 def test_envoy_nack_is_visible_in_status(mesh):
-    """A model that is valid for App Mesh but that Envoy rejects (an unknown access-log command)."""
+    """A model that is valid but that this Envoy rejects (an access log in a folder it does not have)."""
     before = mesh.runner.versions(FRONT)
-    bad_log = {"accessLog": {"file": {"path": "/dev/null", "format": {"text": "%NO_SUCH_COMMAND%"}}}}
+    # a log file in a folder the sidecar does not have: only the Envoy can know (validation cannot)
+    bad_log = {"accessLog": {"file": {"path": "/nonexistent-meshplane-dir/access.log"}}}
     write_model(mesh.model_file, shop_model(mesh, logging=bad_log))
 
     def nacked():
@@ -174,7 +175,7 @@ def test_envoy_nack_is_visible_in_status(mesh):
         return lds.get("nacked")
 
     nack = wait_until(nacked, 10, message="Envoy's NACK did not show in /status")
-    assert "NO_SUCH_COMMAND" in nack["error"], nack
+    assert "unable to open file" in nack["error"], nack
     assert mesh.runner.versions(FRONT)["lds"] == before["lds"]  # Envoy kept its listeners
     assert mesh.front.envoy.stat("listener_manager.lds.update_rejected") >= 1
     rejected = mesh.front.envoy.stat("listener_manager.lds.update_rejected")

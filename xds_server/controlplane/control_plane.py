@@ -3,7 +3,11 @@
 Compilation happens here and only here, never on an ADS stream: streams just compare what a
 node acknowledged with its snapshot, so a thousand connected Envoys cost no compile time.
 An invalid model never replaces the served one: the errors are logged and shown in /status,
-and every node keeps its last good config.
+and every node keeps its last good config. A node placement whose config cannot be compiled
+from a valid model (a compiler bug, a value validation should have refused) keeps its last
+good snapshot and is reported (log, ``placementFailures`` in /status, the
+``meshplane_placement_compile_failures`` metrics); every other placement and mesh still gets
+the new model. It is compiled again at every reload until it compiles.
 
 With the mesh CA (``secrets``: a ``SecretManager``), every snapshot also carries the node's
 ``meshplane:identity`` and ``meshplane:trust`` SDS secrets. The compiled snapshot of each key
@@ -77,6 +81,14 @@ def with_secrets(base: Snapshot, secrets: Mapping[str, any_pb2.Any]) -> Snapshot
     return Snapshot(types=MappingProxyType(types))
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
 class ControlPlane:
     """Owns the model; answers "which snapshot does this Envoy get" for the ADS servicer."""
 
@@ -120,6 +132,8 @@ class ControlPlane:
         self.reloads = 0
         self.last_reload_at = time.time()
         self.last_error: list[str] = []
+        # snapshot key -> {"node", "placement", "error", "since"}: placements that do not compile
+        self.failures: dict[str, dict] = {}
 
     # -- node -> snapshot key (called by the ADS servicer on a stream's first request)
     def resolve(self, node) -> str:
@@ -140,6 +154,11 @@ class ControlPlane:
                 metrics.observe_compile(time.perf_counter() - started, 1)
             except CompileError as exc:
                 raise StreamError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+            except Exception as exc:  # this node cannot be served; nothing else is affected
+                self._record_failures({node_key.key: (node_key, _describe(exc))})
+                raise StreamError(grpc.StatusCode.UNAVAILABLE,
+                                  f"node {ref.node_id}: its config cannot be compiled: {_describe(exc)}") from None
+            self._clear_failures([node_key.key])
             self.keys[node_key.key] = node_key
             self.dependencies[node_key.key] = dependencies
             self._publish(node_key.key, snapshot)
@@ -204,7 +223,7 @@ class ControlPlane:
 
     # -- reloads
     def rebuild(
-        self, model: MeshModel, keys: dict[str, NodeKey] | None = None
+        self, model: MeshModel, keys: dict[str, NodeKey] | None = None, failed: dict[str, str] | None = None
     ) -> tuple[dict[str, Snapshot], dict[str, frozenset], list[str], CompileCache]:
         """Snapshots of the nodes a new model affects (pure: no state is changed here).
 
@@ -213,12 +232,15 @@ class ControlPlane:
         from the last model (``CompileCache.successor``), and a changed piece shared by many
         nodes is built and serialized once, so reassembling a node is mostly cache look-ups.
         Returns new snapshots, their new dependency sets, warnings and the new model's cache.
+        A placement whose compilation raises anything else is left out (it keeps its
+        snapshot) and, when ``failed`` is given, put there (key -> error); a placement that
+        failed before is compiled again whatever changed.
         """
         changed = changed_keys(self.model, model)
         cache = self.compile_cache.successor(model, changed)  # untouched shared pieces carry over
         snapshots, dependencies, warnings = {}, {}, []
         for key, node_key in (self.keys if keys is None else keys).items():
-            if self.dependencies.get(key, frozenset()).isdisjoint(changed):
+            if key not in self.failures and self.dependencies.get(key, frozenset()).isdisjoint(changed):
                 continue
             node = node_key.node
             try:
@@ -226,6 +248,9 @@ class ControlPlane:
                     model, node, node_key.placement, cache, self.bases.get(key))
             except CompileError as exc:
                 warnings.append(f"{node.node_id}: {exc}; keeping its last config")
+            except Exception as exc:  # one placement's failure must not stop the others' updates
+                if failed is not None:
+                    failed[key] = _describe(exc)
         return snapshots, dependencies, warnings, cache
 
     def _build(self, keys: dict[str, NodeKey]):
@@ -233,9 +258,10 @@ class ControlPlane:
         with self.heap.building():
             model = self._load()
             started = time.perf_counter()
-            snapshots, dependencies, warnings, cache = self.rebuild(model, keys)
+            failed: dict[str, str] = {}
+            snapshots, dependencies, warnings, cache = self.rebuild(model, keys, failed)
             metrics.observe_compile(time.perf_counter() - started, len(snapshots))
-            return model, snapshots, dependencies, warnings + self._warnings(model, cache), cache
+            return model, snapshots, dependencies, warnings + self._warnings(model, cache), cache, failed
 
     def reload_summary(self, old_model: MeshModel, model: MeshModel, old_bases: Mapping[str, Snapshot],
                        snapshots: Mapping[str, Snapshot], keys: Mapping[str, NodeKey], limit: int | None = None) -> list[str]:
@@ -280,13 +306,17 @@ class ControlPlane:
             return 0
         in_use = self.keys_in_use()
         unused = [key for key in self.keys if key not in in_use]
+        failing = len(self.failures)
         for key in unused:
             del self.keys[key]
             self.dependencies.pop(key, None)
             self.bases.pop(key, None)
+            self.failures.pop(key, None)
             if self.secrets is not None:
                 self.secrets.forget(key)
             self.cache.delete(key)
+        if len(self.failures) != failing:
+            metrics.observe_placement_failures(len(self.failures), 0)
         if unused:  # and the compiled pieces only those placements used
             self.compile_cache.retain_placements({node_key.placement for node_key in self.keys.values()})
             log.info("forgot %d node placement(s) without a connected Envoy", len(unused))
@@ -302,7 +332,7 @@ class ControlPlane:
         self.forget_unused()
         keys = dict(self.keys)
         try:
-            model, snapshots, dependencies, warnings, cache = await asyncio.to_thread(self._build, keys)
+            model, snapshots, dependencies, warnings, cache, failed = await asyncio.to_thread(self._build, keys)
         except ModelError as exc:
             metrics.observe_reload(False)
             self.last_error = [str(issue) for issue in exc.issues]
@@ -324,8 +354,13 @@ class ControlPlane:
                     model, node_key.node, node_key.placement, self.compile_cache)
             except CompileError as exc:
                 warnings.append(f"{node_key.node.node_id}: {exc}; keeping its last config")
+            except Exception as exc:
+                failed[key] = _describe(exc)
         for key, snapshot in snapshots.items():
             self._publish(key, snapshot)
+        # placements refused at resolve are tried again when their Envoy reconnects (if it does)
+        self._clear_failures([key for key in snapshots] + [key for key in self.failures if key not in self.keys], quiet=True)
+        self._record_failures({key: (self.keys[key], error) for key, error in failed.items() if key in self.keys})
         self._log_warnings(warnings)
         self.warnings = warnings
         self.heap.settle()
@@ -343,6 +378,30 @@ class ControlPlane:
             log.info("%s", line)
         return True
 
+    # -- placements that do not compile
+    def _record_failures(self, failed: Mapping[str, tuple[NodeKey, str]]) -> None:
+        """Log and keep each failing placement (``key -> (node key, error)``) for /status and metrics."""
+        for key, (node_key, error) in sorted(failed.items()):
+            previous = self.failures.get(key)
+            self.failures[key] = {
+                "node": node_key.node.node_id,
+                "placement": node_key.placement.key,
+                "error": error,
+                "since": previous["since"] if previous is not None else _iso(time.time()),
+            }
+            log.error("node %s (placement %s): config cannot be compiled, it keeps its last good config: %s",
+                      node_key.node.node_id, node_key.placement.key, error)
+        metrics.observe_placement_failures(len(self.failures), len(failed))
+
+    def _clear_failures(self, keys, quiet: bool = False) -> None:
+        cleared = [key for key in keys if key in self.failures]
+        for key in cleared:
+            if key in self.keys or not quiet:
+                log.info("node %s (placement %s): config compiles again", self.failures[key]["node"], self.failures[key]["placement"])
+            del self.failures[key]
+        if cleared:
+            metrics.observe_placement_failures(len(self.failures), 0)
+
     def status(self) -> dict:
         status = {
             "paths": self.paths,
@@ -351,6 +410,8 @@ class ControlPlane:
             "lastReload": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_reload_at)),
             "lastError": self.last_error,
             "warnings": self.warnings,
+            # node placements whose config does not compile from this model (they keep their last good one)
+            "placementFailures": [self.failures[key] for key in sorted(self.failures)],
         }
         if self.secrets is not None:
             status["meshCA"] = self.secrets.status()

@@ -13,6 +13,7 @@ process-wide ``DEFAULT`` set (the one ``meshplane serve`` exposes on ``/metrics`
     from xds_server.observability import metrics
     metrics.observe_compile(seconds, nodes)   # after each (re)compilation of node snapshots
     metrics.observe_reload(ok)                # after each model reload attempt
+    metrics.observe_placement_failures(n, new)  # placements whose compile failed (kept their last config)
 
 Latency definitions (per xDS type):
 
@@ -226,10 +227,16 @@ class Metrics:
         self.reloads = Counter(
             "meshplane_model_reloads_total", "Model reload attempts by result.", ("result",),
             preset=[{"result": "ok"}, {"result": "error"}])
+        self.placement_failures = Gauge(
+            "meshplane_placement_compile_failures",
+            "Node placements whose config could not be compiled from the current model (they keep their last good config).")
+        self.placement_failures_total = Counter(
+            "meshplane_placement_compile_failures_total", "Compilations of one node placement that failed.", preset=[{}])
+        self.placement_failures.set(0)
         self._families = [
             self.streams_opened, self.streams_closed, self.streams_rejected, self.pushes, self.acks, self.nacks,
             self.push_ack, self.convergence, self.compile_seconds, self.compiled_nodes, self.last_compile_nodes,
-            self.reloads,
+            self.reloads, self.placement_failures, self.placement_failures_total,
         ]
 
     # -- hooks for the control plane (ControlPlane.reload)
@@ -240,6 +247,10 @@ class Metrics:
 
     def observe_reload(self, ok: bool) -> None:
         self.reloads.inc(result="ok" if ok else "error")
+
+    def observe_placement_failures(self, failing: int, new: int) -> None:
+        self.placement_failures.set(failing)
+        self.placement_failures_total.inc(new)
 
     # -- events from StreamMetrics / the limiter
     def stream_opened(self) -> None:
@@ -389,3 +400,8 @@ def observe_compile(seconds: float, nodes: int) -> None:
 def observe_reload(ok: bool) -> None:
     """Hook for ControlPlane: a model reload attempt finished (``ok=False``: model rejected)."""
     DEFAULT.observe_reload(ok)
+
+
+def observe_placement_failures(failing: int, new: int) -> None:
+    """Hook for ControlPlane: ``failing`` node placements cannot be compiled now, ``new`` failed just now."""
+    DEFAULT.observe_placement_failures(failing, new)

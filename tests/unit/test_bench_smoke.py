@@ -65,3 +65,12 @@ def test_shared_service_bench_toy():
     _numbers(results)
     assert any(r.benchmark.startswith("shared service: VirtualNode edit") and r.floor for r in results)
     assert any(r.benchmark.startswith("reconnect storm: failed streams") for r in results)
+
+
+def test_tenants_bench_toy():
+    from bench import tenants_bench
+
+    results = tenants_bench.run(nodes=5, writes=5, log=lambda *_: None)
+    assert [r.verdict for r in results][0] == "INFO" and results[1].verdict in ("PASS", "MISS")
+    assert all(r.measured is not None and r.floor for r in results)
+    assert results[0].details["big_writes"] > 0  # the other mesh really was being written meanwhile

@@ -390,6 +390,12 @@ class _Converter:
                 continue
             seen[name] = i
             route = _copy({k: v for k, v in raw.items() if k != "name"})
+            for route_type in WEBHOOK_PATH_RULE:
+                match = route[route_type].get("match") if isinstance(route.get(route_type), dict) else None
+                if isinstance(match, dict) and "prefix" not in match and "path" not in match:
+                    self.problem(f"{where}.{route_type}.match", "exactly one of prefix, path must be set (the App Mesh "
+                                 "controller's webhook rule for appmesh.k8s.aws routes; App Mesh's API and native files "
+                                 "also take a match on port or headers alone)")
             for route_type in ROUTE_TYPES:
                 body = route.get(route_type)
                 action = body.get("action") if isinstance(body, dict) else None
@@ -421,6 +427,10 @@ class _Converter:
             self.problem("spec.virtualGatewayRef", f"{len(chosen)} VirtualGateways could own this route ({names}): set "
                                                    "spec.virtualGatewayRef (meshplane does not evaluate gatewayRouteSelector)")
         return None
+
+
+# route types whose match the controller's webhook requires a prefix or path of (App Mesh's API does not)
+WEBHOOK_PATH_RULE = ("httpRoute", "http2Route")
 
 
 def _items(value: Any) -> list[tuple[int, Any]]:

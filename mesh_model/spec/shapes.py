@@ -294,10 +294,13 @@ class HttpRouteMatch(SpecModel):
 
     @model_validator(mode="after")
     def _rules(self) -> "HttpRouteMatch":
-        """CRD webhook: exactly one of prefix/path; prefixes are absolute."""
+        """App Mesh's API: at most one of prefix/path (neither matches every path, as ``/``: the
+        multiple-listeners walkthrough matches on ``port`` alone); prefixes are absolute. The
+        controller's webhook requires exactly one, for ``appmesh.k8s.aws`` routes only
+        (``adapters.k8s``)."""
         problems: list[tuple[Loc, str]] = []
-        if (self.prefix is None) == (self.path is None):
-            problems.append(((), "exactly one of prefix, path must be set"))
+        if self.prefix is not None and self.path is not None:
+            problems.append(((), "at most one of prefix, path may be set"))
         if self.prefix is not None and not self.prefix.startswith("/"):
             problems.append((("prefix",), "must start with '/'"))
         _fail(problems)

@@ -151,7 +151,9 @@ def test_route_needs_exactly_one_route_type():
 def test_http_match_rules():
     route = "http2Route:\n  match: %s\n  action: {weightedTargets: [{virtualNode: catalog-v1, weight: 1}]}\n"
     at = "extra.yaml: Route shop/catalog-router/x: spec.http2Route.match"
-    assert spec_errors("Route", route % "{method: GET}") == [f"{at}: exactly one of prefix, path must be set"]
+    # App Mesh's API takes a match without prefix or path (it matches every path, tests/unit/test_webhook_rules.py);
+    # both is contradictory
+    assert spec_errors("Route", route % "{prefix: /, path: {exact: /a}}") == [f"{at}: at most one of prefix, path may be set"]
     assert spec_errors("Route", route % "{prefix: api}") == [f"{at}.prefix: must start with '/'"]
     assert spec_errors("Route", route % "{path: {exact: /a, regex: /b}}") == [f"{at}.path: exactly one of exact, regex must be set"]
     range_match = "{prefix: /, headers: [{name: a, match: {range: {start: 5, end: 5}}}]}"

@@ -150,12 +150,13 @@ def test_weight_change_is_hot_reloaded_into_envoy(mesh):
 
 def test_invalid_edit_keeps_serving_last_good_config(mesh):
     before = mesh.runner.versions(FRONT)
-    # an over-range weight and a backend that does not exist: both reported, nothing pushed
-    write_model(mesh.model_file, shop_model(mesh, main_weights=(150, 10), front_backends=(CATALOG, "ghost.shop.local")))
+    # an over-range weight and a second backend Envoy would take for the first (host names ignore
+    # case): both reported, nothing pushed
+    write_model(mesh.model_file, shop_model(mesh, main_weights=(150, 10), front_backends=(CATALOG, CATALOG.upper())))
     errors = wait_until(lambda: mesh.runner.status()["model"]["lastError"], 10, message="the invalid edit was not reported")
     text = "\n".join(errors)
     assert "mesh.yaml: Route shop/catalog-router/main: spec.httpRoute.action.weightedTargets[0].weight: must be <= 100" in text
-    assert "ghost.shop.local" in text  # the dangling backend is reported too: all errors at once
+    assert "are the same host for Envoy" in text  # the colliding backend is reported too: all errors at once
     time.sleep(1.5)  # longer than the watcher's debounce: nothing may have been pushed
     assert mesh.runner.versions(FRONT) == before
     counts = catalog_split(mesh, 100)

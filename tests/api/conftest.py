@@ -38,6 +38,29 @@ def client(url: str, *, validate: bool = True, key: str = "x", secret: str = "y"
     )
 
 
+def signed_json(url: str, method: str, key: str, secret: str, payload=None, timeout: float = 10) -> tuple[int, dict]:
+    """A request to meshplane's own JSON endpoints (``/meshplane/v1/...``), signed by botocore's
+    SigV4 signer as AWS clients sign: ``(status, answer)``; an error answer carries its
+    ``x-amzn-ErrorType`` as ``code``."""
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    body = json.dumps(payload).encode() if payload is not None else b""
+    request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials(key, secret), "appmesh", REGION).add_auth(request)
+    prepared = request.prepare()
+    req = urllib.request.Request(prepared.url, data=body or None, method=method, headers=dict(prepared.headers))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {"code": (exc.headers.get("x-amzn-ErrorType") or "").split(":")[0], **json.loads(exc.read())}
+
+
 @dataclass
 class Api:
     url: str

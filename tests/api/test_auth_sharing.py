@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.api.conftest import client, start_serve
+from tests.api.conftest import client, signed_json, start_serve
 from tests.api.specs import node_spec
 
 OWNER, PARTNER, STRANGER = "111111111111", "222222222222", "333333333333"
@@ -162,8 +162,6 @@ def test_without_credentials_loopback_only_and_a_warning(api):
 
 
 def test_export_and_apply_only_reach_member_meshes(signed):
-    import json
-
     c = signed.extra["clients"]
     c["owner"].create_mesh(meshName="shop", tags=[{"key": "meshplane:sharedWith", "value": PARTNER}])
     c["owner"].create_virtual_node(meshName="shop", virtualNodeName="a", spec=node_spec())
@@ -171,19 +169,8 @@ def test_export_and_apply_only_reach_member_meshes(signed):
 
     def call(cl, method, path, payload=None):
         """A signed request to meshplane's whole-model endpoints, made by botocore's signer."""
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
-        body = json.dumps(payload).encode() if payload is not None else b""
-        request = AWSRequest(method=method, url=signed.url + path, data=body, headers={"Content-Type": "application/json"})
-        SigV4Auth(cl._request_signer._credentials, "appmesh", "us-west-2").add_auth(request)
-        prepared = request.prepare()
-        req = urllib.request.Request(prepared.url, data=body or None, method=method, headers=dict(prepared.headers))
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        credentials = cl._request_signer._credentials
+        return signed_json(signed.url + path, method, credentials.access_key, credentials.secret_key, payload)
 
     status, model = call(stranger, "GET", "/meshplane/v1/model")
     assert status == 200 and model["documents"] == []

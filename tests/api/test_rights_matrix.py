@@ -25,7 +25,7 @@ from xds_server.api.sigv4 import Verifier, parse_credentials
 from xds_server.api.sigv4_auth import SigV4Authenticator
 from xds_server.store import open_store
 
-from tests.api.conftest import client
+from tests.api.conftest import client, signed_json
 from tests.api.inproc import serve_in_thread
 from tests.api.specs import node_spec
 
@@ -74,16 +74,7 @@ class World:
 
     def call(self, role: str, method: str, path: str, payload=None) -> tuple[int, dict]:
         key, secret, *_ = KEYS[role]
-        body = json.dumps(payload).encode() if payload is not None else b""
-        request = AWSRequest(method=method, url=self.url + path, data=body, headers={"Content-Type": "application/json"})
-        SigV4Auth(Credentials(key, secret), "appmesh", "us-west-2").add_auth(request)
-        prepared = request.prepare()
-        req = urllib.request.Request(prepared.url, data=body or None, method=method, headers=dict(prepared.headers))
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, {"code": exc.headers.get("x-amzn-ErrorType", "").split(":")[0], **json.loads(exc.read())}
+        return signed_json(self.url + path, method, key, secret, payload)
 
     def apply(self, role: str, documents: list, prune: bool = False) -> str:
         status, answer = self.call(role, "POST", "/meshplane/v1/apply", {"documents": documents, "prune": prune})

@@ -311,6 +311,6 @@ def profile_compile(model, spec: MeshSpec, count: int, top: int = 30) -> str:
     stats = pstats.Stats(prof, stream=out).strip_dirs()
     out.write(f"== cProfile: {count} nodes, sorted by own time ==\n")
     stats.sort_stats("tottime").print_stats(top)
-    out.write(f"== sorted by cumulative time ==\n")
+    out.write("== sorted by cumulative time ==\n")
     stats.sort_stats("cumulative").print_stats(top)
     return out.getvalue()

@@ -37,7 +37,7 @@ from pathlib import Path
 from mesh_model.load import load_texts
 from tests.harness.processes import ProcessGroup
 
-from bench.common import Result, percentile, stable_rss_kb, summary, verdict
+from bench.common import Result, stable_rss_kb, summary, verdict
 from bench.compile_bench import compile_all
 from bench.meshgen import MeshSpec, generate_texts
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
 from mesh_model.compiler import type_urls
-from mesh_model.diff.fields import ABSENT, field_diff, short, to_dict
+from mesh_model.diff.fields import field_diff, short, to_dict
 from mesh_model.explain.appmesh import AppMeshNames
 
 KIND_WORDS = {

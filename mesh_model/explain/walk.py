@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from envoy.config.listener.v3 import listener_components_pb2
+from envoy.config.listener.v3 import listener_components_pb2  # noqa: F401 - its messages, for unpacking Any
 
 from mesh_model.compiler import type_urls
 from mesh_model.explain.appmesh import AppMeshNames

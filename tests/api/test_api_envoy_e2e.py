@@ -6,7 +6,6 @@ from __future__ import annotations
 from tests.api.conftest import start_serve
 from tests.harness.apps import AppServer
 from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port
 from tests.harness.traffic import count_split, split_violations
 
 SERVICE = "catalog.shop.local"

@@ -152,7 +152,7 @@ def test_connections_capped_per_client_and_in_total(procs, free_port, tmp_path):
         for s in held:
             s.close()
     time.sleep(0.3)
-    assert raw(signed_server.http, f"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+    assert raw(signed_server.http, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
 
 
 def rss_mib(pid: int) -> float:

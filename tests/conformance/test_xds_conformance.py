@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import grpc
 import pytest

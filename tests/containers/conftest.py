@@ -37,7 +37,6 @@ def container_run():
 def meshplane_image(container_run: Run) -> str:
     """envoy/Dockerfile built offline from the local base (see demo/containers)."""
     return _timed_image("", "meshplane's image", ensure_base_image, lambda base: build_image(container_run, base))
-    return image
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -11,7 +11,6 @@ apps on 127.x addresses); every assertion is on real responses and meshplane's /
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import sys
 

@@ -3,7 +3,6 @@ addresses, one static Envoy (``meshplane render``'s bootstrap) per mesh, apps th
 their own name, and an access log that tells which route Envoy matched for each request."""
 from __future__ import annotations
 
-import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field

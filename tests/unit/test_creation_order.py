@@ -27,7 +27,6 @@ from xds_server.cache.snapshot import Snapshot
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.controlplane.control_plane import ControlPlane
 
-from tests.paths import GOLDEN
 from tests.unit.test_incremental_property import MODELS, PLACEMENTS, _content, _documents, _envoy_node, _ModelSource, _nodes, _texts
 
 RETAIL = "retail"

@@ -104,7 +104,7 @@ def test_enum_lists_allowed_values():
 
 
 def test_list_size_and_string_length_limits():
-    targets = "".join(f"    - {{virtualNode: catalog-v1, weight: 1}}\n" for _ in range(11))
+    targets = "".join("    - {virtualNode: catalog-v1, weight: 1}\n" for _ in range(11))
     out = spec_errors("Route", f"httpRoute:\n  match: {{prefix: /}}\n  action:\n   weightedTargets:\n{targets}")
     assert out == ["extra.yaml: Route shop/catalog-router/x: spec.httpRoute.action.weightedTargets: must have at most 10 items (got 11)"]
     out = spec_errors("Route", "httpRoute:\n  match: {prefix: /}\n  action: {weightedTargets: []}\n")

@@ -123,7 +123,7 @@ def load_texts(texts: Sequence[tuple[str, str | bytes]], *, limits: Limits = DEF
 
 
 def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEFAULT_LIMITS,
-                   cache: DocumentCache | None = None) -> MeshModel:
+                   cache: DocumentCache | None = None, digests: Sequence[bytes | None] | None = None) -> MeshModel:
     """Build and validate a model from already-parsed native documents ``(label, document)``,
     a document being ``{"kind": ..., "mesh": ..., "name": ..., "spec": {...}}`` as in a file.
 
@@ -136,6 +136,9 @@ def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEF
     the validated ``Resource`` of every document whose label and content it has seen valid
     before, and the checks between resources redo only what the changed ones touch, so the
     cost follows what changed; the result (model or issues) is the same.
+    ``digests`` (with ``cache``): each document's ``parse_cache.document_digest``, worked out
+    by a caller that keeps its documents between loads (the store's reload), so unchanged
+    documents are not hashed again.
     """
     issues: list[Issue] = []
     budget = Budget(limits)
@@ -144,13 +147,16 @@ def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEF
         resources: list[Resource] = []
         complete = True
         numbers: dict[str, int] = {}
-        for label, data in documents:
+        for position, (label, data) in enumerate(documents):
             if budget.stopped or len(issues) >= limits.max_issues:
                 complete = False
                 break
             label = label if isinstance(label, str) else str(label)
             numbers[label] = numbers.get(label, 0) + 1
-            digest = document_digest(data) if cache is not None and data is not None else None
+            if cache is None or data is None:
+                digest = None
+            else:
+                digest = digests[position] if digests is not None else document_digest(data)
             if digest is not None:
                 cached = cache.get(label, digest, budget)
                 if cached is not None:

@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 
 from mesh_model import MeshModel
 from mesh_model.load import DocumentCache, load_documents
+from mesh_model.load.parse_cache import document_digest
 
 from xds_server.api.resources import native
 from xds_server.store.base import ResourceKey, RevisionGone, Store
@@ -21,6 +22,11 @@ from xds_server.store.redact import redact_url
 def _label(key) -> str:
     """Where a resource comes from, in error messages: ``store:Route/shop/router/main``."""
     return "store:" + "/".join(part for part in (key.kind, key.mesh, key.parent, key.name) if part)
+
+
+def _entry(res) -> tuple[str, dict, bytes | None]:
+    doc = native(res)
+    return _label(res.key), doc, document_digest(doc)
 
 
 def redacted(url: str) -> str:
@@ -37,7 +43,7 @@ class StoreSource:
         self._documents = DocumentCache()
         # the store's resources as native documents, kept current with ``changes_since``: a
         # reload after one commit reads (and decodes) what that commit changed, not the store
-        self._native: dict[ResourceKey, tuple[str, dict]] = {}
+        self._native: dict[ResourceKey, tuple[str, dict, bytes | None]] = {}  # (label, document, digest)
 
     @property
     def description(self) -> str:
@@ -47,8 +53,9 @@ class StoreSource:
         revision = self._catch_up()
         # in key order (the same on every replica and whichever way the copy was brought up to
         # date); one stable label per resource (its identity), so the cache recognises unchanged ones
-        documents = [self._native[key] for key in sorted(self._native)]
-        model = load_documents(documents, cache=self._documents)
+        entries = [self._native[key] for key in sorted(self._native)]
+        model = load_documents([(label, doc) for label, doc, _ in entries], cache=self._documents,
+                               digests=[digest for _, _, digest in entries])
         self.revision = revision
         return model
 
@@ -64,10 +71,10 @@ class StoreSource:
                     if res is None:
                         self._native.pop(key, None)
                     else:
-                        self._native[key] = (_label(key), native(res))
+                        self._native[key] = _entry(res)
                 return changes.revision
         snap = self.store.read_all()
-        self._native = {r.key: (_label(r.key), native(r)) for r in snap.resources}
+        self._native = {r.key: _entry(r) for r in snap.resources}
         return snap.revision
 
     async def watch(self, on_change: Callable[[], Awaitable[object]]) -> None:

@@ -26,6 +26,8 @@ try:
 except ImportError:  # pragma: no cover - older loader
     DocumentCache = None
 
+from mesh_model.load.parse_cache import document_digest
+
 from xds_server.api.resources import native
 from xds_server.store.base import StoredResource
 
@@ -41,6 +43,10 @@ class CachesByScope:
     def __init__(self, size: int = 256):
         self.size = size
         self._caches: OrderedDict[frozenset[str] | None, DocumentCache] = OrderedDict()
+        # per scope, the native document and digest of each stored resource last validated: the
+        # API's index keeps the same ``StoredResource`` objects between writes, so only the
+        # resources a write changes are rendered and hashed again
+        self.documents: dict[frozenset[str] | None, dict] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -54,7 +60,8 @@ class CachesByScope:
                 cache = DocumentCache()
             self._caches[scope] = cache
             while len(self._caches) > self.size:
-                self._caches.popitem(last=False)
+                dropped, _ = self._caches.popitem(last=False)
+                self.documents.pop(dropped, None)
             return cache
 
 
@@ -66,18 +73,28 @@ CACHE = (CachesByScope() if DocumentCache is not None and os.environ.get("MESHPL
 
 def issues_of(resources: Iterable[StoredResource], meshes: set[str] | None = None) -> list[Issue]:
     """Every problem of the model made of ``resources`` (only meshes in ``meshes`` if given)."""
-    docs = [native(r) for r in resources
-            if meshes is None or r.key.kind == "CloudMapService" or r.key.mesh in meshes]
-    if not docs:
+    chosen = [r for r in resources if meshes is None or r.key.kind == "CloudMapService" or r.key.mesh in meshes]
+    if not chosen:
         return []
     try:
-        if load_documents is not None:
-            if CACHE is not None:
-                load_documents([(LABEL, d) for d in docs], cache=CACHE.for_scope(meshes))
-            else:
-                load_documents([(LABEL, d) for d in docs])
+        if load_documents is not None and CACHE is not None:
+            cache = CACHE.for_scope(meshes)
+            scope = frozenset(meshes) if meshes is not None else None
+            known = CACHE.documents.get(scope, {})
+            entries = {}
+            for r in chosen:
+                entry = known.get(r.key)
+                if entry is None or entry[0] is not r:  # new or changed since the last validation
+                    doc = native(r)
+                    entry = (r, doc, document_digest(doc))
+                entries[r.key] = entry
+            CACHE.documents[scope] = entries
+            load_documents([(LABEL, doc) for _, doc, _ in entries.values()], cache=cache,
+                           digests=[digest for _, _, digest in entries.values()])
+        elif load_documents is not None:
+            load_documents([(LABEL, native(r)) for r in chosen])
         else:
-            load_texts([(LABEL + ".json", json.dumps(docs))])
+            load_texts([(LABEL + ".json", json.dumps([native(r) for r in chosen]))])
     except ModelError as exc:
         return list(exc.issues)
     return []

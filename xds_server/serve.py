@@ -93,9 +93,9 @@ async def serve(config: ServeConfig) -> None:
         from xds_server.api.http_hook import keep_large_allocations_returnable
 
         keep_large_allocations_returnable()
-    # Threads that mostly wait (the API, the event loop answering xDS) give way to CPU-bound ones
-    # (a reload compiling a big mesh) only every switch interval: at Python's 5 ms, a small API
-    # write beside a 10,000-resource mesh's reloads waits ~50 ms; at 0.5 ms ~25 ms (bench tenants).
+    # Threads that mostly wait (the API, the event loop answering xDS) get the interpreter back
+    # from a CPU-bound one (a reload of a big mesh) only every switch interval, Python's 5 ms by
+    # default: each small API write waits that long several times (bench tenants measures it).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     credentials, authenticator = _xds_security(config)
     api_auth = api_wiring.authenticator(config) if config.http else None  # fails early on a bad credentials file

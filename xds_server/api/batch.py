@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from xds_server.api.errors import ApiError, bad_request, conflict, forbidden
-from xds_server.api.parsing import loads_json
+from xds_server.api.parsing import loads_json, text_problem
 from xds_server.api.resources import check_new_name, key_of_native, native
 from xds_server.api.transaction import Planned, new_metadata, optimistic_write, would_be
 from xds_server.api.validation import describe, issues_of
@@ -52,19 +52,36 @@ def handle(service: ModelService, caller: "Caller", method: str, sub: str, query
         return {"revision": revision, "documents": docs}
     if sub == "apply" and method == "POST":
         request = loads_json(body or b"{}")
-        if not isinstance(request, dict) or not isinstance(request.get("documents", []), list):
-            raise bad_request("expected {\"documents\": [...], \"prune\": bool, \"dryRun\": bool}")
-        expected = request.get("expectedRevision")
-        if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
-            raise bad_request(f"expectedRevision: expected an integer revision, got {expected!r}")
+        _check_request(request)
         return apply(service, caller, request.get("documents", []), prune=bool(request.get("prune")),
-                     dry_run=bool(request.get("dryRun")), expected_revision=expected)
+                     dry_run=bool(request.get("dryRun")), expected_revision=request.get("expectedRevision"))
     raise ApiError("UnknownOperationException", f"no meshplane operation {method} /meshplane/v1/{sub}", 404)
 
 
 # the identity fields of a native document, by kind (each must be a non-empty string)
 _IDENTITY = {"Mesh": ("name",), "CloudMapService": ("namespaceName", "name"), "Route": ("mesh", "virtualRouter", "name"),
              "GatewayRoute": ("mesh", "virtualGateway", "name")}
+_STRINGS = ("kind", "name", "mesh", "virtualRouter", "virtualGateway", "namespaceName")  # strings wherever given
+_SHOWN_PROBLEMS = 20
+
+
+def _check_request(request) -> None:
+    """``BadRequestException`` listing every problem of an apply request's shape (its documents'
+    own, too), so that nothing of a wrong type reaches the store or a 500."""
+    if not isinstance(request, dict):
+        raise bad_request("expected {\"documents\": [...], \"prune\": bool, \"dryRun\": bool}")
+    documents = request.get("documents", [])
+    if not isinstance(documents, list):
+        raise bad_request("documents: expected a list of resource documents")
+    problems = [f"{name}: expected true or false" for name in ("prune", "dryRun")
+                if request.get(name) is not None and not isinstance(request[name], bool)]
+    expected = request.get("expectedRevision")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+        problems.append(f"expectedRevision: expected an integer revision, got {expected!r}")
+    problems += [f"documents[{i}]: {problem}" for i, doc in enumerate(documents) if (problem := _document_problem(doc))]
+    if problems:
+        more = len(problems) - _SHOWN_PROBLEMS
+        raise bad_request(problems[:_SHOWN_PROBLEMS] + ([f"... and {more} more"] if more > 0 else []))
 
 
 def _document_problem(doc) -> str | None:
@@ -72,10 +89,15 @@ def _document_problem(doc) -> str | None:
         return "not a native meshplane resource document (kind, name, spec...)"
     if not isinstance(doc.get("spec", {}), (dict, type(None))):
         return f"spec: expected a mapping, got {type(doc['spec']).__name__}"
-    for field in _IDENTITY.get(doc["kind"], ("mesh", "name")):
+    for field in _STRINGS:
         value = doc.get(field)
-        if not isinstance(value, str) or not value:
-            return f"{field}: required, a non-empty string (got {value!r})"
+        if value is not None and not isinstance(value, str):
+            return f"{field}: expected a string, got {value!r}"
+        if isinstance(value, str) and text_problem(value):
+            return f"{field}: {text_problem(value)}"
+    for field in _IDENTITY.get(doc["kind"], ("mesh", "name")):
+        if not doc.get(field):
+            return f"{field}: required, a non-empty string"
     return None
 
 

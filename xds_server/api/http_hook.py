@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from xds_server.api.auth import Request
 from xds_server.api.errors import ApiError, bad_request, error_response
-from xds_server.api.parsing import MAX_BODY_BYTES, check_body
+from xds_server.api.parsing import MAX_BODY_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover
     from xds_server.api.service import ApiService
@@ -143,8 +143,7 @@ async def respond(service: "ApiService", head: bytes, reader: asyncio.StreamRead
                                                            "retry", 429)
             taken = length
             data = await _read_body(reader, length, declared) if length else b""
-            if data:  # off the event loop: a signature over the body, then the JSON
-                await asyncio.to_thread(_check_request, auth, Request(method, path, query, headers, data, peer))
+            # off the event loop: the API authenticates (the signature over the body), then parses
             status, out_headers, body = await asyncio.to_thread(service.handle, method, path, query, headers, data)
             del data
         except ApiError as err:
@@ -158,14 +157,6 @@ async def respond(service: "ApiService", head: bytes, reader: asyncio.StreamRead
     lines += [f"{k}: {v}" for k, v in out_headers.items()]
     lines += [f"Content-Length: {len(body)}", "Cache-Control: no-store", "Connection: close", "", ""]
     return "\r\n".join(lines).encode("latin-1") + (body if method != "HEAD" else b"")
-
-
-def _check_request(auth: Any, request: Request) -> None:
-    """Before the API runs: the signature (an unauthenticated body gets no parsing), then the
-    body's JSON, depth and apply's document shape (App Mesh's 400, never a 500)."""
-    if auth is not None:
-        auth.authenticate(request)
-    check_body(request.method, request.path, request.body)
 
 
 async def _read_body(reader: asyncio.StreamReader, length: int, declared: str | None) -> bytes:

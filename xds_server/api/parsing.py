@@ -63,49 +63,6 @@ def text_problem(value: str) -> str | None:
     return None
 
 
-_APPLY_STRINGS = ("kind", "name", "mesh", "virtualRouter", "virtualGateway", "namespaceName")
-
-
-def check_body(method: str, path: str, body: bytes) -> None:
-    """What the HTTP layer checks of a body before the API runs (``BadRequestException``): the
-    JSON itself (``loads_json``); for ``POST /meshplane/v1/apply`` also the request's shape
-    (``{"documents": [objects whose kind, name, mesh, ... are strings]}``)."""
-    if not body or not body.strip():
-        return
-    data = loads_json(body)
-    if not path.startswith("/meshplane/v1/apply"):
-        return
-    if not isinstance(data, dict):
-        raise bad_request("expected {\"documents\": [...], \"prune\": bool, \"dryRun\": bool}")
-    documents = data.get("documents", [])
-    problems: list[str] = []
-    if not isinstance(documents, list):
-        raise bad_request("documents: expected a list of resource documents")
-    for name in ("prune", "dryRun"):
-        if data.get(name) is not None and not isinstance(data[name], bool):
-            problems.append(f"{name}: expected true or false")
-    revision = data.get("expectedRevision")
-    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
-        problems.append("expectedRevision: expected an integer")
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, dict):
-            problems.append(f"documents[{i}]: expected a resource document (an object with kind, name, spec...)")
-            continue
-        for field in _APPLY_STRINGS:
-            if field in doc:
-                value = doc[field]
-                if not isinstance(value, str):
-                    problems.append(f"documents[{i}].{field}: expected a string")
-                elif text_problem(value):
-                    problems.append(f"documents[{i}].{field}: {text_problem(value)}")
-        if not isinstance(doc.get("kind"), str):
-            problems.append(f"documents[{i}].kind: missing")
-        if doc.get("spec") is not None and not isinstance(doc.get("spec"), dict):
-            problems.append(f"documents[{i}].spec: expected an object")
-    if problems:
-        raise bad_request(problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else []))
-
-
 def parse(op: Operation, labels: Mapping[str, str], query: str, headers: Mapping[str, str], body: bytes) -> dict:
     problems: list[str] = []
     params: dict[str, Any] = {}

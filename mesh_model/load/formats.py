@@ -90,6 +90,16 @@ def stack_instance(label: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+def instance_template(path: Any) -> str | None:
+    """The template file behind a ``TEMPLATE@Key=Value,...`` path that is no file itself (and
+    whose template is); None for any other path."""
+    import os
+
+    text = os.fspath(path)
+    found = stack_instance(text) if not os.path.exists(text) else None
+    return found[0] if found is not None and os.path.isfile(found[0]) else None
+
+
 def watched_paths(paths: Sequence[Any]) -> list[str]:
     """The paths a watcher of a load of ``paths`` must watch: each ``TEMPLATE@Key=Value,...``
     instance that is not a file itself as its template file (``model_files`` and the watcher
@@ -98,9 +108,7 @@ def watched_paths(paths: Sequence[Any]) -> list[str]:
 
     out: list[str] = []
     for path in paths:
-        text = os.fspath(path)
-        found = stack_instance(text) if not os.path.exists(text) else None
-        template = found[0] if found is not None and os.path.isfile(found[0]) else text
+        template = instance_template(path) or os.fspath(path)
         if template not in out:
             out.append(template)
     return out

@@ -37,7 +37,7 @@ from mesh_model.load.build import Incremental, checked_model, clean
 from mesh_model.load.documents import resource_from_document
 from mesh_model.load.files import read_files, text_from_input
 from mesh_model.load.formats import (TERRAFORM_SUFFIX, ImportOptions, Imports, Parsed, format_of, imports_context,
-                                     k8s_context, merge_identical, resources_from_converted, stack_instance,
+                                     instance_template, k8s_context, merge_identical, resources_from_converted,
                                      terraform_file)
 from mesh_model.load.input_limits import DEFAULT_LIMITS, Budget, Limits
 from mesh_model.load.parse_cache import (ChunkResult, DocumentCache, DocumentResult, FileResult, ParseCache, chunk_digest,
@@ -84,10 +84,9 @@ def _read(paths: Sequence[str | os.PathLike], issues: list[Issue], budget: Budge
     under that label."""
     plain, instances = [], []
     for path in paths:
-        text = os.fspath(path)
-        found = stack_instance(text) if not os.path.exists(text) else None
-        if found is not None and os.path.isfile(found[0]):
-            instances.append((text, found[0]))
+        template = instance_template(path)
+        if template is not None:
+            instances.append((os.fspath(path), template))
         else:
             plain.append(path)
     texts = list(read_files(plain, issues, budget, decoded))

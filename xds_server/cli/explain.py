@@ -13,6 +13,7 @@ from pathlib import Path
 from mesh_model import load_paths
 from mesh_model.compiler import compile_node
 from mesh_model.explain import explain, parse_words
+from mesh_model.load.formats import instance_template
 from mesh_model.node_id import parse_node_id
 
 from xds_server.cli.options import (add_import_arguments, add_placement_arguments, load_options, placement,
@@ -42,19 +43,11 @@ def split_words(words: list[str]) -> tuple[list[str], list[str]]:
     """Leading words that are existing files or folders are model paths; the rest is the request."""
     paths: list[str] = []
     for i, word in enumerate(words):
-        if "://" not in word and (Path(word).exists() or _stack_instance(word)):
+        if "://" not in word and (Path(word).exists() or instance_template(word) is not None):
             paths.append(word)
         else:
             return paths, words[i:]
     return paths, []
-
-
-def _stack_instance(word: str) -> bool:
-    """``TEMPLATE@Key=Value,...`` naming an existing template: a model path too."""
-    from mesh_model.load.formats import stack_instance
-
-    found = stack_instance(word)
-    return found is not None and Path(found[0]).is_file()
 
 
 def run(args: argparse.Namespace) -> int:

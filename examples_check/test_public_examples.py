@@ -12,25 +12,11 @@ import pytest
 
 from examples_check.public_examples import CFN, FILES, example_paths, examples_dir
 from mesh_model import load_paths
-from mesh_model.compiler import compile_node
-from mesh_model.node_id import parse_node_id
 from tests.certs import CertificateAuthority
 from tests.harness.envoy import validate_config
+from tests.appmesh_inputs import compiled_names as compiled, names_of as names
 from tests.paths import REPO
-
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 NS = "howto-k8s-http2"
-
-
-def names(model, mesh: str) -> dict[str, list[str]]:
-    m = model.meshes[mesh]
-    return {"nodes": list(m.virtual_nodes), "services": list(m.virtual_services), "routers": list(m.virtual_routers),
-            "routes": {r: list(v) for r, v in m.routes.items() if v}, "gateways": list(m.virtual_gateways),
-            "gateway_routes": {g: list(v) for g, v in m.gateway_routes.items() if v}}
-
-
-def compiled(model, node: str, type_url: str = CLUSTER) -> list[str]:
-    return sorted(compile_node(model, parse_node_id(node))[type_url])
 
 
 def meshplane(*args: str, check: bool = True) -> subprocess.CompletedProcess:

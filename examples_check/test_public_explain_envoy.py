@@ -4,17 +4,14 @@ check on the project's own gateway input is tests/explain/test_explain_envoy.py.
 from __future__ import annotations
 
 import random
-import uuid
 from collections import Counter
 
 import pytest
 
 from examples_check.public_examples import example_paths
 from mesh_model import load_paths
-from mesh_model.explain import explain, http_request
-from tests.explain.live import ID_HEADER, model_documents, start_live_mesh
-from tests.explain.test_explain_envoy import Observed
-from tests.harness.traffic import http_request as send
+from tests.explain.live import model_documents, start_live_mesh
+from tests.explain.test_explain_envoy import Observed, send_http
 
 pytestmark = pytest.mark.usefixtures("envoy_binary")
 
@@ -33,11 +30,8 @@ def test_public_example_gateway_agrees_with_envoy(examples, procs, addresses, tm
                                "/paths/white", "/pathsblue", "/other", "/", "/headers/../paths/red"])
             headers = {"color_header": rng.choice(["blue", "Blue", "xgreenx", "green", "red", "redder", "yellow", ""])} if rng.random() < 0.7 else {}
             host = rng.choice(["gw.example.com", f"gw.example.com:{port}"])
-            request_id = uuid.uuid4().hex
-            ex = explain(live.resources, http_request(f"http://{host}{path}", headers=headers, port=port), node=live.node, model=live.model)
-            response = send("GET", f"http://{live.placement.ingress_address}:{port}{path}", host_header=host,
-                            headers={**headers, ID_HEADER: request_id}, timeout=10)
-            obs.record(request_id, ex, response.headers.get("x-app") if response.status == 200 else str(response.status))
+            send_http(live, obs, port=port, host=host, method="GET", path=path, headers=headers,
+                      to=live.placement.ingress_address)
         problems = obs.check(live)
         assert not problems, f"{len(problems)} of {len(obs.sent)} requests disagree:\n" + "\n".join(problems[:30])
         routes = Counter(ex.route for _, ex, _ in obs.sent if ex.outcome == "routed")

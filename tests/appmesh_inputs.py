@@ -101,6 +101,25 @@ def input_paths(prepared: dict[str, Path], number: str) -> list[Path]:
     return [prepared[number].parent / name for name in CASES[number]]
 
 
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+
+
+def names_of(model, mesh: str) -> dict[str, list[str]]:
+    """Every resource name of ``mesh`` by kind, in load order (what an input's names check reads)."""
+    m = model.meshes[mesh]
+    return {"nodes": list(m.virtual_nodes), "services": list(m.virtual_services), "routers": list(m.virtual_routers),
+            "routes": {r: list(v) for r, v in m.routes.items() if v}, "gateways": list(m.virtual_gateways),
+            "gateway_routes": {g: list(v) for g, v in m.gateway_routes.items() if v}}
+
+
+def compiled_names(model, node: str, type_url: str = CLUSTER) -> list[str]:
+    """The names of ``node``'s compiled resources of one type, sorted."""
+    from mesh_model.compiler import compile_node
+    from mesh_model.node_id import parse_node_id
+
+    return sorted(compile_node(model, parse_node_id(node))[type_url])
+
+
 def node_ids(model) -> list[str]:
     """Every virtual node and virtual gateway of a loaded model, as node ids."""
     return [f"mesh/{mesh.name}/{kind}/{name}" for mesh in model.meshes.values()

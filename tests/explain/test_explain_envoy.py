@@ -166,12 +166,15 @@ class Observed:
         return problems
 
 
-def _send_http(live, obs: Observed, *, port: int, host: str, method: str, path: str, headers: dict[str, str]) -> None:
+def send_http(live, obs: Observed, *, port: int, host: str, method: str, path: str, headers: dict[str, str],
+              to: str | None = None) -> None:
+    """One request explained and sent to the live Envoy (``to``: the address it is sent to; by
+    default the sidecar's egress, a gateway's ingress for gateways), both outcomes recorded."""
     request_id = uuid.uuid4().hex
     request = http_request(f"http://{host}{path}", method=method, headers=headers, port=port)
     ex = explain(live.resources, request, node=live.node, model=live.model)
     try:
-        response = send(method, f"http://{live.placement.egress_address}:{port}{path}", host_header=host,
+        response = send(method, f"http://{to or live.placement.egress_address}:{port}{path}", host_header=host,
                         headers={**headers, ID_HEADER: request_id}, timeout=10)
         answer = response.headers.get("x-app") if response.status == 200 else str(response.status)
     except ConnectionRefusedError:
@@ -230,7 +233,7 @@ def test_sidecar_routes_agree_with_envoy(procs, addresses, tmp_path):
         for _ in range(260):
             host, port = rng.choice(HTTP_HOSTS)
             method = rng.choice(["GET", "GET", "POST", "POST", "PUT", "DELETE"])
-            _send_http(live, obs, port=port, host=host, method=method, path=rng.choice(PATHS) + rng.choice(QUERIES),
+            send_http(live, obs, port=port, host=host, method=method, path=rng.choice(PATHS) + rng.choice(QUERIES),
                        headers=_random_headers(rng))
         for _ in range(140):
             metadata = {}
@@ -244,8 +247,8 @@ def test_sidecar_routes_agree_with_envoy(procs, addresses, tmp_path):
             _call_grpc(live, obs, channels, authority=rng.choice(list(channels)), call=call, metadata=metadata)
         # enough traffic on each weighted route to compare the split with explain's probabilities
         for i in range(160):
-            _send_http(live, obs, port=8080, host="catalog.retail.local", method="GET", path=f"/shop/{i}", headers={})
-            _send_http(live, obs, port=8080, host="catalog.retail.local:8080", method="GET", path=f"/items/{i}", headers={})
+            send_http(live, obs, port=8080, host="catalog.retail.local", method="GET", path=f"/shop/{i}", headers={})
+            send_http(live, obs, port=8080, host="catalog.retail.local:8080", method="GET", path=f"/items/{i}", headers={})
             _call_grpc(live, obs, channels, authority="color.retail.local:50051", call="color.ColorService/GetColor", metadata={})
         problems = obs.check(live)
         assert not problems, f"{len(problems)} of {len(obs.sent)} requests disagree:\n" + "\n".join(problems[:30])
@@ -335,11 +338,8 @@ def test_kubernetes_gateway_input_agrees_with_envoy(procs, addresses, tmp_path):
             tier = rng.choice(["gold", "Gold", "beta-12", "beta-x", "ann@staff", "staff", "silver", ""])
             headers = {"x-shopper-tier": tier} if rng.random() < 0.7 else {}
             host = rng.choice(["shop.example.net", f"shop.example.net:{port}"])
-            request_id = uuid.uuid4().hex
-            ex = explain(live.resources, http_request(f"http://{host}{path}", headers=headers, port=port), node=live.node, model=live.model)
-            response = send("GET", f"http://{live.placement.ingress_address}:{port}{path}", host_header=host,
-                            headers={**headers, ID_HEADER: request_id}, timeout=10)
-            obs.record(request_id, ex, response.headers.get("x-app") if response.status == 200 else str(response.status))
+            send_http(live, obs, port=port, host=host, method="GET", path=path, headers=headers,
+                      to=live.placement.ingress_address)
         problems = obs.check(live)
         assert not problems, f"{len(problems)} of {len(obs.sent)} requests disagree:\n" + "\n".join(problems[:30])
         routes = Counter(ex.route for _, ex, _ in obs.sent if ex.outcome == "routed")

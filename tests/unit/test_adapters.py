@@ -23,27 +23,14 @@ from mesh_model.node_id import parse_node_id
 
 from tests.appmesh_inputs import (CASES, NS, REVIEWS_MESH, envoy_rejections, input_paths, prepared_inputs,
                                   substituted, text)
-from tests.appmesh_inputs import MESH as BOOKSTORE
+from tests.appmesh_inputs import CLUSTER, MESH as BOOKSTORE, compiled_names as compiled, names_of as names
 from tests.paths import REPO as ROOT
-
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
     return prepared_inputs(tmp_path_factory.mktemp("inputs"))
-
-
-def names(model, mesh: str) -> dict[str, list[str]]:
-    m = model.meshes[mesh]
-    return {"nodes": list(m.virtual_nodes), "services": list(m.virtual_services), "routers": list(m.virtual_routers),
-            "routes": {r: list(v) for r, v in m.routes.items() if v}, "gateways": list(m.virtual_gateways),
-            "gateway_routes": {g: list(v) for g, v in m.gateway_routes.items() if v}}
-
-
-def compiled(model, node: str, type_url: str = CLUSTER) -> list[str]:
-    return sorted(compile_node(model, parse_node_id(node))[type_url])
 
 
 def resource(model, node: str, type_url: str, name: str) -> dict:

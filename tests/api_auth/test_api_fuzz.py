@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 
 import pytest
 from botocore.exceptions import ClientError
 
 from tests.api.conftest import ON_BOTH_STORES, api, api_store, client  # noqa: F401 - fixtures
 from tests.api.specs import node_spec
+from tests.harness.traffic import raw_exchange
 from xds_server.api.operations import operations
 
 SEED = 17
@@ -24,32 +24,12 @@ DEEP = 1000
 
 def send(http: str, method: str, target: str, body: bytes = b"", headers: dict | None = None,
          raw_head: bytes | None = None) -> tuple[int, dict, bytes]:
-    host, _, port = http.rpartition(":")
     head = raw_head
     if head is None:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {http}", "Content-Type: application/json",
                  f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items()), "", ""]
         head = "\r\n".join(lines).encode("latin-1", "replace")
-    with socket.create_connection((host, int(port)), timeout=30) as s:
-        try:
-            s.sendall(head + body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    if not data:  # the server dropped the connection (a malformed head): no answer, no 500
-        return 0, {}, b""
-    head_bytes, _, rest = data.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    headers_out = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers_out, rest
+    return raw_exchange(http, head + body)  # (0, {}, b""): the server dropped a malformed head, no 500
 
 
 def assert_app_mesh_4xx(answer, what="", head_only: bool = False) -> None:

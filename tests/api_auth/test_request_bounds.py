@@ -18,6 +18,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.api.conftest import start_serve
+from tests.harness.traffic import raw_exchange
 
 MiB = 1024 * 1024
 CREDENTIALS = """
@@ -30,22 +31,7 @@ AKOWNER:
 
 def raw(http: str, head: str, body: bytes = b"", timeout: float = 5.0) -> tuple[int, dict, bytes]:
     """Send ``head`` (+ ``body``), read the answer; the server must answer within ``timeout``."""
-    host, _, port = http.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(head.encode("latin-1") + body)
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    head_bytes, _, rest = data.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, rest
+    return raw_exchange(http, head.encode("latin-1") + body, timeout)
 
 
 def app_mesh_error(answer, status: int, error_type: str) -> str:

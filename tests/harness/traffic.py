@@ -220,3 +220,33 @@ def split_violations(
                 f"expected {p:.3f} +/- {tol:.3f}"
             )
     return problems
+
+
+def raw_exchange(address: str, data: bytes, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """Send ``data`` (a whole HTTP/1.1 request, as written: heads and bodies no client library
+    would send) to ``host:port`` and read the answer until the server closes the connection:
+    ``(status, headers with lower-case names, body)``; ``(0, {}, b"")`` when the server closed
+    it without an answer. A server that stops reading early (a refused body) is not an error."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+    if not answer:
+        return 0, {}, b""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body

@@ -95,14 +95,18 @@ class Api:
         return json.loads(out) if out.strip() else {}
 
 
-def start_serve(procs, free_port, tmp_path: Path, *args: str, name: str = "meshplane") -> Api:
-    """``meshplane serve ARGS --xds ... --http ...``; waits for /healthz."""
+def start_serve(procs, free_port, tmp_path: Path, *args: str, name: str = "meshplane",
+                http_bind: str = "127.0.0.1") -> Api:
+    """``meshplane serve ARGS --xds ... --http ...``; waits for /healthz. ``http_bind``: the
+    address ``--http`` binds (``0.0.0.0`` for the exposure tests; the test still talks to it on
+    127.0.0.1)."""
     from tests.harness.processes import wait_until
     import urllib.request
 
-    xds, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    proc = procs.start(name, [sys.executable, "-m", "xds_server.cli", "serve", *args, "--xds", xds, "--http", http],
-                       cwd=str(REPO_ROOT))
+    port = free_port()
+    xds, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{port}"
+    proc = procs.start(name, [sys.executable, "-m", "xds_server.cli", "serve", *args, "--xds", xds,
+                              "--http", f"{http_bind}:{port}"], cwd=str(REPO_ROOT))
 
     def healthy() -> bool:
         try:

@@ -20,7 +20,6 @@ from botocore.credentials import Credentials
 
 from tests.api.conftest import client, start_serve
 from tests.api.specs import node_spec
-from tests.harness.processes import wait_until
 from tests.paths import REPO as REPO_ROOT
 
 OWNER, PARTNER, STRANGER = "111111111111", "222222222222", "333333333333"
@@ -151,23 +150,6 @@ def test_metrics_bearer_token(procs, free_port, tmp_path):
     assert get(f"{base}/status")[0] == 200
 
 
-def _serve(procs, free_port, tmp_path, *args: str, name: str):
-    http = f"0.0.0.0:{free_port()}"
-    proc = procs.start(name, [sys.executable, "-m", "xds_server.cli", "serve", "--store", f"sqlite:///{tmp_path}/{name}.db",
-                              "--xds", f"127.0.0.1:{free_port()}", "--http", http, *args], cwd=str(REPO_ROOT))
-    port = http.rpartition(":")[2]
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    wait_until(healthy, timeout=30, message=f"{name} did not become healthy")
-    return proc, port
-
-
 def test_non_loopback_http_needs_credentials_or_insecure_http(procs, free_port, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "xds_server.cli", "serve", "--store", f"sqlite:///{tmp_path}/m.db",
                            "--xds", f"127.0.0.1:{free_port()}", "--http", f"0.0.0.0:{free_port()}"],
@@ -176,10 +158,12 @@ def test_non_loopback_http_needs_credentials_or_insecure_http(procs, free_port, 
     assert "--api-credentials" in proc.stderr and "--insecure-http" in proc.stderr and "0.0.0.0" in proc.stderr
 
     # the operator says so: it serves (and warns)
-    _, port = _serve(procs, free_port, tmp_path, "--insecure-http", name="insecure")
-    assert get(f"http://127.0.0.1:{port}/status")[0] == 200
+    insecure = start_serve(procs, free_port, tmp_path, "--store", f"sqlite:///{tmp_path}/insecure.db", "--insecure-http",
+                           name="insecure", http_bind="0.0.0.0")
+    assert get(f"{insecure.url}/status")[0] == 200
     # with credentials: it serves, the admin endpoints signed
     creds = tmp_path / "credentials.yaml"
     creds.write_text(CREDENTIALS)
-    _, port = _serve(procs, free_port, tmp_path, "--api-credentials", str(creds), name="signed")
-    refused(get(f"http://127.0.0.1:{port}/status"), "MissingAuthenticationTokenException")
+    signed = start_serve(procs, free_port, tmp_path, "--store", f"sqlite:///{tmp_path}/signed.db", "--api-credentials",
+                         str(creds), name="signed", http_bind="0.0.0.0")
+    refused(get(f"{signed.url}/status"), "MissingAuthenticationTokenException")

@@ -15,6 +15,7 @@ from mesh_model.load.formats import watched_paths
 from mesh_model.render import split_host_port
 from mesh_model.node_id import NodeRef
 
+from xds_server import fairness
 from xds_server.server import servicer as ads
 from xds_server.server import csds
 from xds_server.server.callbacks import CallbackFanout
@@ -97,6 +98,7 @@ async def serve(config: ServeConfig) -> None:
     # from a CPU-bound one (a reload of a big mesh) only every switch interval, Python's 5 ms by
     # default: each small API write waits that long several times (bench tenants measures it).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    fairness.install()
     credentials, authenticator = _xds_security(config)
     api_auth = api_wiring.authenticator(config) if config.http else None  # fails early on a bad credentials file
     metrics_token = load_metrics_token(config.metrics_token_file) if config.metrics_token_file else None

@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
+from mesh_model import pacing
 from mesh_model.spec.model import Mesh, MeshModel
 from mesh_model.node_id import NodeRef
 from mesh_model.compiler import names, type_urls
@@ -37,7 +38,7 @@ from mesh_model.compiler.tls import client_policies
 NodeResources = Mapping[str, Mapping[str, Message]]
 
 __all__ = ["Built", "CompileCache", "CompileError", "CompiledNode", "changed_keys", "compile_node", "compile_node_built",
-           "model_warnings", "names", "node_dependencies", "NodeResources", "Placement", "type_urls"]
+           "mesh_warnings", "model_warnings", "names", "node_dependencies", "NodeResources", "Placement", "type_urls"]
 
 
 class CompileError(Exception):
@@ -316,7 +317,7 @@ def _dangling_backends(mesh: Mesh, cache: CompileCache) -> list[str]:
                                                           for b in node.spec.backends if b.virtualService is not None}
 
     warnings = []
-    for name, node in mesh.virtual_nodes.items():
+    for name, node in pacing.paced(mesh.virtual_nodes.items()):
         if not node.spec.backends:
             continue
         found = cache.get(("missing-backends", mesh.name, name), lambda: missing_backends(mesh, name), lambda _found: reads(node))
@@ -332,20 +333,25 @@ def model_warnings(model: MeshModel, cache: CompileCache | None = None) -> list[
     if cache is None:
         cache = CompileCache(model)
     cache.check(model)
-    warnings = []
-    for mesh in model.meshes.values():
-        warnings.extend(_dangling_backends(mesh, cache))
-        if not _has_tcp_listeners(mesh, cache):
-            continue  # no TCP backend anywhere in this mesh: nothing to leave out (and no planning)
-        for name in mesh.virtual_nodes:
-            # the node's plan as compilation caches it: planned once for both, and once per change
-            plan = _cached_plan(cache, mesh, ("plan", mesh.name, name), set(),
-                                lambda plan_service_cached: plan_node(mesh, name, plan_service_cached))
+    return [warning for mesh in model.meshes.values() for warning in mesh_warnings(mesh, cache)]
 
-            def conflicts() -> list[str]:
-                http_ports = sorted({sp.port for sp in plan.backends if sp.protocol != "tcp"})
-                return tcp_backends(plan.backends, http_ports)[1]
 
-            found = cache.get(("tcp-conflicts", mesh.name, name), conflicts, plan.dependencies)
-            warnings.extend(f"VirtualNode {mesh.name}/{name}: {conflict}" for conflict in found)
+def mesh_warnings(mesh: Mesh, cache: CompileCache) -> list[str]:
+    """``model_warnings`` of one mesh (a function of that mesh alone: ``serve`` keeps them
+    for every mesh a reload did not change). ``cache``: the compile cache of the model the
+    mesh belongs to."""
+    warnings = _dangling_backends(mesh, cache)
+    if not _has_tcp_listeners(mesh, cache):
+        return warnings  # no TCP backend anywhere in this mesh: nothing to leave out (and no planning)
+    for name in mesh.virtual_nodes:
+        # the node's plan as compilation caches it: planned once for both, and once per change
+        plan = _cached_plan(cache, mesh, ("plan", mesh.name, name), set(),
+                            lambda plan_service_cached: plan_node(mesh, name, plan_service_cached))
+
+        def conflicts() -> list[str]:
+            http_ports = sorted({sp.port for sp in plan.backends if sp.protocol != "tcp"})
+            return tcp_backends(plan.backends, http_ports)[1]
+
+        found = cache.get(("tcp-conflicts", mesh.name, name), conflicts, plan.dependencies)
+        warnings.extend(f"VirtualNode {mesh.name}/{name}: {conflict}" for conflict in found)
     return warnings

@@ -98,11 +98,14 @@ def changed_keys(old: MeshModel, new: MeshModel) -> set[Key]:
 
     Walks the two models side by side, name by name: a resource of an unchanged file is the
     very same object in both (an identity check), so the cost is a dictionary look-up per
-    resource, not a comparison.
+    resource, not a comparison; a mesh that is the very same object in both (a store reload
+    loads only the meshes that changed) is skipped whole.
     """
     changed: set[Key] = set()
     for name in old.meshes.keys() | new.meshes.keys():
         a, b = old.meshes.get(name), new.meshes.get(name)
+        if a is b:
+            continue
         if a is None or b is None or _differs(a.resource, b.resource):
             changed.add(("Mesh", name))
         for field in _BY_NAME:

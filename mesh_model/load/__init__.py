@@ -5,6 +5,7 @@ Import ``load_paths``, ``load_texts``, ``load_documents``, ``ParseCache`` and ``
 """
 from mesh_model.load.files import SUFFIXES as MODEL_FILE_SUFFIXES  # what a folder load reads (and a watcher watches)
 from mesh_model.load.parse_cache import DocumentCache, ParseCache
+from mesh_model.load.build import combined_model
 from mesh_model.load.pipeline import load_documents, load_paths, load_texts
 
-__all__ = ["DocumentCache", "MODEL_FILE_SUFFIXES", "ParseCache", "load_documents", "load_paths", "load_texts"]
+__all__ = ["DocumentCache", "combined_model", "MODEL_FILE_SUFFIXES", "ParseCache", "load_documents", "load_paths", "load_texts"]

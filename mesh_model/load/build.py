@@ -12,8 +12,9 @@ load without it.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
+from mesh_model import pacing
 from mesh_model.errors import Issue, ModelError
 from mesh_model.load.formats import Origins, from_origin
 from mesh_model.spec.model import Mesh, MeshModel, Resource, frozen_map
@@ -105,6 +106,19 @@ def build_model(resources: Sequence[Resource]) -> MeshModel:
     return MeshModel(meshes=frozen_map(meshes), cloud_map=frozen_map(cloud_map))
 
 
+def combined_model(parts: Iterable[MeshModel]) -> MeshModel:
+    """Models loaded apart (a mesh each, the Cloud Map stand-ins), as one model: the same as
+    loading their documents together, since no check looks across meshes (a Cloud Map
+    service without its stand-in is valid). Each ``Mesh`` object is kept as it is, so what
+    did not change keeps its identity for the compiler's caches."""
+    meshes: dict[str, Mesh] = {}
+    cloud_map: dict = {}
+    for part in parts:
+        meshes.update(part.meshes)
+        cloud_map.update(part.cloud_map)
+    return MeshModel(meshes=frozen_map(meshes), cloud_map=frozen_map(cloud_map))
+
+
 _EMPTY: Mapping = MappingProxyType({})
 
 
@@ -153,7 +167,7 @@ class ModelAssembler:
             if items is not None and items.get(name) is r:
                 del items[name]
                 dirty.add(key)
-        for r in added:
+        for r in pacing.paced(added):
             key, name = _slot(r)
             self.items.setdefault(key, {})[name] = r
             dirty.add(key)

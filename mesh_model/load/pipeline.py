@@ -30,7 +30,7 @@ import bisect
 import os
 from typing import Any, Mapping, Sequence
 
-from mesh_model import adapters
+from mesh_model import adapters, pacing
 from mesh_model.adapters import k8s as k8s_adapter
 from mesh_model.errors import Issue, ModelError
 from mesh_model.load.build import Incremental, checked_model, clean
@@ -147,6 +147,7 @@ def load_documents(documents: Sequence[tuple[str, Any]], *, limits: Limits = DEF
         complete = True
         numbers: dict[str, int] = {}
         for position, (label, data) in enumerate(documents):
+            pacing.pace()  # every document: one not seen before costs a parse and a validation
             if budget.stopped or len(issues) >= limits.max_issues:
                 complete = False
                 break

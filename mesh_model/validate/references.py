@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from typing import Iterable, Sequence
 
+from mesh_model import pacing
 from mesh_model.errors import Issue
 from mesh_model.spec.model import Resource
 from mesh_model.spec.pydantic_errors import HintBudget, did_you_mean
@@ -68,6 +69,7 @@ def group_changes(old: dict[str, Sequence[Resource]], new: dict[str, Sequence[Re
     added: list[Resource] = []
     removed: list[Resource] = []
     for key, resources in new.items():
+        pacing.pace()
         before = old.get(key)
         if before is resources:
             continue
@@ -76,8 +78,8 @@ def group_changes(old: dict[str, Sequence[Resource]], new: dict[str, Sequence[Re
             continue
         old_ids, new_ids = set(map(id, before)), set(map(id, resources))
         if len(old_ids) == len(before) and len(new_ids) == len(resources):  # each object once (the usual case)
-            added.extend(r for r in resources if id(r) not in old_ids)
-            removed.extend(r for r in before if id(r) not in new_ids)
+            added.extend(r for r in pacing.paced(resources) if id(r) not in old_ids)
+            removed.extend(r for r in pacing.paced(before) if id(r) not in new_ids)
             continue
         objects = {id(r): r for r in before}
         objects.update((id(r), r) for r in resources)
@@ -181,7 +183,7 @@ class ReferenceChecker:
             del definers[next(i for i, d in enumerate(definers) if d is r)]
             touched.add(ident)
         to_check: dict[int, _Entry] = {}
-        for r in added:
+        for r in pacing.paced(added):
             entry = self.entries.get(id(r))
             if entry is None:
                 entry = to_check[id(r)] = self.entries[id(r)] = _Entry(r)
@@ -205,7 +207,7 @@ class ReferenceChecker:
             if ident[0] != "CloudMapService":
                 self._update_first(ident, to_check)
         view = _View(self.first, self.record)
-        for entry in to_check.values():
+        for entry in pacing.paced(to_check.values()):
             self._check_entry(entry, view)
         return self._issues(positions)
 
@@ -214,7 +216,7 @@ class ReferenceChecker:
         self.groups = groups
         entries, definers = self.entries, self.definers
         for resources in groups.values():
-            for r in resources:  # in load order: every definer list is in load order already
+            for r in pacing.paced(resources):  # in load order: every definer list is in load order already
                 ident = (r.kind, r.mesh, r.virtualRouter, r.virtualGateway, r.namespaceName, r.name)
                 found = definers.get(ident)
                 if found is None:
@@ -240,7 +242,7 @@ class ReferenceChecker:
                 else:
                     known.add(ident[5])
         view = _View(first, self.record)
-        for entry in entries.values():
+        for entry in pacing.paced(entries.values()):
             self._check_entry(entry, view)
         return self._issues(None)
 

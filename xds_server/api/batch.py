@@ -17,7 +17,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
+from xds_server import fairness
 from xds_server.api.errors import ApiError, bad_request, conflict, forbidden
+from xds_server.api.locks import holding
 from xds_server.api.parsing import loads_json, text_problem
 from xds_server.api.resources import check_new_name, key_of_native, native
 from xds_server.api.transaction import Planned, new_metadata, optimistic_write, would_be
@@ -152,7 +154,10 @@ def apply(service: ModelService, caller: "Caller", documents: list, *, prune: bo
                     ops.append(Delete(key, expected_version=current.version))
                     changes.append({"action": "delete", "resource": str(key)})
         checked = _meshes_to_check(ops)
-        issues = issues_of(would_be(index, ops).values(), checked)
+        after = would_be(index, ops)
+        if sum(1 for key in after if checked is None or key.mesh in checked) > fairness.LONG_MESH:
+            fairness.demote()  # validating a big mesh is long work: requests to small ones go first
+        issues = issues_of(after.values(), checked)
         if issues:
             raise bad_request([describe(i) for i in issues])
         # what was read: the checked meshes (and the Cloud Map stand-ins); with prune, everything
@@ -163,7 +168,7 @@ def apply(service: ModelService, caller: "Caller", documents: list, *, prune: bo
         if expected_revision is not None:
             raise conflict("the store changed while applying; export again and retry")
 
-    with service.apply_lock:
+    with holding(service.apply_lock):
         changes, revision = optimistic_write(service.store, service.index, plan, on_moved=moved)
     return {"revision": revision, "dryRun": dry_run, "changes": changes}
 

@@ -52,7 +52,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
+from xds_server import fairness
 from xds_server.api import batch, sharing_auth
+from xds_server.api.locks import KeyedLocks
 from xds_server.api.rights import Rights
 from xds_server.api.transaction import Planned, new_metadata, optimistic_write, would_be
 from xds_server.api.auth import Anonymous, Authenticator, Caller, Request
@@ -71,7 +73,6 @@ log = logging.getLogger("meshplane.api")
 PREFIX = "/v20190125/"
 MESHPLANE_PREFIX = "/meshplane/v1/"
 MAX_TAGS = 50
-MESH_LOCK_STRIPES = 64
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,8 @@ class ApiService:
         self.clock = clock
         self._lock = threading.Lock()  # the cached index
         self.apply_lock = threading.Lock()  # whole-model writes (apply) one at a time in this process
-        # App Mesh writes: one writer per mesh at a time (striped: a bounded set of locks, whatever
-        # mesh names callers send; two meshes sharing a stripe only wait for each other)
-        self._mesh_locks = tuple(threading.Lock() for _ in range(MESH_LOCK_STRIPES))
+        # App Mesh writes: one writer per mesh at a time
+        self._mesh_locks = KeyedLocks()
         self._revision = -1
         self._index: dict[ResourceKey, StoredResource] = {}
         self._by_mesh: dict[str, dict[ResourceKey, StoredResource]] = {}  # the same, by mesh ("": Cloud Map)
@@ -248,6 +248,8 @@ class ApiService:
             return self.index() if read_scope is None else self.mesh_index(key.mesh)
 
         def plan(revision: int, index: dict) -> Planned:
+            if len(index) > fairness.LONG_MESH:
+                fairness.demote()
             if token:  # read after the index: a retry whose first try committed meanwhile (here or on
                 # another replica, in the same transaction as its resource) gets the first answer
                 first = self.store.get_idempotency(scope, token)
@@ -257,12 +259,9 @@ class ApiService:
             record = IdempotencyRecord(scope, token, digest, answer, self.clock()) if token else None
             return Planned(ops, answer, read_scope, idempotency=record)
 
-        with self._mesh_lock(key.mesh):
+        with self._mesh_locks.hold(key.mesh):
             answer, _ = optimistic_write(self.store, read, plan, on_duplicate=lambda first: _replay(first, digest))
             return answer
-
-    def _mesh_lock(self, mesh: str) -> threading.Lock:
-        return self._mesh_locks[hash(mesh) % len(self._mesh_locks)]
 
     def _plan(self, caller: Caller, op: Operation, key: ResourceKey, params: dict, index: dict, if_match: int | None):
         """The store ops of one write and its answer; raises the App Mesh error if it may not happen."""

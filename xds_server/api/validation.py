@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from mesh_model import pacing
 from mesh_model import Issue, ModelError
 from mesh_model.load import DocumentCache, load_documents
 from mesh_model.load.parse_cache import document_digest
@@ -75,7 +76,7 @@ def issues_of(resources: Iterable[StoredResource], meshes: set[str] | None = Non
         else:
             scope = CACHE.for_scope(meshes)
             entries = {}
-            for r in chosen:
+            for r in pacing.paced(chosen):
                 entry = scope.rendered.get(r.key)
                 if entry is None or entry[0] is not r:  # new or changed since the last validation
                     doc = native(r)

@@ -30,7 +30,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2
@@ -44,7 +44,7 @@ from xds_server.cache.snapshot import TYPE_SECRET
 
 if TYPE_CHECKING:  # pragma: no cover
     from mesh_model.compiler import CompileCache
-    from mesh_model.spec.model import MeshModel
+    from mesh_model.spec.model import Mesh, MeshModel
 
     from xds_server.cache.snapshot_cache import SnapshotCache
     from xds_server.observability.status import StatusRegistry
@@ -177,21 +177,33 @@ def mesh_ca_warnings(model: "MeshModel", ca_enabled: bool, cache: "CompileCache 
     arrive, so the listeners/clusters that reference them stay warming. With the model's
     compile ``cache``, a reload looks again only at the nodes that changed.
     """
-    warnings: list[str] = []
+    findings = [mesh_ca_findings(mesh, cache) for mesh in model.meshes.values()]
+    return ca_warnings_of(findings, ca_enabled)
+
+
+def mesh_ca_findings(mesh: "Mesh", cache: "CompileCache | None" = None) -> tuple[list[str], list[str]]:
+    """``(nodes using mesh CA secrets, misuses)`` of one mesh: a function of that mesh alone."""
     users: list[str] = []
-    for mesh in model.meshes.values():
-        for name, node in mesh.virtual_nodes.items():
-            if cache is None:
-                uses = mesh_ca_secret_uses(node)
-            else:
-                uses = cache.get(("mesh-ca-uses", mesh.name, name), lambda: mesh_ca_secret_uses(node),
-                                 {("VirtualNode", mesh.name, name)})
-            if uses:
-                users.append(f"mesh/{mesh.name}/virtualNode/{name}")
-            for where, role, secret in uses:
-                problem = mesh_ca_misuse(where, role, secret)
-                if problem:
-                    warnings.append(f"mesh/{mesh.name}/virtualNode/{name}: {problem}")
+    warnings: list[str] = []
+    for name, node in mesh.virtual_nodes.items():
+        if cache is None:
+            uses = mesh_ca_secret_uses(node)
+        else:
+            uses = cache.get(("mesh-ca-uses", mesh.name, name), lambda: mesh_ca_secret_uses(node),
+                             {("VirtualNode", mesh.name, name)})
+        if uses:
+            users.append(f"mesh/{mesh.name}/virtualNode/{name}")
+        for where, role, secret in uses:
+            problem = mesh_ca_misuse(where, role, secret)
+            if problem:
+                warnings.append(f"mesh/{mesh.name}/virtualNode/{name}: {problem}")
+    return users, warnings
+
+
+def ca_warnings_of(findings: "Sequence[tuple[list[str], list[str]]]", ca_enabled: bool) -> list[str]:
+    """``mesh_ca_warnings`` from each mesh's ``mesh_ca_findings``, in mesh order."""
+    users = [user for found, _ in findings for user in found]
+    warnings = [warning for _, misuses in findings for warning in misuses]
     if users and not ca_enabled:
         warnings.insert(0, (
             f"{len(users)} node(s) use mesh CA secrets (meshplane:identity / meshplane:trust) but the mesh CA "

@@ -26,18 +26,20 @@ from typing import Any, Callable, Mapping, Sequence
 import grpc
 from google.protobuf import any_pb2, json_format
 
+from mesh_model import pacing
 from mesh_model import ModelError, load_paths
 from mesh_model.load import ParseCache
-from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node_built, model_warnings
+from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node_built, mesh_warnings
 from mesh_model.compiler import changed_keys
 from mesh_model.diff import diff_packed, summary_names
 from mesh_model.node_id import NodeRef, parse_node_id
 from mesh_model.spec.model import MeshModel
 
+from xds_server import fairness
 from xds_server.observability import metrics
 from xds_server.server.errors import StreamError
 from xds_server.cache.snapshot_cache import SnapshotCache
-from xds_server.ca.mesh_secrets import RefreshResult, SecretManager, mesh_ca_warnings, node_identity
+from xds_server.ca.mesh_secrets import RefreshResult, SecretManager, ca_warnings_of, mesh_ca_findings, node_identity
 from xds_server.cache.snapshot import TYPE_SECRET, Snapshot, TypeSnapshot
 from xds_server.controlplane.heap import HeapPolicy
 
@@ -122,6 +124,8 @@ class ControlPlane:
         self.parse_cache = ParseCache()  # a reload re-parses only the files that changed
         # ``serve`` sets freeze_heap: the cycle collector stays off the model (``heap.HeapPolicy``)
         self.heap = HeapPolicy(freeze_heap)
+        # mesh name -> (the Mesh object, its mesh-CA findings, its model warnings): see ``_warnings``
+        self._mesh_warnings: dict[str, tuple] = {}
         with self.heap.building():
             self.model = self._load()  # an invalid model at start-up is fatal (ModelError)
             self.compile_cache = CompileCache(self.model)
@@ -178,8 +182,18 @@ class ControlPlane:
 
     def _warnings(self, model: MeshModel, cache: CompileCache) -> list[str]:
         """What is valid but will not work as written (mesh-CA secrets without a CA, left-out
-        TCP backends); ``cache`` (the model's) makes a reload look again only at what changed."""
-        return mesh_ca_warnings(model, self.secrets is not None, cache) + model_warnings(model, cache)
+        TCP backends); ``cache`` (the model's) makes a reload look again only at what changed,
+        and a mesh that is the very same object as at the last reload is not looked at at all."""
+        cache.check(model)
+        known = self._mesh_warnings
+        found = {}
+        for name, mesh in model.meshes.items():
+            last = known.get(name)
+            found[name] = last if last is not None and last[0] is mesh else (
+                mesh, mesh_ca_findings(mesh, cache), mesh_warnings(mesh, cache))
+        self._mesh_warnings = found  # one assignment: a function of each Mesh object, whichever reload wins
+        return (ca_warnings_of([ca for _, ca, _ in found.values()], self.secrets is not None)
+                + [warning for _, _, warnings in found.values() for warning in warnings])
 
     @staticmethod
     def _log_warnings(warnings: list[str]) -> None:
@@ -239,7 +253,7 @@ class ControlPlane:
         changed = changed_keys(self.model, model)
         cache = self.compile_cache.successor(model, changed)  # untouched shared pieces carry over
         snapshots, dependencies, warnings = {}, {}, []
-        for key, node_key in (self.keys if keys is None else keys).items():
+        for key, node_key in pacing.paced((self.keys if keys is None else keys).items()):
             if key not in self.failures and self.dependencies.get(key, frozenset()).isdisjoint(changed):
                 continue
             node = node_key.node
@@ -255,7 +269,7 @@ class ControlPlane:
 
     def _build(self, keys: dict[str, NodeKey]):
         """Load and compile off the event loop (``keys``: the node placements known when it started)."""
-        with self.heap.building():
+        with self.heap.building(), fairness.long_work():
             model = self._load()
             started = time.perf_counter()
             failed: dict[str, str] = {}

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import parse_qs
 
+from xds_server import fairness
 from xds_server.observability import metrics as metrics_mod
 from xds_server.observability.status import StatusRegistry
 from xds_server.server.csds import cache_config_dump
@@ -301,6 +302,30 @@ async def start_http(
                 snap["types"] = {t: v for t, v in snap.get("types", {}).items() if t in types}
         return 200, "application/json", _json(doc)
 
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None) -> None:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+        if api is not None and is_api_path(_path_of(head)):
+            writer.write(await api_respond(_FromPeer(api, client), head, reader, auth=api.auth, peer=client,
+                                           api_max_body=limits.api_max_body,
+                                           apply_max_body=limits.apply_max_body, budget=budget))
+            await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
+            return
+        code, ctype, body, head_only = await _serve_one(head, route, check_access, client)
+        reason = _REASONS.get(code, "")
+        if isinstance(ctype, dict):  # an App Mesh error answer (its own headers)
+            extra_headers = "".join(f"{k}: {v}\r\n" for k, v in ctype.items())
+        else:
+            extra_headers = f"Content-Type: {ctype}\r\n"
+        headers = (
+            f"HTTP/1.1 {code} {reason}\r\n"
+            + extra_headers +
+            f"Content-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("latin-1")
+        writer.write(headers if head_only else headers + body)
+        await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")  # now: a transport that closes early forgets it
         client = peer[0] if peer else None
@@ -308,28 +333,10 @@ async def start_http(
             writer.transport.abort()  # over the limits: closed at once, nothing read
             return
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-            if api is not None and is_api_path(_path_of(head)):
-                writer.write(await api_respond(_FromPeer(api, client), head, reader, auth=api.auth, peer=client,
-                                               api_max_body=limits.api_max_body,
-                                               apply_max_body=limits.apply_max_body, budget=budget))
-                await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
-                return
-            code, ctype, body, head_only = await _serve_one(head, route, check_access, client)
-            reason = _REASONS.get(code, "")
-            if isinstance(ctype, dict):  # an App Mesh error answer (its own headers)
-                extra_headers = "".join(f"{k}: {v}\r\n" for k, v in ctype.items())
-            else:
-                extra_headers = f"Content-Type: {ctype}\r\n"
-            headers = (
-                f"HTTP/1.1 {code} {reason}\r\n"
-                + extra_headers +
-                f"Content-Length: {len(body)}\r\n"
-                "Cache-Control: no-store\r\n"
-                "Connection: close\r\n\r\n"
-            ).encode("latin-1")
-            writer.write(headers if head_only else headers + body)
-            await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
+            # counted from the accept: requests are short, and long work (a big model's reload)
+            # steps aside for them at its yield points (``fairness``)
+            with fairness.request():
+                await answer(reader, writer, client)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:

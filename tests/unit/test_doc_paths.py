@@ -50,3 +50,13 @@ def test_the_check_sees_paths():
     assert named_paths("see `xds_server/api/rights.py:12`, `tests/unit/x.py::test_a` and `Makefile`") == \
         {"xds_server/api/rights.py", "tests/unit/x.py"}
     assert len(named_paths((REPO / "docs" / "architecture.md").read_text())) > 10
+
+
+def test_every_golden_case_is_in_the_feature_table():
+    """docs/architecture.md maps each compiler feature to its golden case: every case is named there."""
+    from tests.paths import GOLDEN
+
+    text = (REPO / "docs" / "architecture.md").read_text()
+    table = text.split("## Compiler features and their golden cases", 1)[1].split("\n## ", 1)[0]
+    missing = [p.name for p in sorted(GOLDEN.iterdir()) if (p / "case.yaml").exists() and f"`tests/golden/{p.name}`" not in table]
+    assert not missing, f"golden cases without a row in docs/architecture.md's feature table: {missing}"

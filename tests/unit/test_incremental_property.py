@@ -8,11 +8,13 @@ node placement the control plane serves has exactly the bytes and versions a col
 of the new model (fresh cache, messages serialized anew) gives.
 
 The edits are generic (any number in any spec nudged, any list item or optional field
-dropped, any document removed or cloned under a new name) over the golden models, which
-between them hold routers and weights, retries and timeouts, health checks and outlier
-detection, Cloud Map, TLS and client policies, TCP routes, gateways and an ALLOW_ALL mesh.
-Edits that make the model invalid are rejected by the loader, as they would be in
-production, and the sequence goes on from the last good model.
+dropped, any document removed or cloned under a new name) over every golden case
+(``tests/golden/<case>/model``, found as ``test_golden.py`` finds them): there is one case
+per compiler feature, so a feature's new case is in this property without touching this
+file. Native cases are edited as their YAML documents; CloudFormation, Kubernetes and
+Terraform cases are loaded through the loader once and edited as the native documents of
+what it loaded. Edits that make the model invalid are rejected by the loader, as they would
+be in production, and the sequence goes on from the last good model.
 """
 from __future__ import annotations
 
@@ -27,17 +29,20 @@ from google.protobuf import json_format
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from mesh_model import ModelError, load_texts
+from mesh_model import ModelError, load_paths, load_texts
 from mesh_model.compiler import Placement, compile_node
 from mesh_model.compiler.placement import METADATA_KEY
 from mesh_model.node_id import NodeRef
 from xds_server.cache.snapshot import Snapshot
 from xds_server.cache.snapshot_cache import SnapshotCache
+from xds_server.api.file_source import resources_of
+from xds_server.api.resources import native
 from xds_server.controlplane.control_plane import ControlPlane
 
-from tests.paths import GOLDEN
+from tests.paths import GOLDEN, golden_model
 
-MODELS = ["retail", "gateway", "mtls", "tcp", "timeout-policy"]
+# Every golden case (a folder with a case.yaml, as tests/golden/test_golden.py discovers them).
+MODELS = sorted(p.name for p in GOLDEN.iterdir() if (p / "case.yaml").exists())
 PLACEMENTS = [
     Placement(),
     Placement(explicit=True, ingress_address="127.0.0.2", app_address="127.0.0.1", egress_address="127.0.0.3"),
@@ -45,10 +50,38 @@ PLACEMENTS = [
 EDITS_PER_SEQUENCE = 6
 
 
-def _documents(name: str) -> list[dict]:
+def _native_documents(folder) -> list[dict] | None:
+    """The documents of a model folder in meshplane's native form, or ``None`` when it holds
+    anything else (a CloudFormation template, Kubernetes manifests, Terraform files)."""
     docs = []
-    for path in sorted((GOLDEN / name / "model").glob("*.yaml")):
-        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in (".yaml", ".yml"):
+            return None
+        try:
+            file_docs = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError:  # e.g. CloudFormation's !Sub and !GetAtt tags
+            return None
+        for doc in file_docs:
+            if not doc:
+                continue
+            if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" in doc:
+                return None
+            docs.append(doc)
+    return docs
+
+
+def _placements(name: str) -> list[Placement]:
+    """The property's two placements plus those the case renders (a tracer, other addresses)."""
+    spec = yaml.safe_load((GOLDEN / name / "case.yaml").read_text())
+    case = [Placement.from_metadata({METADATA_KEY: entry.get("placement", {})}) for entry in spec["nodes"]]
+    return list(dict.fromkeys(PLACEMENTS + case))
+
+
+def _documents(name: str) -> list[dict]:
+    folder = golden_model(name)
+    docs = _native_documents(folder)
+    if docs is None:  # another input format: the native documents of what the loader made of it
+        docs = [native(resource) for resource in resources_of(load_paths([folder]))]
     return docs
 
 
@@ -89,6 +122,8 @@ def _parent(doc, path):
 def _edit(docs: list[dict], rng: random.Random) -> str:
     """Apply one random edit in place; returns what it did (for the failure message)."""
     kind = rng.choice(["number", "number", "number", "drop", "drop", "remove", "clone", "flip"])
+    if not docs:  # a small case can lose every document
+        return "nothing"
     index = rng.randrange(len(docs))
     doc = docs[index]
     if kind == "remove":
@@ -151,7 +186,7 @@ def test_incremental_equals_cold_after_random_edits(name, seed):
     source = _ModelSource(model)
     cache = SnapshotCache()
     control = ControlPlane([], cache, source=source)
-    keys = {(ref, placement): control.resolve(_envoy_node(ref, placement)) for ref in _nodes(model) for placement in PLACEMENTS}
+    keys = {(ref, placement): control.resolve(_envoy_node(ref, placement)) for ref in _nodes(model) for placement in _placements(name)}
     applied = []
     for _ in range(EDITS_PER_SEQUENCE):
         candidate = copy.deepcopy(docs)

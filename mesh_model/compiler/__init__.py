@@ -17,6 +17,7 @@ from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
 from mesh_model import pacing
+from mesh_model.spec.envoy_rules import access_log_format_problem
 from mesh_model.spec.model import Mesh, MeshModel
 from mesh_model.node_id import NodeRef
 from mesh_model.compiler import names, type_urls
@@ -326,6 +327,26 @@ def _dangling_backends(mesh: Mesh, cache: CompileCache) -> list[str]:
     return warnings
 
 
+def _log_format_warnings(mesh: Mesh) -> list[str]:
+    """A warning per access log format part Envoy does not know (App Mesh's API took any
+    format; the compiler writes such parts to the log literally: ``servable_log_format``)."""
+    warnings = []
+    for kind, resources in (("VirtualNode", mesh.virtual_nodes), ("VirtualGateway", mesh.virtual_gateways)):
+        for name, resource in resources.items():
+            logging = resource.spec.logging
+            file = None if logging is None or logging.accessLog is None else logging.accessLog.file
+            if file is None or file.format is None:
+                continue
+            texts = [("text", file.format.text)] if file.format.text is not None else []
+            texts += [(f"json[{i}].value", item.value) for i, item in enumerate(file.format.json or ())]
+            for where, text in texts:
+                problem = access_log_format_problem(text)
+                if problem is not None:
+                    warnings.append(f"{kind} {mesh.name}/{name}: spec.logging.accessLog.file.format.{where}: {problem}; "
+                                    "Envoy would refuse the format, so meshplane writes that part to the log as literal text")
+    return warnings
+
+
 def model_warnings(model: MeshModel, cache: CompileCache | None = None) -> list[str]:
     """Valid but probably unintended: what the compiler has to leave out (e.g. two TCP
     backends of one node on the same port). Shown by ``validate`` and logged by ``serve``.
@@ -340,7 +361,7 @@ def mesh_warnings(mesh: Mesh, cache: CompileCache) -> list[str]:
     """``model_warnings`` of one mesh (a function of that mesh alone: ``serve`` keeps them
     for every mesh a reload did not change). ``cache``: the compile cache of the model the
     mesh belongs to."""
-    warnings = _dangling_backends(mesh, cache)
+    warnings = _dangling_backends(mesh, cache) + _log_format_warnings(mesh)
     if not _has_tcp_listeners(mesh, cache):
         return warnings  # no TCP backend anywhere in this mesh: nothing to leave out (and no planning)
     for name in mesh.virtual_nodes:

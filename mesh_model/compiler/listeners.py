@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 
 from envoy.config.listener.v3 import listener_pb2
 
+from mesh_model.spec.envoy_rules import servable_log_format
 from mesh_model.spec.model import Mesh, Resource
 from mesh_model.compiler import names, passthrough
 from mesh_model.compiler.common import DEFAULT_IDLE_MS, ads_config_source, duration, socket_address, to_proto, typed
@@ -29,9 +30,9 @@ def access_logs(node: Resource) -> list[dict[str, Any]]:
     file = logging.accessLog.file
     config: dict[str, Any] = {"path": file.path}
     if file.format is not None and file.format.text is not None:
-        config["logFormat"] = {"textFormatSource": {"inlineString": file.format.text}}
+        config["logFormat"] = {"textFormatSource": {"inlineString": servable_log_format(file.format.text)}}
     elif file.format is not None and file.format.json is not None:
-        config["logFormat"] = {"jsonFormat": {item.key: item.value for item in file.format.json}}
+        config["logFormat"] = {"jsonFormat": {item.key: servable_log_format(item.value) for item in file.format.json}}
     return [{"name": "envoy.access_loggers.file", "typedConfig": typed("envoy.extensions.access_loggers.file.v3.FileAccessLog", config)}]
 
 

@@ -144,7 +144,40 @@ _LOG_COMMAND = None
 
 def access_log_format_problem(text: str) -> str | None:
     """Envoy's format string rules: ``%%`` is a percent sign, every other ``%`` starts a
-    ``%COMMAND%``, ``%COMMAND(argument)%`` or ``%COMMAND(argument):length%`` of a command it knows."""
+    ``%COMMAND%``, ``%COMMAND(argument)%`` or ``%COMMAND(argument):length%`` of a command it
+    knows. The first place that breaks them, described, or ``None``."""
+    for _, problem in _log_format_problems(text):
+        return problem
+    return None
+
+
+def access_log_format_problems(text: str) -> list[str]:
+    """Every place of ``text`` that breaks Envoy's format string rules, described."""
+    return [problem for _, problem in _log_format_problems(text)]
+
+
+def servable_log_format(text: str) -> str:
+    """``text`` as Envoy takes it: every ``%`` that starts no command Envoy knows is doubled,
+    so that it is written to the log as it stands (``%END_TIME%`` -> ``%%END_TIME%%``).
+
+    App Mesh's API checked only a format's length, and Envoy then refused the listener of a
+    format with an operator it does not know (App Mesh's own tests use ``%END_TIME%``); a
+    format that was accepted there is accepted here, logged literally, and warned about."""
+    escaped = [at for at, _ in _log_format_problems(text)]
+    if not escaped:
+        return text
+    out, last = [], 0
+    for at in escaped:
+        out.append(text[last:at])
+        out.append("%%")
+        last = at + 1
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _log_format_problems(text: str):
+    """``(position, problem)`` of each ``%`` that does not start a command Envoy takes (the
+    scan goes on after it, as if it were a literal percent sign)."""
     import re
 
     global _LOG_COMMAND
@@ -156,21 +189,31 @@ def access_log_format_problem(text: str) -> str | None:
             at += 2
             continue
         match = _LOG_COMMAND.match(text, at)
-        if match is None:
-            return f"'%' at position {at} does not start a command operator such as %START_TIME% (a percent sign is %%)"
-        name, argument, length = match.group(1), match.group(3), match.group(4)
-        if name == "START_TIME":
-            if length is not None:
-                return "%START_TIME% takes no length"
-        elif name in LOG_COMMANDS_WITH_ARGUMENTS:
-            if not argument:
-                return f"%{name}(...)% needs an argument"
-            if length is not None and name not in LOG_COMMANDS_WITH_LENGTH:
-                return f"%{name}(...)% takes no length"
-        elif name in LOG_COMMANDS_WITHOUT_ARGUMENTS:
-            if match.group(2) is not None or length is not None:
-                return f"%{name}% takes no argument or length"
+        problem = (f"'%' at position {at} does not start a command operator such as %START_TIME% (a percent sign is %%)"
+                   if match is None else _command_problem(match))
+        if problem is not None:
+            yield at, problem
+            at += 1
         else:
-            return f"%{name}% is not an Envoy access log command operator"
-        at = match.end()
+            at = match.end()
+
+
+def _command_problem(match) -> str | None:
+    name, argument, length = match.group(1), match.group(3), match.group(4)
+    if argument is not None and ("\n" in argument or "\r" in argument):
+        # Envoy refuses the format (its argument pattern runs over lines up to the next ')')
+        return f"%{name}(...)% has a line break in its argument (is a ')' missing?)"
+    if name == "START_TIME":
+        if length is not None:
+            return "%START_TIME% takes no length"
+    elif name in LOG_COMMANDS_WITH_ARGUMENTS:
+        if not argument:
+            return f"%{name}(...)% needs an argument"
+        if length is not None and name not in LOG_COMMANDS_WITH_LENGTH:
+            return f"%{name}(...)% takes no length"
+    elif name in LOG_COMMANDS_WITHOUT_ARGUMENTS:
+        if match.group(2) is not None or length is not None:
+            return f"%{name}% takes no argument or length"
+    else:
+        return f"%{name}% is not an Envoy access log command operator"
     return None

@@ -154,3 +154,29 @@ def test_the_served_config_follows_a_backend_created_later(c):
     assert asyncio.run(control.reload()), control.last_error
     assert "cds_egress_m_blue_http_8080" not in served_clusters()
     assert _content(cache.get(key)) == _content(Snapshot.from_resources(compile_node(control.model, front)))
+
+
+def test_a_log_format_app_mesh_took_is_taken_served_literally_and_warned_about(c):
+    """moto's App Mesh tests (as App Mesh's API) log ``%END_TIME%``, which Envoy does not know:
+    the write is answered 200, the Envoy gets the part literally, ``/status`` says so."""
+    from mesh_model.compiler import Placement
+    from mesh_model.node_id import NodeRef
+    from xds_server.cache.snapshot import TYPE_LISTENER
+    from xds_server.cache.snapshot_cache import SnapshotCache
+    from xds_server.controlplane.control_plane import ControlPlane
+    from xds_server.controlplane.store_source import StoreSource
+
+    from tests.unit.test_incremental_property import _envoy_node
+
+    spec = node_spec("logs.local")
+    spec["logging"] = {"accessLog": {"file": {"path": "/dev/stdout", "format": {"json": [
+        {"key": "end", "value": "%END_TIME%"}, {"key": "method", "value": "%REQ(:METHOD)%"}]}}}}
+    created = c.create_virtual_node(meshName="m", virtualNodeName="logs", spec=spec)["virtualNode"]
+    assert created["spec"]["logging"]["accessLog"]["file"]["format"]["json"][0]["value"] == "%END_TIME%"  # kept as written
+    control = ControlPlane([], SnapshotCache(), source=StoreSource(c.api.extra["store"]))
+    key = control.resolve(_envoy_node(NodeRef("m", "virtualNode", "logs"), Placement()))
+    listeners = control.cache.get(key).types[TYPE_LISTENER].resources
+    served = b"".join(resource.SerializeToString() for resource in listeners.values())
+    assert b"%%END_TIME%%" in served and b"%REQ(:METHOD)%" in served
+    assert any("VirtualNode m/logs: spec.logging.accessLog.file.format.json[0].value: %END_TIME%" in w
+               for w in control.status()["warnings"])

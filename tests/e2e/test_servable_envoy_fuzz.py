@@ -194,7 +194,7 @@ def test_regex_verdicts_never_accept_what_envoy_rejects(tmp_path):
 
 
 LOG_FORMATS_ENVOY_REFUSES = ["%FOO%\n", "100%\n", "%START_TIME\n", "%REQ(:PATH\n", "%DOWNSTREAM_REMOTE_ADDRESS%:%x\n",
-                             "%PROTOCOL(x)%\n", "%REQ%\n", "%REQ()%\n"]
+                             "%PROTOCOL(x)%\n", "%REQ%\n", "%REQ()%\n", "%REQ(:PATH\n%PROTOCOL%)%\n"]
 
 
 def test_access_log_commands_are_envoys(tmp_path):
@@ -229,3 +229,10 @@ def test_access_log_commands_are_envoys(tmp_path):
         config.write_text(text.replace(json.dumps(placeholder), json.dumps(log_format)))
         ok, _ = validate_config(config)
         assert not ok, f"Envoy takes {log_format!r}, which validation refuses"
+    # ... and compiled, each (as App Mesh took them) is written literally: Envoy takes them all
+    config.write_text(node_config({"json": [{"key": f"k{i}", "value": v.strip()} for i, v in enumerate(LOG_FORMATS_ENVOY_REFUSES)]}))
+    ok, output = validate_config(config)
+    assert ok, _envoy_errors(output)
+    config.write_text(node_config({"text": "".join(LOG_FORMATS_ENVOY_REFUSES)}))
+    ok, output = validate_config(config)
+    assert ok, _envoy_errors(output)

@@ -81,8 +81,6 @@ REFUSED = [
     ("gateway hostname beyond the RE2 limit", dict(gateway_match={"hostname": {"exact": "a" * 200 + ".com"}}), "spec.httpRoute.match.hostname.exact"),
     ("empty SDS secret name", dict(listener=mb.listener(8080, tls={"mode": "STRICT", "certificate": {"sds": {"secretName": ""}}})), "spec.listeners[0].tls.certificate.sds.secretName"),
     ("DNS hostname longer than an SNI", dict(listener=None, hostname="a" * 256), "spec.serviceDiscovery.dns.hostname"),
-    ("access log command Envoy does not know", dict(listener=None, logging={"accessLog": {"file": {"path": "/dev/stdout", "format": {"text": "%FOO%\n"}}}}), "spec.logging.accessLog.file.format.text"),
-    ("access log lone percent in JSON", dict(listener=None, logging={"accessLog": {"file": {"path": "/dev/stdout", "format": {"json": [{"key": "a", "value": "50%"}]}}}}), "spec.logging.accessLog.file.format.json[0].value"),
     ("gateway prefix rewrite LF", dict(gateway_match={"prefix": "/a/"}, gateway_rewrite={"prefix": {"value": "/b\n/"}}), "spec.httpRoute.action.rewrite.prefix.value"),
 ]
 
@@ -102,6 +100,10 @@ ACCEPTED = [
     ("program size 100, pseudo-header, mixed case", dict(match={"path": {"regex": "/" + "a" * 91}, "headers": [{"name": ":authority", "match": {"suffix": ".com"}}, {"name": "X-Case"}]})),
     ("gateway hostname at the limit", dict(gateway_match={"hostname": {"exact": "a" * 80 + ".com"}})),
     ("DNS hostname of 255 bytes", dict(hostname="a" * 255)),
+    # App Mesh's API took any access log format (its own tests use %END_TIME%); the parts
+    # Envoy would refuse are written to the log literally (test_log_formats_app_mesh_took_...)
+    ("access log command Envoy does not know", dict(listener=None, logging={"accessLog": {"file": {"path": "/dev/stdout", "format": {"text": "%FOO%\n"}}}})),
+    ("access log lone percent in JSON", dict(listener=None, logging={"accessLog": {"file": {"path": "/dev/stdout", "format": {"json": [{"key": "a", "value": "50%"}]}}}})),
 ]
 
 
@@ -127,3 +129,19 @@ def test_backends_envoy_would_see_as_one_host_are_refused(first, second):
         mb.virtual_node("m", "a", backends=[first, second]))
     assert any(issue.startswith("spec.backends[1].virtualService.virtualServiceName:") and "same host for Envoy" in issue
                for issue in _issues(docs)), _issues(docs)
+
+
+def test_log_formats_app_mesh_took_are_served_literally_and_warned_about():
+    from mesh_model.compiler import model_warnings
+
+    logging = {"accessLog": {"file": {"path": "/dev/stdout", "format": {"json": [
+        {"key": "end", "value": "%END_TIME%"}, {"key": "method", "value": "%REQ(:METHOD)%"}, {"key": "share", "value": "50%"}]}}}}
+    model = load_documents([(f"d{i}", d) for i, d in enumerate(_docs(listener=None, logging=logging))])
+    warnings = [w for w in model_warnings(model) if "accessLog" in w]
+    assert [w.split(": ")[1] for w in warnings] == ["spec.logging.accessLog.file.format.json[0].value",
+                                                     "spec.logging.accessLog.file.format.json[2].value"], warnings
+    assert "%END_TIME% is not an Envoy access log command operator" in warnings[0]
+    listeners = compile_node(model, NodeRef("m", "virtualNode", "b"))["type.googleapis.com/envoy.config.listener.v3.Listener"]
+    served = b"".join(listener.SerializeToString() for listener in listeners.values())
+    assert b"%%END_TIME%%" in served and b"50%%" in served and b"%REQ(:METHOD)%" in served
+    assert b"%%REQ" not in served  # what Envoy knows is left as it is

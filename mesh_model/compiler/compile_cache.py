@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Callable, Collection, Hashable, Iterable, TypeVar
 
+from mesh_model import pacing
 from mesh_model.spec.model import MeshModel
 
 T = TypeVar("T")
@@ -91,7 +92,7 @@ class CompileCache:
         # so safe while the event loop adds entries to this cache for a newly connected node);
         # then only the entries the change touches are removed
         items = nxt._items = self._items.copy()
-        stale = [key for key, entry in items.items() if not entry[1] or not entry[1].isdisjoint(changed)]
+        stale = [key for key, entry in pacing.paced(items.items()) if not entry[1] or not entry[1].isdisjoint(changed)]
         for key in stale:
             del items[key]
         return nxt

@@ -23,6 +23,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
+from mesh_model import pacing
 from mesh_model.spec.model import Mesh, MeshModel, Resource
 
 Key = tuple
@@ -76,7 +77,7 @@ def _differs(a: Resource | None, b: Resource | None) -> bool:
 
 def _changed_in(old: Mapping[str, Resource], new: Mapping[str, Resource], changed: set[Key]) -> None:
     """Add the keys of the resources that differ between two name -> resource mappings."""
-    for name in old.keys() | new.keys() if old.keys() != new.keys() else new.keys():
+    for name in pacing.paced(old.keys() | new.keys() if old.keys() != new.keys() else new.keys()):
         a, b = old.get(name), new.get(name)
         if _differs(a, b):
             resource = a or b

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2
 
+from mesh_model import pacing
 from mesh_model.compiler.tls import MESH_CA_IDENTITY, MESH_CA_TRUST, mesh_ca_misuse, mesh_ca_secret_uses, service_discovery_name
 from mesh_model.node_id import NodeRef
 
@@ -185,7 +186,7 @@ def mesh_ca_findings(mesh: "Mesh", cache: "CompileCache | None" = None) -> tuple
     """``(nodes using mesh CA secrets, misuses)`` of one mesh: a function of that mesh alone."""
     users: list[str] = []
     warnings: list[str] = []
-    for name, node in mesh.virtual_nodes.items():
+    for name, node in pacing.paced(mesh.virtual_nodes.items()):
         if cache is None:
             uses = mesh_ca_secret_uses(node)
         else:

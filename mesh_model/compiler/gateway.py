@@ -32,6 +32,7 @@ from mesh_model.spec.route_types import serves_gateway_listener
 from mesh_model.compiler import names
 from mesh_model.compiler.clusters import _pool_thresholds, _protocol_options
 from mesh_model.compiler.common import socket_address, to_proto
+from mesh_model.compiler.http_filters import INGRESS, HcmContext
 from mesh_model.compiler.listeners import access_logs, http_connection_manager
 from mesh_model.compiler.placement import Placement
 from mesh_model.compiler.plan import GatewayRoutePlan, NodePlan, gateway_routes, service_ports
@@ -175,8 +176,8 @@ def gateway_listeners_routes_clusters(
                 route_pb2.RouteConfiguration,
             )
         )
-        filters = [http_connection_manager(names.INGRESS_STAT_PREFIX, route_config_name, logs, websocket=protocol == "http",
-                                           tracer=placement.tracing)]
+        filters = [http_connection_manager(names.INGRESS_STAT_PREFIX, route_config_name, logs, HcmContext(gateway, INGRESS, listener),
+                                           websocket=protocol == "http", tracer=placement.tracing)]
         body: dict[str, Any] = {
             "name": names.ingress_listener(placement.ingress_address, port),
             "address": socket_address(placement.ingress_address, port),

@@ -32,6 +32,7 @@ from mesh_model.spec.route_types import serves_gateway_listener
 from mesh_model.compiler import names
 from mesh_model.compiler.clusters import _pool_thresholds, _protocol_options
 from mesh_model.compiler.common import socket_address, to_proto
+from mesh_model.compiler.http_filters import INGRESS, PER_ROUTE, HcmContext, typed_per_filter_config
 from mesh_model.compiler.listeners import access_logs, http_connection_manager
 from mesh_model.compiler.placement import Placement
 from mesh_model.compiler.plan import GatewayRoutePlan, NodePlan, gateway_routes, service_ports
@@ -114,6 +115,7 @@ def _envoy_routes(mesh: Mesh, plan: GatewayRoutePlan, cluster: str) -> list[dict
             bare = {k: v for k, v in envoy_match.items() if k != "prefix"}
             bare["path"] = match.prefix.rstrip("/")
             matches.append((bare, prefix_rewrite))  # App Mesh also answers /prefix (no slash)
+    per_filter = typed_per_filter_config(plan) if PER_ROUTE else {}  # HTTP filters' per-route settings (none today)
     routes = []
     for i, (m, prefix_rewrite) in enumerate(matches):
         route_action = dict(action)
@@ -122,6 +124,8 @@ def _envoy_routes(mesh: Mesh, plan: GatewayRoutePlan, cluster: str) -> list[dict
         route: dict[str, Any] = {"name": plan.name if i == 0 else f"{plan.name}-exact", "match": m, "route": route_action}
         if headers_to_add:
             route["requestHeadersToAdd"] = headers_to_add
+        if per_filter:
+            route["typedPerFilterConfig"] = per_filter
         routes.append(route)
     return routes
 
@@ -175,8 +179,8 @@ def gateway_listeners_routes_clusters(
                 route_pb2.RouteConfiguration,
             )
         )
-        filters = [http_connection_manager(names.INGRESS_STAT_PREFIX, route_config_name, logs, websocket=protocol == "http",
-                                           tracer=placement.tracing)]
+        filters = [http_connection_manager(names.INGRESS_STAT_PREFIX, route_config_name, logs, HcmContext(gateway, INGRESS, listener),
+                                           websocket=protocol == "http", tracer=placement.tracing)]
         body: dict[str, Any] = {
             "name": names.ingress_listener(placement.ingress_address, port),
             "address": socket_address(placement.ingress_address, port),

@@ -13,6 +13,7 @@ from envoy.config.listener.v3 import listener_pb2
 from mesh_model.spec.envoy_rules import servable_log_format
 from mesh_model.spec.model import Mesh, Resource
 from mesh_model.compiler import names, passthrough
+from mesh_model.compiler.http_filters import EGRESS, INGRESS, HcmContext, hcm_filters
 from mesh_model.compiler.common import DEFAULT_IDLE_MS, ads_config_source, duration, socket_address, to_proto, typed
 from mesh_model.compiler.placement import Placement
 from mesh_model.compiler import tracing
@@ -36,14 +37,16 @@ def access_logs(node: Resource) -> list[dict[str, Any]]:
     return [{"name": "envoy.access_loggers.file", "typedConfig": typed("envoy.extensions.access_loggers.file.v3.FileAccessLog", config)}]
 
 
-def http_connection_manager(stat_prefix: str, route_config: str, logs: list, *, websocket: bool, tracer: str = "") -> dict[str, Any]:
+def http_connection_manager(stat_prefix: str, route_config: str, logs: list, context: HcmContext, *, websocket: bool,
+                            tracer: str = "") -> dict[str, Any]:
     """App Mesh's HCM: path normalisation on, websocket upgrades on plain-http listeners;
-    ``tracer``: the instance's tracer (``Placement.tracing``), "" for none."""
+    its HTTP filters from ``http_filters`` for ``context``; ``tracer``: the instance's tracer
+    (``Placement.tracing``), "" for none."""
     body: dict[str, Any] = {
         "statPrefix": stat_prefix,
         "codecType": "AUTO",
         "rds": {"configSource": ads_config_source(), "routeConfigName": route_config},
-        "httpFilters": [{"name": "envoy.filters.http.router", "typedConfig": typed("envoy.extensions.filters.http.router.v3.Router")}],
+        "httpFilters": hcm_filters(context),
         "normalizePath": True,
         "mergeSlashes": True,
         "pathWithEscapedSlashesAction": "KEEP_UNCHANGED",
@@ -76,6 +79,7 @@ def _ingress_filters(mesh: Mesh, node: Resource, listener, tracer: str) -> list[
             names.INGRESS_STAT_PREFIX,
             names.ingress_route_config(protocol, port),
             access_logs(node),
+            HcmContext(node, INGRESS, listener),
             websocket=protocol == "http",
             tracer=tracer,
         )
@@ -183,11 +187,12 @@ def egress_listeners(
     tcp = tcp or {}
     transparent = not placement.explicit if transparent is None else transparent
     logs = access_logs(node)
+    egress = HcmContext(node, EGRESS)
     main: dict[str, Any] = {
         "name": names.egress_listener(placement.egress_address, placement.egress_port),
         **bind(placement.egress_address, placement.egress_port, families if transparent else ("v4",)),
         "trafficDirection": "OUTBOUND",
-        "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(placement.egress_port), logs, websocket=True, tracer=placement.tracing)]}],
+        "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(placement.egress_port), logs, egress, websocket=True, tracer=placement.tracing)]}],
     }
     if transparent:
         main["listenerFilters"] = [ORIGINAL_DST]
@@ -216,7 +221,7 @@ def egress_listeners(
                     "name": names.egress_listener(placement.egress_address, port),
                     "address": socket_address(placement.egress_address, port),
                     "trafficDirection": "OUTBOUND",
-                    "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(port), logs, websocket=True, tracer=placement.tracing)]}],
+                    "filterChains": [{"filters": [http_connection_manager(names.EGRESS_STAT_PREFIX, names.egress_route_config(port), logs, egress, websocket=True, tracer=placement.tracing)]}],
                 }
             )
     return [build(body) for body in result]

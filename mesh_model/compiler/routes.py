@@ -13,6 +13,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from mesh_model.compiler import names
 from mesh_model.compiler.common import DEFAULT_IDLE_MS, DEFAULT_PER_REQUEST_MS, duration, millis, to_proto, typed
+from mesh_model.compiler.http_filters import PER_ROUTE, typed_per_filter_config
 from mesh_model.compiler.plan import NodePlan, RoutePlan, ServicePort
 
 T = TypeVar("T")
@@ -172,7 +173,12 @@ def egress_route(route: RoutePlan) -> dict[str, Any] | None:
         match = grpc_route_match(route.spec.match)
     else:
         match = http_route_match(route.spec.match)
-    return {"name": route.name, "match": match, "route": _route_action(route)}
+    body = {"name": route.name, "match": match, "route": _route_action(route)}
+    if PER_ROUTE:  # an HTTP filter with per-route settings (none today)
+        per_filter = typed_per_filter_config(route)
+        if per_filter:
+            body["typedPerFilterConfig"] = per_filter
+    return body
 
 
 def virtual_host(name: str, domains: tuple[str, ...], service_port: ServicePort) -> route_components_pb2.VirtualHost:

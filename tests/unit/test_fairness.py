@@ -90,6 +90,7 @@ def test_a_request_waiting_for_a_lock_held_by_long_work_does_not_hold_it_back(in
     """The deadlock this prevents: a big mesh's write holds a lock and pauses for a request,
     which waits for that lock."""
     monkeypatch.setattr(fairness, "MAX_PAUSE", 0.5)  # each pause the waiting request caused would cost this
+    monkeypatch.setattr(fairness, "FRESH", 30.0)  # ... and it would not go stale meanwhile
     locks = KeyedLocks()
     held, done = threading.Event(), threading.Event()
 

@@ -31,18 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from mesh_model.adapters import Converted, Origin, Result, join, placeholder_message, placeholders
+from mesh_model.spec import kinds
 
 PREFIX = "AWS::AppMesh::"
 # type -> (native kind, name property, parent property or "", parent envelope key)
-TYPES = {
-    "Mesh": ("MeshName", "", ""),
-    "VirtualNode": ("VirtualNodeName", "", ""),
-    "VirtualService": ("VirtualServiceName", "", ""),
-    "VirtualRouter": ("VirtualRouterName", "", ""),
-    "Route": ("RouteName", "VirtualRouterName", "virtualRouter"),
-    "VirtualGateway": ("VirtualGatewayName", "", ""),
-    "GatewayRoute": ("GatewayRouteName", "VirtualGatewayName", "virtualGateway"),
-}
+def _type(kind: kinds.Kind) -> tuple[str, str, str]:
+    parent = kinds.parent_of(kind)
+    return kind.name + "Name", parent.name + "Name" if parent else "", parent.member if parent else ""
+
+
+TYPES = {kind.name: _type(kind) for kind in kinds.APP_MESH}
 _IGNORED_PROPERTIES = ("Tags", "MeshOwner")
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 _TAGS = ("Ref", "Condition", "GetAtt", "Sub", "Join", "If", "Select", "Split", "FindInMap", "Base64", "Cidr",

@@ -17,21 +17,17 @@ from __future__ import annotations
 from typing import Any
 
 from mesh_model.adapters import Converted, Origin, Result, join
+from mesh_model.spec import kinds
+
+def _row(kind: kinds.Kind) -> tuple[str, str, str, str, str]:
+    parent = kinds.parent_of(kind)
+    return (kind.name, kind.name_param, parent.name_param if parent else "", parent.member if parent else "", kind.cli_noun)
+
 
 # describe key -> (native kind, name key, parent key or "", parent envelope key, CLI noun)
-KINDS = {
-    "mesh": ("Mesh", "meshName", "", "", "mesh"),
-    "virtualNode": ("VirtualNode", "virtualNodeName", "", "", "virtual-node"),
-    "virtualService": ("VirtualService", "virtualServiceName", "", "", "virtual-service"),
-    "virtualRouter": ("VirtualRouter", "virtualRouterName", "", "", "virtual-router"),
-    "route": ("Route", "routeName", "virtualRouterName", "virtualRouter", "route"),
-    "virtualGateway": ("VirtualGateway", "virtualGatewayName", "", "", "virtual-gateway"),
-    "gatewayRoute": ("GatewayRoute", "gatewayRouteName", "virtualGatewayName", "virtualGateway", "gateway-route"),
-}
+KINDS = {kind.member: _row(kind) for kind in kinds.APP_MESH}
 # list-* output key -> describe key
-LISTS = {"meshes": "mesh", "virtualNodes": "virtualNode", "virtualServices": "virtualService",
-         "virtualRouters": "virtualRouter", "routes": "route", "virtualGateways": "virtualGateway",
-         "gatewayRoutes": "gatewayRoute"}
+LISTS = {kind.list_member: kind.member for kind in kinds.APP_MESH}
 _DATA_KEYS = ("meshName", "spec", "metadata", "status") + tuple(k[1] for k in KINDS.values())
 _IGNORED = ("metadata", "status")
 

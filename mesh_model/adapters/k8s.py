@@ -35,18 +35,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mesh_model.spec import kinds
 from mesh_model.adapters import Converted, Origin, Result, k8s_legacy as legacy, placeholder_message, placeholders
 from mesh_model.spec.route_types import GATEWAY_ROUTE_TYPES, ROUTE_TYPES
 
 # the controller's Go types spell some fields differently from the App Mesh API
 SPELLINGS = {"certificateARN": "certificateArn", "certificateAuthorityARNs": "certificateAuthorityArns"}
-KINDS = ("Mesh", "VirtualNode", "VirtualService", "VirtualRouter", "VirtualGateway", "GatewayRoute")
+KINDS = tuple(kind.name for kind in kinds.CRDS)  # the controller's custom resources
 UNSUPPORTED = {"BackendGroup": "BackendGroup is not supported: list the virtual services in each VirtualNode's spec.backends"}
 VERSION = "appmesh.k8s.aws/v1beta2"
 _UNDERSCORE_NAME = ("VirtualNode", "VirtualRouter", "VirtualGateway", "GatewayRoute")
 _ARN = re.compile(r"^arn:[^:]+:appmesh:[^:]*:[^:]*:mesh/([^/]+)/(virtualNode|virtualService|virtualRouter|virtualGateway)/([^/]+)$")
-_ARN_SEGMENT = {"VirtualNode": "virtualNode", "VirtualService": "virtualService", "VirtualRouter": "virtualRouter",
-                "VirtualGateway": "virtualGateway"}
+_ARN_SEGMENT = {name: kinds.BY_NAME[name].member for name in ("VirtualNode", "VirtualService", "VirtualRouter", "VirtualGateway")}
 _DROPPED = {
     "Mesh": ("awsName", "namespaceSelector", "meshOwner"),
     "VirtualNode": ("awsName", "meshRef", "podSelector", "backendGroups"),

@@ -31,17 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from mesh_model.adapters import Converted, Origin, Result, join
+from mesh_model.spec import kinds
 
 # resource type -> (native kind, parent attribute or "", parent envelope key)
-TYPES = {
-    "aws_appmesh_mesh": ("Mesh", "", ""),
-    "aws_appmesh_virtual_node": ("VirtualNode", "", ""),
-    "aws_appmesh_virtual_service": ("VirtualService", "", ""),
-    "aws_appmesh_virtual_router": ("VirtualRouter", "", ""),
-    "aws_appmesh_route": ("Route", "virtual_router_name", "virtualRouter"),
-    "aws_appmesh_virtual_gateway": ("VirtualGateway", "", ""),
-    "aws_appmesh_gateway_route": ("GatewayRoute", "virtual_gateway_name", "virtualGateway"),
-}
+def _type(kind: kinds.Kind) -> tuple[str, str, str]:
+    parent = kinds.parent_of(kind)
+    return kind.name, parent.cli_noun.replace("-", "_") + "_name" if parent else "", parent.member if parent else ""
+
+
+TYPES = {kind.terraform_type: _type(kind) for kind in kinds.APP_MESH}
 PREFIX = "aws_appmesh_"
 # repeated blocks -> the API's list field
 REPEATED = {"weighted_target": "weightedTargets", "listener": "listeners", "backend": "backends", "header": "headers",

@@ -13,9 +13,11 @@ from typing import Generic, Mapping, TypeVar
 
 from pydantic import BaseModel
 
+from mesh_model.spec import kinds
+
 S = TypeVar("S", bound=BaseModel)
 
-KINDS = ("Mesh", "VirtualService", "VirtualRouter", "Route", "VirtualNode", "VirtualGateway", "GatewayRoute", "CloudMapService")
+KINDS = kinds.NAMES  # the native kinds (``spec/kinds.py``: the one table)
 
 
 @dataclass(frozen=True)

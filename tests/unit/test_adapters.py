@@ -429,7 +429,7 @@ def test_unknown_crd_kind():
         "m.yaml: k8s BackendGroup ns/g (document 3, line 14): kind: BackendGroup is not supported: "
         "list the virtual services in each VirtualNode's spec.backends",
         "m.yaml: k8s VirtualNodes x (document 2, line 10): kind: App Mesh custom resource kind 'VirtualNodes' cannot be "
-        "converted (known: Mesh, VirtualNode, VirtualService, VirtualRouter, VirtualGateway, GatewayRoute)",
+        "converted (known: Mesh, VirtualService, VirtualRouter, VirtualNode, VirtualGateway, GatewayRoute)",
     ]
 
 
@@ -517,8 +517,8 @@ def test_cloudformation_spec_errors_use_original_paths():
     out = errors(("stack.yaml", template))
     assert out == [
         "stack.yaml: CloudFormation Bad (document 1, line 2): Resources.Bad.Type: AWS::AppMesh::Mystery cannot be converted "
-        "(known: AWS::AppMesh::Mesh, AWS::AppMesh::VirtualNode, AWS::AppMesh::VirtualService, AWS::AppMesh::VirtualRouter, "
-        "AWS::AppMesh::Route, AWS::AppMesh::VirtualGateway, AWS::AppMesh::GatewayRoute)",
+        "(known: AWS::AppMesh::Mesh, AWS::AppMesh::VirtualService, AWS::AppMesh::VirtualRouter, AWS::AppMesh::Route, "
+        "AWS::AppMesh::VirtualNode, AWS::AppMesh::VirtualGateway, AWS::AppMesh::GatewayRoute)",
         "stack.yaml: CloudFormation Node (document 1, line 2): Resources.Node.Properties.MeshName.Ref: "
         "Ref Mesh is that resource's ARN, not its name; use !GetAtt Mesh.<Kind>Name",
         "stack.yaml: VirtualRouter m/r (CloudFormation Other, document 1, line 2): "

@@ -14,10 +14,12 @@ from urllib.parse import unquote
 from botocore.loaders import Loader
 from botocore.model import ServiceModel, Shape, StructureShape
 
+from mesh_model.spec import kinds
+
 SERVICE = "appmesh"
 API_VERSION = "2019-01-25"
 VERBS = ("Create", "Describe", "Update", "Delete", "List")
-KIND_NAMES = ("Mesh", "VirtualService", "VirtualRouter", "Route", "VirtualNode", "VirtualGateway", "GatewayRoute")
+KIND_NAMES = tuple(kind.name for kind in kinds.APP_MESH)  # <Verb><Kind> operations
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh_model.spec import kinds
 from xds_server.api.errors import bad_request
 from xds_server.store.base import ResourceKey, StoredResource
 
@@ -24,18 +25,13 @@ class KindInfo:
     parent_member: str = ""  # "virtualRouter" (ARN segment)
 
 
-KINDS: dict[str, KindInfo] = {
-    k.kind: k for k in (
-        KindInfo("Mesh", "mesh", "meshName", "meshes"),
-        KindInfo("VirtualService", "virtualService", "virtualServiceName", "virtualServices"),
-        KindInfo("VirtualRouter", "virtualRouter", "virtualRouterName", "virtualRouters"),
-        KindInfo("VirtualNode", "virtualNode", "virtualNodeName", "virtualNodes"),
-        KindInfo("VirtualGateway", "virtualGateway", "virtualGatewayName", "virtualGateways"),
-        KindInfo("Route", "route", "routeName", "routes", "VirtualRouter", "virtualRouterName", "virtualRouter"),
-        KindInfo("GatewayRoute", "gatewayRoute", "gatewayRouteName", "gatewayRoutes", "VirtualGateway",
-                 "virtualGatewayName", "virtualGateway"),
-    )
-}
+def _info(kind: kinds.Kind) -> KindInfo:
+    parent = kinds.parent_of(kind)
+    return KindInfo(kind.name, kind.member, kind.name_param, kind.list_member, kind.parent,
+                    parent.name_param if parent else "", parent.member if parent else "")
+
+
+KINDS: dict[str, KindInfo] = {kind.name: _info(kind) for kind in kinds.APP_MESH}  # the App Mesh operations' kinds
 _BY_MEMBER = {k.member: k for k in KINDS.values()}
 
 

@@ -66,7 +66,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Iterable, Sequence
 
-KINDS = ("Mesh", "VirtualService", "VirtualRouter", "Route", "VirtualNode", "VirtualGateway", "GatewayRoute", "CloudMapService")
+from mesh_model.spec import kinds
+
+KINDS = kinds.NAMES  # what the store holds: every native kind (``mesh_model/spec/kinds.py``)
 
 
 @dataclass(frozen=True, order=True)

@@ -29,6 +29,7 @@ test: $(STAMP)
 	sh scripts/ensure-test-deps.sh
 	sh scripts/ensure-container-deps.sh
 	$(PY) -m ruff check --quiet .
+	$(PY) -m mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The public App Mesh examples, a check apart from `test` (examples_check/README.md): they are

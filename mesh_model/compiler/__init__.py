@@ -317,7 +317,7 @@ def _dangling_backends(mesh: Mesh, cache: CompileCache) -> list[str]:
         return {("VirtualNode", mesh.name, node.name)} | {("VirtualService", mesh.name, b.virtualService.virtualServiceName)
                                                           for b in node.spec.backends if b.virtualService is not None}
 
-    warnings = []
+    warnings: list[str] = []
     for name, node in pacing.paced(mesh.virtual_nodes.items()):
         if not node.spec.backends:
             continue

@@ -52,6 +52,7 @@ class Built:
     def message(self) -> Message:
         if self._message is None:
             packed = self._packed
+            assert packed is not None  # one of the two is always set
             cls = symbol_database.Default().GetSymbol(packed.type_url[len(TYPE_PREFIX):])
             self._message = cls.FromString(packed.value)
         return self._message
@@ -60,6 +61,7 @@ class Built:
     def packed(self) -> any_pb2.Any:
         if self._packed is None:
             message = self._message
+            assert message is not None  # one of the two is always set
             self._packed = any_pb2.Any(
                 type_url=TYPE_PREFIX + message.DESCRIPTOR.full_name,
                 value=message.SerializeToString(deterministic=True),

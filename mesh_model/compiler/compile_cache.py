@@ -16,7 +16,7 @@ The cached values are shared read-only: callers must never mutate them.
 """
 from __future__ import annotations
 
-from typing import Callable, Collection, Hashable, Iterable, TypeVar
+from typing import Any, Callable, Collection, Hashable, Iterable, TypeVar
 
 from mesh_model import pacing
 from mesh_model.spec.model import MeshModel
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 CONTENT_LIMIT = 100_000
 
-Dependencies = Iterable[tuple] | Callable[[object], Iterable[tuple]]
+Dependencies = Iterable[tuple] | Callable[[Any], Iterable[tuple]]  # the keys, or a function of the built value
 
 
 class CompileCache:
@@ -72,7 +72,7 @@ class CompileCache:
             value = self._content[key] = build()
         return value  # type: ignore[return-value]
 
-    def lookup(self, key: Hashable) -> tuple[object, frozenset] | None:
+    def lookup(self, key: Hashable) -> tuple[Any, frozenset] | None:
         """``(value, dependency keys)`` of a cached ``key``, or ``None``; counts nothing. For a
         hot loop that records the dependencies itself."""
         entry = self._items.get(key)

@@ -21,7 +21,7 @@ leaves every caller's routes, listeners and plans as they were.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from mesh_model import pacing
 from mesh_model.spec.model import Mesh, MeshModel, Resource
@@ -47,7 +47,7 @@ def listener_key(mesh: str, node_name: str) -> Key:
     return ("VirtualNodeListeners", mesh, node_name)
 
 
-def listener_ports(resource: Resource | None) -> tuple:
+def listener_ports(resource: Resource | None) -> tuple | None:
     """The part of a virtual node that ``listener_key`` stands for (``None``: no such node)."""
     if resource is None:
         return None
@@ -75,12 +75,13 @@ def _differs(a: Resource | None, b: Resource | None) -> bool:
     return a.spec != b.spec
 
 
-def _changed_in(old: Mapping[str, Resource], new: Mapping[str, Resource], changed: set[Key]) -> None:
+def _changed_in(old: Mapping[Any, Resource], new: Mapping[Any, Resource], changed: set[Key]) -> None:
     """Add the keys of the resources that differ between two name -> resource mappings."""
     for name in pacing.paced(old.keys() | new.keys() if old.keys() != new.keys() else new.keys()):
         a, b = old.get(name), new.get(name)
         if _differs(a, b):
             resource = a or b
+            assert resource is not None  # a name of one of the two mappings
             changed.add(resource_key(resource))
             if resource.kind == "VirtualNode" and listener_ports(a) != listener_ports(b):
                 changed.add(listener_key(resource.mesh, resource.name))
@@ -91,7 +92,7 @@ def _changed_in_nested(old: Mapping[str, Mapping[str, Resource]], new: Mapping[s
         _changed_in(old.get(parent, _EMPTY), new.get(parent, _EMPTY), changed)
 
 
-_EMPTY: Mapping[str, Resource] = MappingProxyType({})
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})  # a mesh's mapping when the mesh is not there
 
 
 def changed_keys(old: MeshModel, new: MeshModel) -> set[Key]:

@@ -103,7 +103,7 @@ def _envoy_routes(mesh: Mesh, plan: GatewayRoutePlan, cluster: str) -> list[dict
             headers.append(host)
         if headers:
             envoy_match["headers"] = headers
-        matches = [(envoy_match, None)]
+        matches: list[tuple[dict[str, Any], str | None]] = [(envoy_match, None)]
     else:
         envoy_match = http_route_match(match) if (match.prefix is not None or match.path is not None) else {"prefix": "/"}
         extra = [h for h in [_hostname_header(match.hostname)] if h]

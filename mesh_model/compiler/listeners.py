@@ -99,7 +99,8 @@ def listener_families(mesh: Mesh, node: Resource) -> tuple[str, ...]:
         preference = (sd.dns or sd.awsCloudMap).ipPreference
     if preference is None and mesh.spec is not None and mesh.spec.serviceDiscovery is not None:
         preference = mesh.spec.serviceDiscovery.ipPreference
-    return {"IPv6_PREFERRED": ("v4", "v6"), "IPv4_PREFERRED": ("v4", "v6"), "IPv6_ONLY": ("v6",)}.get(preference, ("v4",))
+    families = {"IPv6_PREFERRED": ("v4", "v6"), "IPv4_PREFERRED": ("v4", "v6"), "IPv6_ONLY": ("v6",)}
+    return families.get(preference, ("v4",)) if preference is not None else ("v4",)
 
 
 def bind(address: str, port: int, families: tuple[str, ...]) -> dict[str, Any]:

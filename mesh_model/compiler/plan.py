@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from mesh_model.compiler import names
 from mesh_model.compiler.dependencies import Key, listener_key, node_keys
 from mesh_model.spec.model import Mesh, MeshModel, Resource
+from mesh_model.spec.shapes import GrpcRoute, HttpRoute, TcpRoute
 from mesh_model.spec.route_types import route_of, serves_router_listener
 
 UNSET_PRIORITY = 1001  # App Mesh priorities are 0..1000, 0 highest; unprioritised routes go last
@@ -49,7 +50,7 @@ class RoutePlan:
 
     name: str
     kind: str  # httpRoute | http2Route | grpcRoute | tcpRoute | "provider" (service -> node directly)
-    spec: object  # the HttpRoute/GrpcRoute/TcpRoute spec, or None for "provider"
+    spec: HttpRoute | GrpcRoute | TcpRoute | None  # by ``kind`` (http and http2 share HttpRoute); None for "provider"
     targets: tuple[WeightedTarget, ...]
 
 
@@ -224,7 +225,7 @@ def node_dependencies(model: MeshModel, mesh_name: str, node_name: str, kind: st
     mesh = model.meshes.get(mesh_name)
     if kind == "virtualGateway":
         gateway = mesh.virtual_gateways.get(node_name) if mesh is not None else None
-        if gateway is None:
+        if mesh is None or gateway is None:
             return frozenset({("Mesh", mesh_name), ("VirtualGateway", mesh_name, node_name), ("GatewayRoutes", mesh_name, node_name)})
         return compiled_dependencies(plan_gateway(mesh, gateway))
     if mesh is None or node_name not in mesh.virtual_nodes:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
+from mesh_model.spec.shapes import GrpcRoute, HttpRoute
 from mesh_model.compiler import names
 from mesh_model.compiler.common import DEFAULT_IDLE_MS, DEFAULT_PER_REQUEST_MS, duration, millis, to_proto, typed
 from mesh_model.compiler.http_filters import PER_ROUTE, typed_per_filter_config
@@ -170,8 +171,10 @@ def egress_route(route: RoutePlan) -> dict[str, Any] | None:
     if route.kind == "provider":
         match = {"prefix": "/"}
     elif route.kind == "grpcRoute":
+        assert isinstance(route.spec, GrpcRoute)
         match = grpc_route_match(route.spec.match)
-    else:
+    else:  # httpRoute, http2Route (TCP routes have no HTTP route)
+        assert isinstance(route.spec, HttpRoute)
         match = http_route_match(route.spec.match)
     body = {"name": route.name, "match": match, "route": _route_action(route)}
     if PER_ROUTE:  # an HTTP filter with per-route settings (none today)

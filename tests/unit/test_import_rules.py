@@ -10,7 +10,8 @@ One direction of imports keeps each package replaceable and readable on its own:
   a module that imports it back. Function-local imports count too (they are how cycles
   hide); imports under ``if TYPE_CHECKING:`` do not (they never run).
 * Layers inside ``xds_server``: the protocol core (``server``, ``cache``) knows nothing of
-  the control plane, the API, the store or the CLI; nothing below the CLI imports it.
+  the control plane, the API, the store or the CLI; nothing below the CLI imports it. The
+  API knows nothing of the control plane or the xDS server (``serve_wiring`` joins them).
 * ``meshplane validate`` and ``render`` do not load the gRPC server (checked by running them).
 """
 from __future__ import annotations
@@ -33,11 +34,15 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
                              "time", "datetime", "random", "threading", "asyncio", "logging"),
      "the compiler is pure: model in, Envoy resources out"),
     ("xds_server.cache", ("xds_server.server", "xds_server.controlplane", "xds_server.api", "xds_server.store",
-                          "xds_server.cli", "xds_server.serve", "xds_server.observability", "xds_server.admission"),
+                          "xds_server.cli", "xds_server.serve", "xds_server.serve_wiring", "xds_server.observability",
+                          "xds_server.admission"),
      "snapshots and their cache are the bottom layer"),
     ("xds_server.server", ("xds_server.controlplane", "xds_server.api", "xds_server.store", "xds_server.cli",
-                           "xds_server.serve", "xds_server.observability", "xds_server.admission"),
+                           "xds_server.serve", "xds_server.serve_wiring", "xds_server.observability",
+                           "xds_server.admission"),
      "the xDS protocol reports through callbacks and knows no control plane"),
+    ("xds_server.api", ("xds_server.controlplane", "xds_server.serve", "xds_server.serve_wiring", "xds_server.server"),
+     "the API serves a store; `serve_wiring` gives it the control plane's model"),
 ]
 ALLOWED_LAYER_EXCEPTIONS: set[tuple[str, str]] = set()
 CLI_ONLY = "xds_server.cli"

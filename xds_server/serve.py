@@ -24,7 +24,7 @@ from xds_server.admission.auth import Authenticator, load_token_file
 from xds_server.ca.authority import MeshCA, format_duration
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.controlplane.control_plane import ControlPlane
-from xds_server.observability.http import HttpLimits, load_metrics_token, start_http
+from xds_server.http import HttpLimits, load_metrics_token, start_http
 from xds_server.admission.stream_limits import StreamLimiter
 from xds_server.ca.mesh_secrets import SecretManager, spiffe_id, trust_acked
 from xds_server.observability.status import StatusRegistry

@@ -10,8 +10,9 @@ One direction of imports keeps each package replaceable and readable on its own:
   a module that imports it back. Function-local imports count too (they are how cycles
   hide); imports under ``if TYPE_CHECKING:`` do not (they never run).
 * Layers inside ``xds_server``: the protocol core (``server``, ``cache``) knows nothing of
-  the control plane, the API, the store or the CLI; nothing below the CLI imports it. The
-  API knows nothing of the control plane or the xDS server (``serve_wiring`` joins them).
+  the control plane, the API, the store, observability or the CLI, not even for type hints;
+  nothing below the CLI imports it. The API knows nothing of the control plane or the xDS
+  server (``serve_wiring`` joins them).
 * ``meshplane validate`` and ``render`` do not load the gRPC server (checked by running them).
 """
 from __future__ import annotations
@@ -115,6 +116,27 @@ def test_forbidden_imports():
                     problems.append(f"{mods[module].relative_to(REPO)}:{line}: {module} imports {imported} ({why})")
             if _under(imported, CLI_ONLY) and not _under(module, CLI_ONLY):
                 problems.append(f"{mods[module].relative_to(REPO)}:{line}: {module} imports the CLI ({imported})")
+    assert not problems, "\n".join(problems)
+
+
+PROTOCOL_CORE = ("xds_server.server", "xds_server.cache")
+
+
+def test_protocol_core_does_not_name_the_layers_above_even_for_type_hints():
+    """The protocol core's forbidden imports, under ``if TYPE_CHECKING:`` too: what it reads
+    from the layers above (CSDS reads the streams' status) it declares itself."""
+    mods = _modules()
+    problems = []
+    for module, path in mods.items():
+        if not any(_under(module, core) for core in PROTOCOL_CORE):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                for importer, forbidden, why in FORBIDDEN:
+                    if _under(module, importer) and any(_under(name, f) for f in forbidden):
+                        problems.append(f"{path.relative_to(REPO)}:{node.lineno}: {module} names {name} ({why})")
     assert not problems, "\n".join(problems)
 
 

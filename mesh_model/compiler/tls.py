@@ -22,8 +22,8 @@ them; in short:
   with ``--trust-domain``; plus the node's service-discovery name as a DNS or IP SAN) and its
   key; ``sds: {secretName: meshplane:trust}`` as a validation trust is the mesh CA's trust
   bundle (every root not retired). They compile like any other ``sds`` name; the CA renews
-  and rotates them. ``mesh_ca_secret_uses`` finds them in a model (to warn when serve runs
-  without a CA, where they would never arrive, or when one is used in the wrong place).
+  and rotates them. ``serve`` finds them in a model (``xds_server/ca/mesh_secrets.py``) to warn
+  when it runs without a CA, where they would never arrive, or when one is used in the wrong place.
 * Subject alternative names (``match.exact``) -> ``match_typed_subject_alt_names``; the SAN
   type is taken from the value (``san_type``): an IP literal matches IP SANs, a value with a
   URI scheme (``spiffe://...``, ``https://...``, ``urn:...``) matches URI SANs, anything else DNS SANs (where
@@ -310,46 +310,3 @@ def upstream_transport_socket(target_node: "Resource", target_listener, protocol
         context["sni"] = sd_name
     context["commonTlsContext"] = common
     return {"name": TLS_TRANSPORT_SOCKET, "typedConfig": typed(UPSTREAM_TLS_CONTEXT, context)}
-
-
-# ---------------------------------------------------------------------------- mesh CA references
-
-
-def mesh_ca_secret_uses(node: "Resource") -> list[tuple[str, str, str]]:
-    """Where a virtual node uses a ``meshplane:`` secret: ``(where, role, name)`` in spec order.
-
-    ``role`` is ``certificate`` or ``trust``, the place the name stands in; the mesh CA
-    serves ``meshplane:identity`` as a certificate and ``meshplane:trust`` as a trust only.
-    """
-    uses: list[tuple[str, str, str]] = []
-    spec = node.spec
-
-    def tls_uses(where: str, tls) -> None:
-        if tls is None:
-            return
-        cert = tls.certificate
-        if cert is not None and cert.sds is not None and cert.sds.secretName.startswith(MESH_CA_PREFIX):
-            uses.append((f"{where}.certificate", "certificate", cert.sds.secretName))
-        validation = tls.validation
-        if validation is not None and validation.trust.sds is not None and validation.trust.sds.secretName.startswith(MESH_CA_PREFIX):
-            uses.append((f"{where}.validation.trust", "trust", validation.trust.sds.secretName))
-
-    for i, listener in enumerate(spec.listeners or ()):
-        tls_uses(f"spec.listeners[{i}].tls", listener.tls)
-    if spec.backendDefaults is not None and spec.backendDefaults.clientPolicy is not None:
-        tls_uses("spec.backendDefaults.clientPolicy.tls", spec.backendDefaults.clientPolicy.tls)
-    for i, backend in enumerate(spec.backends or ()):
-        vs = backend.virtualService
-        if vs is not None and vs.clientPolicy is not None:
-            tls_uses(f"spec.backends[{i}].virtualService.clientPolicy.tls", vs.clientPolicy.tls)
-    return uses
-
-
-def mesh_ca_misuse(where: str, role: str, name: str) -> str | None:
-    """Why a ``meshplane:`` name cannot work where it stands, or ``None`` when it can."""
-    expected = {"certificate": MESH_CA_IDENTITY, "trust": MESH_CA_TRUST}[role]
-    if name == expected:
-        return None
-    if name in (MESH_CA_IDENTITY, MESH_CA_TRUST):
-        return f"{where}: {name} is not a {role} (use sds secretName {expected})"
-    return f"{where}: unknown mesh CA secret {name!r} (reserved names: {MESH_CA_IDENTITY}, {MESH_CA_TRUST})"

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from mesh_model.compiler import compile_node
 from mesh_model.load import load_documents
 from mesh_model.node_id import NodeRef
-from xds_server.api.file_source import resources_of
+from xds_server.store.file_model import resources_of
 from xds_server.api.resources import native
 from xds_server.store.base import Put
 

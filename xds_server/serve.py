@@ -24,13 +24,13 @@ from xds_server.admission.auth import Authenticator, load_token_file
 from xds_server.ca.authority import MeshCA, format_duration
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.controlplane.control_plane import ControlPlane
-from xds_server.observability.http import HttpLimits, load_metrics_token, start_http
+from xds_server.http import HttpLimits, load_metrics_token, start_http
 from xds_server.admission.stream_limits import StreamLimiter
 from xds_server.ca.mesh_secrets import SecretManager, spiffe_id, trust_acked
 from xds_server.observability.status import StatusRegistry
 from xds_server.controlplane.watch import watch
 from xds_server.controlplane import cloudmap as cloudmap_module
-from xds_server.api import wiring as api_wiring
+from xds_server import serve_wiring
 from xds_server.config import ServeConfig
 
 log = logging.getLogger("meshplane.serve")
@@ -100,7 +100,7 @@ async def serve(config: ServeConfig) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     fairness.install()
     credentials, authenticator = _xds_security(config)
-    api_auth = api_wiring.authenticator(config) if config.http else None  # fails early on a bad credentials file
+    api_auth = serve_wiring.authenticator(config) if config.http else None  # fails early on a bad credentials file
     metrics_token = load_metrics_token(config.metrics_token_file) if config.metrics_token_file else None
     cache = SnapshotCache()
     secrets = None
@@ -134,7 +134,7 @@ async def serve(config: ServeConfig) -> None:
     await server.start()
     source = cloudmap = None
     try:
-        source = api_wiring.model_source(config)  # --store: the model comes from the store, else from config.paths
+        source = serve_wiring.model_source(config)  # --store: the model comes from the store, else from config.paths
         cloudmap = _cloudmap(config)  # --cloudmap: live instances over the model's CloudMapService part
         # loaded on a worker thread, so that the event loop meanwhile takes the streams that arrive
         control = await asyncio.to_thread(
@@ -146,7 +146,7 @@ async def serve(config: ServeConfig) -> None:
                 await control.reload()
     except BaseException:  # an invalid model at start-up is fatal: nothing was served
         await server.stop(grace=0)
-        api_wiring.close(source)
+        serve_wiring.close(source)
         raise
     gate.open(control.resolve)
     http_server = None
@@ -156,7 +156,7 @@ async def serve(config: ServeConfig) -> None:
         http_server = await start_http(
             http_host, http_port, registry, control.status, metrics=metrics.DEFAULT, cache=cache,
             config_dump_provider=_config_dump(csds.cache_config_dump(registry, cache), control),
-            api=api_wiring.api_service(config, control, source, authenticator=api_auth),
+            api=serve_wiring.api_service(config, control, source, authenticator=api_auth),
             sections={"cloudmap": cloudmap.status} if cloudmap is not None else None,
             admin_auth=api_auth if config.api_credentials else None, metrics_token=metrics_token,
             limits=HttpLimits(
@@ -224,7 +224,7 @@ async def serve(config: ServeConfig) -> None:
         await http_server.wait_closed()
     # Envoy never ends its ADS stream, so a graceful stop would always wait the full grace.
     await server.stop(grace=0.5)
-    api_wiring.close(source)
+    serve_wiring.close(source)
     log.info("stopped")
 
 

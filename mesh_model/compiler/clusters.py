@@ -25,7 +25,7 @@ DNS_LOOKUP_FAMILY = {
 }
 
 
-def _protocol_options(protocol: str) -> dict[str, Any]:
+def protocol_options(protocol: str) -> dict[str, Any]:
     """http2 and grpc upstreams speak HTTP/2 to the peer; http stays HTTP/1.1."""
     if protocol not in ("http2", "grpc"):
         return {}
@@ -113,7 +113,7 @@ def egress_cluster(mesh: Mesh, target: Target, *, client_tls=None) -> cluster_pb
         body["healthChecks"] = [_health_check(listener.healthCheck)]
     if listener.outlierDetection is not None:
         body["outlierDetection"] = _outlier_detection(listener.outlierDetection)
-    body.update(_protocol_options(target.protocol))
+    body.update(protocol_options(target.protocol))
     transport_socket = upstream_transport_socket(node, listener, target.protocol, client_tls)
     if transport_socket is not None:
         body["transportSocket"] = transport_socket
@@ -125,7 +125,7 @@ def mesh_ip_preference(mesh: Mesh):
     return getattr(sd, "ipPreference", None)
 
 
-def _pool_thresholds(pool) -> dict[str, Any]:
+def pool_thresholds(pool) -> dict[str, Any]:
     """A listener's connectionPool becomes the local-app cluster's circuit breaker, as in App Mesh."""
     thresholds = default_thresholds()
     if pool is None:
@@ -154,7 +154,7 @@ def local_app_cluster(mesh: Mesh, node: Resource, listener, app_address: str) ->
             "clusterName": name,
             "endpoints": [{"lbEndpoints": [{"endpoint": {"address": socket_address(app_address, port)}}]}],
         },
-        "circuitBreakers": {"thresholds": [_pool_thresholds(listener.connectionPool)]},
+        "circuitBreakers": {"thresholds": [pool_thresholds(listener.connectionPool)]},
     }
-    body.update(_protocol_options(protocol))
+    body.update(protocol_options(protocol))
     return to_proto(body, cluster_pb2.Cluster)

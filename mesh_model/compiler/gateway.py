@@ -30,7 +30,7 @@ from mesh_model.spec.model import Mesh, Resource
 from mesh_model.spec.envoy_rules import authority_regex
 from mesh_model.spec.route_types import serves_gateway_listener
 from mesh_model.compiler import names
-from mesh_model.compiler.clusters import _pool_thresholds, _protocol_options
+from mesh_model.compiler.clusters import pool_thresholds, protocol_options
 from mesh_model.compiler.common import socket_address, to_proto
 from mesh_model.compiler.http_filters import INGRESS, PER_ROUTE, HcmContext, typed_per_filter_config
 from mesh_model.compiler.listeners import access_logs, http_connection_manager
@@ -163,8 +163,8 @@ def gateway_listeners_routes_clusters(
                 "clusterName": cluster_name,
                 "endpoints": [{"lbEndpoints": [{"endpoint": {"address": socket_address(redirect_host, placement.egress_port)}}]}],
             },
-            "circuitBreakers": {"thresholds": [_pool_thresholds(listener.connectionPool)]},
-            **_protocol_options(protocol),
+            "circuitBreakers": {"thresholds": [pool_thresholds(listener.connectionPool)]},
+            **protocol_options(protocol),
         }
         clusters.append(to_proto(cluster, cluster_pb2.Cluster))
         applicable = [

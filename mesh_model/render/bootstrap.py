@@ -17,8 +17,8 @@ import yaml
 from google.protobuf import json_format
 
 from mesh_model.compiler import NodeResources, Placement, type_urls
-from mesh_model.compiler.tls import static_sds
 from mesh_model.node_id import NodeRef
+from mesh_model.render.static_sds import static_sds
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("mesh_model.render", "templates"),

@@ -13,7 +13,7 @@ from tests.paths import golden_model
 
 def test_file_mode_reads_and_refuses_writes():
     from xds_server.api import ApiService
-    from xds_server.api.file_source import FILE_MODE_MESSAGE, ModelSource
+    from xds_server.store.file_model import FILE_MODE_MESSAGE, ModelSource
 
     model = load_paths([golden_model("retail")])
     service = ApiService(ModelSource(lambda: model, lambda: 1), read_only=FILE_MODE_MESSAGE)

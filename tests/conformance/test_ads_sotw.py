@@ -29,7 +29,7 @@ from xds_server.server.errors import StreamError
 from xds_server.server.servicer import AggregatedDiscoveryServicer, add_to_server
 from xds_server.server.sotw import RequestKind, StreamState, TypeState, plan_response
 from xds_server.cache.snapshot_cache import SnapshotCache
-from xds_server.observability.http import start_http
+from xds_server.http import start_http
 from xds_server.cache.snapshot import (
     PUSH_ORDER,
     TYPE_CLUSTER,

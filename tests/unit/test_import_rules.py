@@ -10,7 +10,9 @@ One direction of imports keeps each package replaceable and readable on its own:
   a module that imports it back. Function-local imports count too (they are how cycles
   hide); imports under ``if TYPE_CHECKING:`` do not (they never run).
 * Layers inside ``xds_server``: the protocol core (``server``, ``cache``) knows nothing of
-  the control plane, the API, the store or the CLI; nothing below the CLI imports it.
+  the control plane, the API, the store, observability or the CLI, not even for type hints;
+  nothing below the CLI imports it. The API knows nothing of the control plane or the xDS
+  server (``serve_wiring`` joins them).
 * ``meshplane validate`` and ``render`` do not load the gRPC server (checked by running them).
 """
 from __future__ import annotations
@@ -33,11 +35,16 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
                              "time", "datetime", "random", "threading", "asyncio", "logging"),
      "the compiler is pure: model in, Envoy resources out"),
     ("xds_server.cache", ("xds_server.server", "xds_server.controlplane", "xds_server.api", "xds_server.store",
-                          "xds_server.cli", "xds_server.serve", "xds_server.observability", "xds_server.admission"),
+                          "xds_server.cli", "xds_server.serve", "xds_server.serve_wiring", "xds_server.observability",
+                          "xds_server.http", "xds_server.admission"),
      "snapshots and their cache are the bottom layer"),
     ("xds_server.server", ("xds_server.controlplane", "xds_server.api", "xds_server.store", "xds_server.cli",
-                           "xds_server.serve", "xds_server.observability", "xds_server.admission"),
+                           "xds_server.serve", "xds_server.serve_wiring", "xds_server.observability",
+                           "xds_server.http", "xds_server.admission"),
      "the xDS protocol reports through callbacks and knows no control plane"),
+    ("xds_server.api", ("xds_server.controlplane", "xds_server.serve", "xds_server.serve_wiring", "xds_server.server",
+                        "xds_server.http"),
+     "the API serves a store; `serve_wiring` gives it the control plane's model"),
 ]
 ALLOWED_LAYER_EXCEPTIONS: set[tuple[str, str]] = set()
 CLI_ONLY = "xds_server.cli"
@@ -112,6 +119,27 @@ def test_forbidden_imports():
     assert not problems, "\n".join(problems)
 
 
+PROTOCOL_CORE = ("xds_server.server", "xds_server.cache")
+
+
+def test_protocol_core_does_not_name_the_layers_above_even_for_type_hints():
+    """The protocol core's forbidden imports, under ``if TYPE_CHECKING:`` too: what it reads
+    from the layers above (CSDS reads the streams' status) it declares itself."""
+    mods = _modules()
+    problems = []
+    for module, path in mods.items():
+        if not any(_under(module, core) for core in PROTOCOL_CORE):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                for importer, forbidden, why in FORBIDDEN:
+                    if _under(module, importer) and any(_under(name, f) for f in forbidden):
+                        problems.append(f"{path.relative_to(REPO)}:{node.lineno}: {module} names {name} ({why})")
+    assert not problems, "\n".join(problems)
+
+
 def _cycles(graph: dict[str, list[tuple[str, int]]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan, iterative)."""
     edges = {m: sorted({i for i, _ in imports if i in graph and i != m}) for m, imports in graph.items()}
@@ -180,7 +208,7 @@ def test_validate_and_render_do_not_load_the_server(tmp_path):
         f"assert main(['validate', {model!r}]) == 0\n"
         f"assert main(['render', {model!r}, '--node', 'mesh/retail/virtualNode/front', '-o', {str(tmp_path / 'out.yaml')!r}]) == 0\n"
         "loaded = sorted(m for m in sys.modules if m == 'grpc' or m.startswith(('grpc.', 'xds_server.server', "
-        "'xds_server.controlplane', 'xds_server.serve', 'xds_server.api', 'xds_server.store')))\n"
+        "'xds_server.controlplane', 'xds_server.serve', 'xds_server.http', 'xds_server.api', 'xds_server.store')))\n"
         "print(loaded)\n"
         "assert not loaded, loaded\n"
     )

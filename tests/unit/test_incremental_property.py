@@ -35,7 +35,7 @@ from mesh_model.compiler.placement import METADATA_KEY
 from mesh_model.node_id import NodeRef
 from xds_server.cache.snapshot import Snapshot
 from xds_server.cache.snapshot_cache import SnapshotCache
-from xds_server.api.file_source import resources_of
+from xds_server.store.file_model import resources_of
 from xds_server.api.resources import native
 from xds_server.controlplane.control_plane import ControlPlane
 

@@ -26,7 +26,7 @@ from xds_server.server import csds
 from xds_server.observability import metrics as metrics_mod
 from xds_server.server.servicer import AggregatedDiscoveryServicer, add_to_server
 from xds_server.cache.snapshot_cache import SnapshotCache
-from xds_server.observability.http import start_http
+from xds_server.http import start_http
 from xds_server.admission.stream_limits import StreamLimiter
 from xds_server.observability.metrics import Counter, Gauge, Histogram, Metrics, StreamMetrics, render
 from xds_server.cache.snapshot import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_SECRET

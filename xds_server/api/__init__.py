@@ -3,8 +3,8 @@
 Modules: ``operations`` (the operation table from botocore's model), ``parsing`` (requests),
 ``resources`` (ARNs, answers, native documents), ``validation`` (the would-be model, checked by
 meshplane's loader), ``paging`` (limit/nextToken, clientToken digests), ``errors``, ``auth`` (the
-authenticator hook), ``batch`` (meshplane's whole-model endpoints), ``service`` (the handlers),
-``file_source`` (a read-only store over a file-mode model).
+authenticator hook), ``batch`` (meshplane's whole-model endpoints), ``service`` (the handlers).
+In file mode it reads ``xds_server.store.file_model`` (a read-only store over the loaded model).
 """
 from xds_server.api.auth import Anonymous, Authenticator, Caller
 from xds_server.api.service import ApiLimits, ApiService, is_api_path

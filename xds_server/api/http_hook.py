@@ -1,5 +1,5 @@
 """The API on meshplane's HTTP server: given a request head already read by
-``xds_server.observability.http``, bound and authenticate the request from its head, read the
+``xds_server.http``, bound and authenticate the request from its head, read the
 body (``Content-Length``), run ``ApiService.handle`` off the event loop and return the whole
 HTTP/1.1 response.
 

@@ -1,7 +1,7 @@
 """``meshplane serve`` without ``--api-credentials``: unsigned requests, accepted from loopback
 peers only (127.0.0.0/8, ::1), as account ``111122223333`` allowed every mesh. A request from
 any other address is refused (HTTP 403, ``ForbiddenException``) with a message that says to
-configure ``--api-credentials``; ``wiring.authenticator`` logs a warning at start."""
+configure ``--api-credentials``; ``xds_server.serve_wiring.authenticator`` logs a warning at start."""
 from __future__ import annotations
 
 import ipaddress

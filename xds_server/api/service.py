@@ -1,6 +1,6 @@
 """The App Mesh API (2019-01-25) over a store: ``ApiService.handle(method, path, query, headers, body)``
 -> ``(status, headers, body)``, with no I/O of its own beyond the store (the HTTP server that
-calls it is ``xds_server.observability.http``; tests call it directly too).
+calls it is ``xds_server.http``; tests call it directly too).
 
 All 38 operations at App Mesh's REST paths (the table, request parsing and response shapes
 come from botocore's model, see ``operations``/``parsing``/``resources``). Every write:

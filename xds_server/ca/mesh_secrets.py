@@ -36,7 +36,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2
 
 from mesh_model import pacing
-from mesh_model.compiler.tls import MESH_CA_IDENTITY, MESH_CA_TRUST, mesh_ca_misuse, mesh_ca_secret_uses, service_discovery_name
+from mesh_model.compiler.tls import MESH_CA_IDENTITY, MESH_CA_PREFIX, MESH_CA_TRUST, service_discovery_name
 from mesh_model.node_id import NodeRef
 
 from xds_server.config import DEFAULT_CERT_LIFETIME, DEFAULT_ROTATION_GRACE
@@ -45,7 +45,7 @@ from xds_server.cache.snapshot import TYPE_SECRET
 
 if TYPE_CHECKING:  # pragma: no cover
     from mesh_model.compiler import CompileCache
-    from mesh_model.spec.model import Mesh, MeshModel
+    from mesh_model.spec.model import Mesh, MeshModel, Resource
 
     from xds_server.cache.snapshot_cache import SnapshotCache
     from xds_server.observability.status import StatusRegistry
@@ -170,6 +170,46 @@ def trust_acked(registry: "StatusRegistry", cache: "SnapshotCache") -> bool:
 # ---------------------------------------------------------------------------------------
 # Model checks
 # ---------------------------------------------------------------------------------------
+
+def mesh_ca_secret_uses(node: "Resource") -> list[tuple[str, str, str]]:
+    """Where a virtual node uses a ``meshplane:`` secret: ``(where, role, name)`` in spec order.
+
+    ``role`` is ``certificate`` or ``trust``, the place the name stands in; the mesh CA
+    serves ``meshplane:identity`` as a certificate and ``meshplane:trust`` as a trust only.
+    """
+    uses: list[tuple[str, str, str]] = []
+    spec = node.spec
+
+    def tls_uses(where: str, tls) -> None:
+        if tls is None:
+            return
+        cert = tls.certificate
+        if cert is not None and cert.sds is not None and cert.sds.secretName.startswith(MESH_CA_PREFIX):
+            uses.append((f"{where}.certificate", "certificate", cert.sds.secretName))
+        validation = tls.validation
+        if validation is not None and validation.trust.sds is not None and validation.trust.sds.secretName.startswith(MESH_CA_PREFIX):
+            uses.append((f"{where}.validation.trust", "trust", validation.trust.sds.secretName))
+
+    for i, listener in enumerate(spec.listeners or ()):
+        tls_uses(f"spec.listeners[{i}].tls", listener.tls)
+    if spec.backendDefaults is not None and spec.backendDefaults.clientPolicy is not None:
+        tls_uses("spec.backendDefaults.clientPolicy.tls", spec.backendDefaults.clientPolicy.tls)
+    for i, backend in enumerate(spec.backends or ()):
+        vs = backend.virtualService
+        if vs is not None and vs.clientPolicy is not None:
+            tls_uses(f"spec.backends[{i}].virtualService.clientPolicy.tls", vs.clientPolicy.tls)
+    return uses
+
+
+def mesh_ca_misuse(where: str, role: str, name: str) -> str | None:
+    """Why a ``meshplane:`` name cannot work where it stands, or ``None`` when it can."""
+    expected = {"certificate": MESH_CA_IDENTITY, "trust": MESH_CA_TRUST}[role]
+    if name == expected:
+        return None
+    if name in (MESH_CA_IDENTITY, MESH_CA_TRUST):
+        return f"{where}: {name} is not a {role} (use sds secretName {expected})"
+    return f"{where}: unknown mesh CA secret {name!r} (reserved names: {MESH_CA_IDENTITY}, {MESH_CA_TRUST})"
+
 
 def mesh_ca_warnings(model: "MeshModel", ca_enabled: bool, cache: "CompileCache | None" = None) -> list[str]:
     """Problems with ``meshplane:`` secret names in a model (logged at start and on reload).

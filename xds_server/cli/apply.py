@@ -26,7 +26,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from xds_server.api.client import ApiCallError, call  # the API package loads only when the command runs
-    from xds_server.api.file_source import resources_of
+    from xds_server.store.file_model import resources_of
     from xds_server.api.resources import native
 
     warnings: list[str] = []

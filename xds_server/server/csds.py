@@ -45,7 +45,7 @@ from xds_server.cache.snapshot import PUSH_ORDER, TYPE_ENDPOINT, TYPE_ROUTE, Sna
 from xds_server.server.errors import StreamError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from xds_server.observability.status import StatusRegistry, StreamStatus, TypeStatus
+    from xds_server.server.stream_status import StreamRegistry, StreamStatus, TypeStatus
 
 LOG = logging.getLogger("meshplane.xds.csds")
 
@@ -200,7 +200,7 @@ def snapshot_to_dict(key: str, snapshot: Snapshot, types: Iterable[str] | None =
     return {"key": key, "types": out}
 
 
-def cache_config_dump(registry: StatusRegistry, cache: SnapshotCache) -> ConfigDumpProvider:
+def cache_config_dump(registry: StreamRegistry, cache: SnapshotCache) -> ConfigDumpProvider:
     """The default ``/config_dump`` provider: the snapshots of a connected node's streams.
 
     Returns None for a node id with no open stream (the HTTP layer answers 404).
@@ -304,7 +304,7 @@ class ClientStatusServicer(csds_pb2_grpc.ClientStatusDiscoveryServiceServicer):
     which peers.
     """
 
-    def __init__(self, registry: StatusRegistry, cache: SnapshotCache, *, require_admin=None) -> None:
+    def __init__(self, registry: StreamRegistry, cache: SnapshotCache, *, require_admin=None) -> None:
         self.registry = registry
         self.cache = cache
         # With xDS authentication on, CSDS (every node's config, secrets redacted) is for

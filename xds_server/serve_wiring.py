@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 from xds_server.api.auth import Anonymous, Authenticator
-from xds_server.api.file_source import FILE_MODE_MESSAGE, ModelSource
 from xds_server.api.service import ApiLimits, ApiService
+from xds_server.store.file_model import FILE_MODE_MESSAGE, ModelSource
 
 
 def model_source(config):

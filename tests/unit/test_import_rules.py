@@ -45,6 +45,9 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
     ("xds_server.api", ("xds_server.controlplane", "xds_server.serve", "xds_server.serve_wiring", "xds_server.server",
                         "xds_server.http"),
      "the API serves a store; `serve_wiring` gives it the control plane's model"),
+    ("xds_server.store", ("xds_server.api", "xds_server.controlplane", "xds_server.server", "xds_server.serve",
+                          "xds_server.serve_wiring", "xds_server.http", "xds_server.cli"),
+     "a store keeps resources; the API and the control plane use it, not the reverse"),
 ]
 ALLOWED_LAYER_EXCEPTIONS: set[tuple[str, str]] = set()
 CLI_ONLY = "xds_server.cli"

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Mapping, Protocol
 
 from xds_server.api.errors import forbidden
+from xds_server.store import base as store_base
 
-DEFAULT_ACCOUNT = "111122223333"
+DEFAULT_ACCOUNT = store_base.DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 
 from mesh_model.spec import kinds
 
+# the account that owns what no caller created (a file model, an unauthenticated local API):
+# App Mesh's documentation account
+DEFAULT_ACCOUNT = "111122223333"
 KINDS = kinds.NAMES  # what the store holds: every native kind (``mesh_model/spec/kinds.py``)
 
 

@@ -13,8 +13,7 @@ from typing import Callable
 
 from mesh_model import MeshModel
 
-from xds_server.api.auth import DEFAULT_ACCOUNT
-from xds_server.store.base import Changes, RevisionGone, ResourceKey, Snapshot, Store, StoredResource, StoreError
+from xds_server.store.base import DEFAULT_ACCOUNT, Changes, RevisionGone, ResourceKey, Snapshot, Store, StoredResource, StoreError
 
 FILE_MODE_MESSAGE = ("the model is managed by files (meshplane serve PATH...): change the files instead; "
                      "to change it through the API, run meshplane serve --store URL")

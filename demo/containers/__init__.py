@@ -681,7 +681,7 @@ def count_upstreams(url: str, n: int) -> dict[str, int]:
 
 def split_report(counts: dict[str, int], weights: dict[str, int]) -> tuple[bool, list[str]]:
     """Lines describing the observed split against the weights (binomial tolerance, z=4)."""
-    from tests.harness.traffic import binomial_tolerance, split_violations
+    from harness.traffic import binomial_tolerance, split_violations
 
     n = sum(counts.values())
     total = sum(weights.values())

@@ -25,7 +25,7 @@ write path, the same writes through ``ApiService.handle`` in this process (no se
 Floor: raw ``store.commit`` of the same row (the same route, its version + 1) per second,
 straight into the store from this process, before the server starts.
 
-PostgreSQL comes from ``tests/harness/postgres.py`` (``MESHPLANE_TEST_POSTGRES``, a server on
+PostgreSQL comes from ``harness/postgres.py`` (``MESHPLANE_TEST_POSTGRES``, a server on
 127.0.0.1:5432, or a throwaway cluster); without one the PostgreSQL rows are SKIP.
 """
 from __future__ import annotations
@@ -62,8 +62,8 @@ class _Serve:
     """One ``meshplane serve --store URL`` subprocess on free ports."""
 
     def __init__(self, group, store: str, name: str, env: dict | None = None):
-        from tests.harness.processes import free_port, wait_until
-        from tests.harness.traffic import http_get
+        from harness.processes import free_port, wait_until
+        from harness.traffic import http_get
 
         self.xds, self.http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         self.url = f"http://{self.http}"
@@ -108,9 +108,9 @@ def _latency(stores: list[str], edits: int, log) -> tuple[list[float], list[floa
     """Write on the replica of ``stores[0]``, Envoy connected to the last one. Returns
     (write -> served latencies, update_route round trips, edits that did not converge)."""
     from bench.convergence_bench import _addresses
-    from tests.harness.apps import AppServer
-    from tests.harness.mesh import MeshRunner
-    from tests.harness.processes import ProcessGroup, free_port
+    from harness.apps import AppServer
+    from harness.mesh import MeshRunner
+    from harness.processes import ProcessGroup, free_port
 
     addr = _addresses()
     front_ingress, front_app, front_egress, v1_host, v2_host = (next(addr) for _ in range(5))
@@ -249,7 +249,7 @@ def _inprocess_rate(store_url: str, nodes: int, writes: int, cached: bool) -> fl
 
 def _throughput(store_url: str, nodes: int, writes: int, cached: bool, log) -> tuple[float, float, int]:
     """(update_route/s through the API, raw store commits/s, resources in the store)."""
-    from tests.harness.processes import ProcessGroup
+    from harness.processes import ProcessGroup
 
     with tempfile.TemporaryDirectory(prefix="meshplane-bench-tput-") as tmp, \
             ProcessGroup(log_dir=Path(tmp) / "logs") as group:
@@ -302,8 +302,8 @@ def _throughput_results(kind: str, new_store, nodes: int, writes: int, log) -> l
 
 
 def run(edits: int = 20, nodes: int = 500, writes: int = 60, log=print) -> list[Result]:
-    from tests.harness.envoy import EnvoyNotFoundError, envoy_binary
-    from tests.harness.postgres import PostgresUnavailable, TestPostgres
+    from harness.envoy import EnvoyNotFoundError, envoy_binary
+    from harness.postgres import PostgresUnavailable, TestPostgres
 
     results: list[Result] = []
     tmp = tempfile.TemporaryDirectory(prefix="meshplane-bench-sqlite-")

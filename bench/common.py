@@ -171,7 +171,7 @@ def write_results(results: list[Result], *, directory: Path = RESULTS_DIR, heade
 
 def app_serving(url: str, host_header: str) -> str | None:
     """Which test app answers ``url`` through a sidecar (its ``x-app`` header), or None."""
-    from tests.harness.traffic import http_get
+    from harness.traffic import http_get
 
     try:
         response = http_get(url, host_header=host_header, timeout=1)

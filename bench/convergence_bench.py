@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench.common import Result, seconds_until_serving, summary, wait_until_serving, verdict
-from tests.model_builders import dump_model, mesh, route, virtual_node, virtual_router, virtual_service
+from harness.model_builders import dump_model, mesh, route, virtual_node, virtual_router, virtual_service
 
 TARGET_MS = 50.0  # issue 9: file edit -> real Envoy serving it, p50
 SERVICE = "catalog.conv.local"
@@ -103,10 +103,10 @@ def debounce_floor(edits: int, pause, log=print) -> list[float]:
 
 
 def run(edits: int = 20, log=print) -> list[Result]:
-    from tests.harness.apps import AppServer
-    from tests.harness.envoy import EnvoyNotFoundError, envoy_binary
-    from tests.harness.mesh import MeshRunner
-    from tests.harness.processes import ProcessGroup, free_port
+    from harness.apps import AppServer
+    from harness.envoy import EnvoyNotFoundError, envoy_binary
+    from harness.mesh import MeshRunner
+    from harness.processes import ProcessGroup, free_port
 
     name = f"convergence: file edit -> Envoy serves new weights, p50 of {edits}"
     try:

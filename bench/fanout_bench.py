@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from mesh_model.load import load_texts
-from tests.harness.processes import ProcessGroup
+from harness.processes import ProcessGroup
 
 from bench.common import Result, stable_rss_kb, summary, verdict
 from bench.compile_bench import compile_all

@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 
 from mesh_model.load import ParseCache, load_paths
-from tests.harness.processes import ProcessGroup, free_port, wait_until
+from harness.processes import ProcessGroup, free_port, wait_until
 
 from bench.common import Result, cpu_seconds, stable_rss_kb, summary, verdict
 from bench.compile_bench import compiler_for
@@ -286,7 +286,7 @@ class ServeProcess:
         started = time.monotonic()
         self.proc = self.group.start("meshplane-serve", self.argv, env=_env(), cwd=REPO)
         self.procs.append(self.proc)
-        from tests.harness.traffic import http_get
+        from harness.traffic import http_get
 
         def healthy() -> bool:
             if not self.proc.alive():
@@ -301,7 +301,7 @@ class ServeProcess:
 
     def streams(self) -> int | None:
         """Open ADS streams (the /metrics gauge)."""
-        from tests.harness.traffic import http_get
+        from harness.traffic import http_get
 
         body = http_get(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10).body
         text = body.decode() if isinstance(body, bytes) else body

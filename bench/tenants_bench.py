@@ -49,7 +49,7 @@ def _tiny_writes(url: str, writes: int) -> list[float]:
 
 
 def _measure(nodes: int, writes: int, log) -> tuple[list[float], list[float], int, int, list[float]]:
-    from tests.harness.processes import ProcessGroup
+    from harness.processes import ProcessGroup
 
     with tempfile.TemporaryDirectory(prefix="meshplane-bench-tenants-") as tmp, \
             ProcessGroup(log_dir=Path(tmp) / "logs") as group:

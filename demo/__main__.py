@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.harness.apps import start_app_process
-from tests.harness.envoy import envoy_binary
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import ProcessGroup, free_port, install_sigterm_handler
-from tests.harness.traffic import binomial_tolerance, count_split
+from harness.apps import start_app_process
+from harness.envoy import envoy_binary
+from harness.mesh import MeshRunner
+from harness.processes import ProcessGroup, free_port, install_sigterm_handler
+from harness.traffic import binomial_tolerance, count_split
 
 REQUESTS = 400
 

@@ -13,7 +13,7 @@ import pytest
 from examples_check.public_examples import CFN, FILES, example_paths, examples_dir
 from mesh_model import load_paths
 from tests.certs import CertificateAuthority
-from tests.harness.envoy import validate_config
+from harness.envoy import validate_config
 from tests.appmesh_inputs import compiled_names as compiled, names_of as names
 from tests.paths import REPO
 NS = "howto-k8s-http2"

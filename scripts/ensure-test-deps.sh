@@ -3,7 +3,7 @@
 #   iptables (+ ip6tables)   App Mesh's interception rules, applied inside a test network namespace
 #   ip       (iproute2)      network namespaces and a veth pair
 #   setpriv, unshare, mount  (util-linux, mount) run Envoy as uid 1337; a private /etc/hosts
-# and the PostgreSQL server the store tests start a throwaway cluster of (tests/harness/postgres.py):
+# and the PostgreSQL server the store tests start a throwaway cluster of (harness/postgres.py):
 #   postgresql               initdb + postgres under /usr/lib/postgresql/*/bin, unless
 #                            MESHPLANE_TEST_POSTGRES names a server to use instead
 # Idempotent and quiet: does nothing when every tool is there. Installs with apt-get only when

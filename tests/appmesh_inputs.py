@@ -135,7 +135,7 @@ def envoy_rejections(model, workdir: Path) -> list[str]:
     from mesh_model.compiler import Placement, compile_node, type_urls
     from mesh_model.node_id import parse_node_id
     from mesh_model.render import dump_yaml, static_bootstrap
-    from tests.harness.envoy import validate_config
+    from harness.envoy import validate_config
 
     problems = []
     for number, node_id in enumerate(node_ids(model)):

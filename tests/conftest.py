@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.envoy import EnvoyNotFoundError, envoy_binary as _find_envoy
-from tests.harness.processes import ProcessGroup, free_port as _free_port
+from harness.envoy import EnvoyNotFoundError, envoy_binary as _find_envoy
+from harness.processes import ProcessGroup, free_port as _free_port
 
 
 @pytest.fixture
@@ -115,11 +115,11 @@ def module_procs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A real PostgreSQL (tests/harness/postgres.py: ``MESHPLANE_TEST_POSTGRES``, else 127.0.0.1:5432,
+    """A real PostgreSQL (harness/postgres.py: ``MESHPLANE_TEST_POSTGRES``, else 127.0.0.1:5432,
     else a throwaway cluster). ``postgres.new_database()`` -> a fresh database URL;
     ``postgres.stop()``/``start()``/``outage()`` for "PostgreSQL goes away and comes back" (a test
     that stops it starts it again). FAILS (never skips) when there is no PostgreSQL."""
-    from tests.harness.postgres import PostgresUnavailable, TestPostgres
+    from harness.postgres import PostgresUnavailable, TestPostgres
 
     try:
         pg = TestPostgres.open()

@@ -100,7 +100,7 @@ def start_serve(procs, free_port, tmp_path: Path, *args: str, name: str = "meshp
     """``meshplane serve ARGS --xds ... --http ...``; waits for /healthz. ``http_bind``: the
     address ``--http`` binds (``0.0.0.0`` for the exposure tests; the test still talks to it on
     127.0.0.1)."""
-    from tests.harness.processes import wait_until
+    from harness.processes import wait_until
     import urllib.request
 
     port = free_port()

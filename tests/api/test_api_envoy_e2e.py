@@ -4,9 +4,9 @@ the weights and the Envoy follows (split checked with a binomial tolerance)."""
 from __future__ import annotations
 
 from tests.api.conftest import start_serve
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.traffic import count_split, split_violations
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.traffic import count_split, split_violations
 
 SERVICE = "catalog.shop.local"
 FRONT = "mesh/shop/virtualNode/front"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from tests.api.conftest import ON_BOTH_STORES
-from tests.harness.processes import wait_until
+from harness.processes import wait_until
 from tests.api.specs import (
     build_mesh, gateway_route_spec, gateway_spec, node_spec, route_spec, router_spec, service_by_router,
 )

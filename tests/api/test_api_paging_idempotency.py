@@ -116,7 +116,7 @@ def test_concurrent_writers_on_two_servers_sharing_one_sqlite_file(procs, free_p
     import urllib.request
 
     from tests.api.conftest import start_serve
-    from tests.harness.processes import wait_until
+    from harness.processes import wait_until
 
     store = f"sqlite:///{tmp_path}/shared.db"
     a = start_serve(procs, free_port, tmp_path, "--store", store, name="a")

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from tests.api.conftest import start_serve
 from tests.api.specs import node_spec
-from tests.harness.processes import wait_until
+from harness.processes import wait_until
 
 
 def get(url: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from tests.api.conftest import ON_BOTH_STORES, api, api_store, client  # noqa: F401 - fixtures
 from tests.api.specs import node_spec
-from tests.harness.traffic import raw_exchange
+from harness.traffic import raw_exchange
 from xds_server.api.operations import operations
 
 SEED = 17

@@ -8,7 +8,7 @@ import yaml
 from mesh_model.node_id import parse_node_id
 from mesh_model.render import XdsTls, dynamic_bootstrap
 from tests.certs import CertificateAuthority
-from tests.harness.envoy import validate_config
+from harness.envoy import validate_config
 
 NODE = parse_node_id("mesh/shop/virtualNode/front")
 
@@ -93,12 +93,12 @@ def test_envoy_fails_over_to_the_other_replica(procs, addresses, tmp_path, envoy
     import signal
 
     from mesh_model.compiler import Placement
-    from tests.harness.apps import AppServer
-    from tests.harness.envoy import EnvoyProcess
-    from tests.harness.mesh import MeshRunner
-    from tests.harness.processes import free_port, wait_until
-    from tests.harness.traffic import http_get
-    from tests.model_builders import mesh, service_with_node, virtual_node, write_model
+    from harness.apps import AppServer
+    from harness.envoy import EnvoyProcess
+    from harness.mesh import MeshRunner
+    from harness.processes import free_port, wait_until
+    from harness.traffic import http_get
+    from harness.model_builders import mesh, service_with_node, virtual_node, write_model
 
     app_host = addresses()
     port = free_port(app_host)

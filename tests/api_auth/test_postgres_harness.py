@@ -1,10 +1,10 @@
-"""The PostgreSQL test harness (tests/harness/postgres.py): databases, outages, both modes."""
+"""The PostgreSQL test harness (harness/postgres.py): databases, outages, both modes."""
 from __future__ import annotations
 
 import psycopg
 import pytest
 
-from tests.harness.postgres import TestPostgres
+from harness.postgres import TestPostgres
 
 
 def _roundtrip(url: str) -> int:

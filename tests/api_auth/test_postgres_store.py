@@ -1,5 +1,5 @@
 """The PostgreSQL store (xds_server/store/postgres.py) against a real PostgreSQL (fixture
-``postgres``, tests/harness/postgres.py): the store interface, replicas learning of each
+``postgres``, harness/postgres.py): the store interface, replicas learning of each
 other's commits (LISTEN/NOTIFY, catch-up by revision), and PostgreSQL going away and coming back."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from tests.harness.processes import wait_until
+from harness.processes import wait_until
 from xds_server.store import (
     Delete, DuplicateToken, IdempotencyRecord, Put, ResourceKey, RevisionConflict, StoredResource, StoreUnavailable,
     VersionConflict, open_store,

@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.api.conftest import start_serve
-from tests.harness.traffic import raw_exchange
+from harness.traffic import raw_exchange
 
 MiB = 1024 * 1024
 CREDENTIALS = """

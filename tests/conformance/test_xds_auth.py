@@ -17,11 +17,11 @@ from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 
 from tests.certs import CertificateAuthority
 from mesh_model.render import XdsTls
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port
-from tests.harness.traffic import http_get
-from tests.model_builders import mesh, service_with_node, virtual_node, write_model
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.processes import free_port
+from harness.traffic import http_get
+from harness.model_builders import mesh, service_with_node, virtual_node, write_model
 
 CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 FRONT, API = "mesh/shop/virtualNode/front", "mesh/shop/virtualNode/api"

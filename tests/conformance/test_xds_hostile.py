@@ -16,8 +16,8 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from tests.harness.mesh import MeshRunner
-from tests.harness.traffic import http_get
+from harness.mesh import MeshRunner
+from harness.traffic import http_get
 
 CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 NODE = "mesh/m/virtualNode/n"

@@ -13,7 +13,7 @@ import pytest
 
 from demo.containers import ComposeMesh, count_upstreams, podman, podman_out
 from tests.containers.conftest import TIMINGS, running_mesh
-from tests.harness.traffic import split_violations
+from harness.traffic import split_violations
 
 REQUESTS = 400
 

@@ -21,7 +21,7 @@ from demo.containers import (
     podman_env, podman_out, run_cmd, tool, upstream_of, wait_for,
 )
 from tests.containers.conftest import TIMINGS, running_mesh
-from tests.harness.traffic import split_violations
+from harness.traffic import split_violations
 
 # --- the file: plain Compose -----------------------------------------------------------------
 

@@ -16,11 +16,11 @@ import sys
 
 import pytest
 
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port, wait_until
-from tests.harness.traffic import count_split
-from tests.model_builders import backend, listener, mesh, virtual_node, virtual_service, write_model
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.processes import free_port, wait_until
+from harness.traffic import count_split
+from harness.model_builders import backend, listener, mesh, virtual_node, virtual_service, write_model
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto.server", reason="moto[server] stands in for AWS Cloud Map")

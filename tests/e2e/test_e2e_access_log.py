@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port, wait_until
-from tests.harness.traffic import http_get
-from tests.model_builders import mesh, service_with_node, virtual_node, write_model
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.processes import free_port, wait_until
+from harness.traffic import http_get
+from harness.model_builders import mesh, service_with_node, virtual_node, write_model
 
 
 def test_json_access_log_is_written(procs, addresses, tmp_path, envoy_binary):

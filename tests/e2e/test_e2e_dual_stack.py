@@ -8,9 +8,9 @@ from mesh_model import load_paths
 from mesh_model.render import dump_yaml, static_bootstrap
 from mesh_model.compiler import Placement, compile_node, type_urls
 from mesh_model.node_id import parse_node_id
-from tests.harness.envoy import EnvoyProcess
-from tests.harness.processes import free_port
-from tests.harness.traffic import http_get
+from harness.envoy import EnvoyProcess
+from harness.processes import free_port
+from harness.traffic import http_get
 from tests.paths import GOLDEN
 
 RETAIL = GOLDEN / "retail" / "model"

@@ -18,12 +18,12 @@ import time
 
 import pytest
 
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port, wait_until
-from tests.harness.reload import reload_model
-from tests.harness.traffic import count_split, http_get, split_violations
-from tests.model_builders import CATALOG, FRONT, shop_model, write_model
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.processes import free_port, wait_until
+from harness.reload import reload_model
+from harness.traffic import count_split, http_get, split_violations
+from harness.model_builders import CATALOG, FRONT, shop_model, write_model
 
 
 class ShopEnv:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port
-from tests.harness.traffic import count_split, http_get, split_violations
-from tests.model_builders import (gateway_route, mesh, route, virtual_gateway, virtual_node, virtual_router,
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.processes import free_port
+from harness.traffic import count_split, http_get, split_violations
+from harness.model_builders import (gateway_route, mesh, route, virtual_gateway, virtual_node, virtual_router,
                                   virtual_service, write_model)
 
 GATEWAY = "mesh/edge/virtualGateway/gw"

@@ -15,10 +15,10 @@ import ssl
 import pytest
 
 from tests.certs import CertificateAuthority
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port
-from tests.model_builders import (client_policy_tls, file_certificate, gateway_route, listener, listener_tls, mesh,
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.processes import free_port
+from harness.model_builders import (client_policy_tls, file_certificate, gateway_route, listener, listener_tls, mesh,
                                   service_with_node, virtual_gateway, write_model)
 
 

@@ -12,10 +12,10 @@ from concurrent import futures
 import grpc
 import pytest
 
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port
-from tests.harness.traffic import split_violations
-from tests.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
+from harness.mesh import MeshRunner
+from harness.processes import free_port
+from harness.traffic import split_violations
+from harness.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
 
 SERVICE = "color.ColorService"
 

@@ -29,12 +29,12 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.certs import CertificateAuthority
 from xds_server.ca.authority import Identity, MeshCA
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port, wait_until
-from tests.harness.tcp_apps import TcpNameServer
-from tests.harness.traffic import count_split, http_get
-from tests.model_builders import (backend, client_policy_tls, listener, listener_tls, mesh, sds, virtual_node,
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.processes import free_port, wait_until
+from harness.tcp_apps import TcpNameServer
+from harness.traffic import count_split, http_get
+from harness.model_builders import (backend, client_policy_tls, listener, listener_tls, mesh, sds, virtual_node,
                                   virtual_service, write_model)
 
 MESH = "pki"

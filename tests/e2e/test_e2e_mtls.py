@@ -18,11 +18,11 @@ import ssl
 import pytest
 
 from tests.certs import CertificateAuthority
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port
-from tests.harness.traffic import count_split, http_get
-from tests.model_builders import (backend, client_policy_tls, file_certificate, listener, listener_tls, mesh,
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.processes import free_port
+from harness.traffic import count_split, http_get
+from harness.model_builders import (backend, client_policy_tls, file_certificate, listener, listener_tls, mesh,
                                   virtual_node, virtual_service, write_model)
 
 MESH = "sec"

@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
-from tests.harness.apps import AppServer
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port, wait_until
-from tests.harness.traffic import http_get
-from tests.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
+from harness.apps import AppServer
+from harness.mesh import MeshRunner
+from harness.processes import free_port, wait_until
+from harness.traffic import http_get
+from harness.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
 
 NODE = "mesh/m/virtualNode/client"
 

@@ -5,11 +5,11 @@ from collections import Counter
 
 import pytest
 
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port, wait_until
-from tests.harness.tcp_apps import TcpNameServer, tcp_greeting
-from tests.harness.traffic import split_violations
-from tests.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
+from harness.mesh import MeshRunner
+from harness.processes import free_port, wait_until
+from harness.tcp_apps import TcpNameServer, tcp_greeting
+from harness.traffic import split_violations
+from harness.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
 
 
 @pytest.fixture

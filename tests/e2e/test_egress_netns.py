@@ -31,14 +31,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.mesh import MeshRunner
-from tests.harness.netns import (
+from harness.mesh import MeshRunner
+from harness.netns import (
     IPTABLES_SH, Netns, create_netns, delete_netns, iptables_env, ip, python_env, require_tools, start_app,
     start_serve, start_sidecar, veth,
 )
-from tests.harness.processes import ProcessGroup, wait_until
-from tests.harness.traffic import http_get
-from tests.model_builders import mesh, virtual_node, write_model
+from harness.processes import ProcessGroup, wait_until
+from harness.traffic import http_get
+from harness.model_builders import mesh, virtual_node, write_model
 
 CLIENT = "mesh/edge/virtualNode/client"
 POD_IP, OUTSIDE_IP, SERVER_IP = "192.0.2.2", "192.0.2.1", "198.51.100.10"

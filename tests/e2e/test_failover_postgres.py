@@ -27,14 +27,14 @@ from mesh_model.compiler import Placement
 from mesh_model.node_id import parse_node_id
 from mesh_model.render import dynamic_bootstrap
 from tests.api.conftest import client, start_serve
-from tests.model_builders import cloud_map_service
+from harness.model_builders import cloud_map_service
 from xds_server.api.client import call
-from tests.harness.apps import AppServer
-from tests.harness.envoy import EnvoyProcess
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port as any_free_port
-from tests.harness.processes import wait_until
-from tests.harness.traffic import count_split, http_get, split_violations
+from harness.apps import AppServer
+from harness.envoy import EnvoyProcess
+from harness.mesh import MeshRunner
+from harness.processes import free_port as any_free_port
+from harness.processes import wait_until
+from harness.traffic import count_split, http_get, split_violations
 
 SERVICE = "catalog.shop.local"
 FRONT = "mesh/shop/virtualNode/front"

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from mesh_model.compiler import CompileCache, compile_node
 from mesh_model.render import dump_yaml, static_bootstrap
-from tests.harness.envoy import validate_config
+from harness.envoy import validate_config
 from tests.paths import REPO
 from tests.unit.servable_models import load_valid, model_documents
 from tests.unit.test_servable_property import PLACEMENTS, node_refs
@@ -166,7 +166,7 @@ def test_regex_verdicts_never_accept_what_envoy_rejects(tmp_path):
     from mesh_model.load.pipeline import load_documents
     from mesh_model.node_id import NodeRef
     from mesh_model.spec.envoy_rules import regex_problem
-    from tests import model_builders as mb
+    from harness import model_builders as mb
 
     model = load_documents([(f"d{i}", d) for i, d in enumerate(mb.documents(
         mb.mesh("m"), mb.virtual_service("m", "svc.m", router="r"), mb.virtual_router("m", "r", 8080),
@@ -203,7 +203,7 @@ def test_access_log_commands_are_envoys(tmp_path):
     from mesh_model.load.pipeline import load_documents
     from mesh_model.node_id import NodeRef
     from mesh_model.spec import envoy_rules
-    from tests import model_builders as mb
+    from harness import model_builders as mb
 
     values = [f"%{name}%" for name in sorted(envoy_rules.LOG_COMMANDS_WITHOUT_ARGUMENTS)]
     values += [f"%{name}(x-a)%" for name in sorted(envoy_rules.LOG_COMMANDS_WITH_ARGUMENTS)]

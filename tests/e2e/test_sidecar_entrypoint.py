@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness.apps import AppServer
-from tests.harness.envoy import envoy_binary as find_envoy, validate_config
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import free_port, wait_until
-from tests.harness.traffic import http_get
-from tests.model_builders import mesh, service_with_node, virtual_node, write_model
+from harness.apps import AppServer
+from harness.envoy import envoy_binary as find_envoy, validate_config
+from harness.mesh import MeshRunner
+from harness.processes import free_port, wait_until
+from harness.traffic import http_get
+from harness.model_builders import mesh, service_with_node, virtual_node, write_model
 from tests.paths import REPO
 
 ENTRYPOINT = REPO / "envoy" / "entrypoint.sh"

@@ -39,14 +39,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.mesh import MeshRunner
-from tests.harness.netns import (
+from harness.mesh import MeshRunner
+from harness.netns import (
     ENVOY_UID, IPTABLES_SH, Netns, create_netns, delete_netns, iptables_env, probe, require_tools, start_app,
     start_serve, start_sidecar, veth,
 )
-from tests.harness.processes import ProcessGroup, pgid_members, wait_until
-from tests.harness.traffic import http_get, split_violations
-from tests.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
+from harness.processes import ProcessGroup, pgid_members, wait_until
+from harness.traffic import http_get, split_violations
+from harness.model_builders import mesh, route, virtual_node, virtual_router, virtual_service, write_model
 
 FRONT = "mesh/shop/virtualNode/front"
 PORT = 8080  # the virtual nodes' listener port (APPMESH_APP_PORTS)

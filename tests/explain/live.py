@@ -15,9 +15,9 @@ from mesh_model import load_texts
 from mesh_model.compiler import Placement, compile_node
 from mesh_model.node_id import parse_node_id
 from mesh_model.render import dump_yaml, static_bootstrap
-from tests.harness.apps import AppServer
-from tests.harness.envoy import EnvoyProcess
-from tests.harness.processes import free_port
+from harness.apps import AppServer
+from harness.envoy import EnvoyProcess
+from harness.processes import free_port
 
 ID_HEADER = "x-explain-id"
 LOG_FORMAT = "%REQ(X-EXPLAIN-ID)% %ROUTE_NAME% %UPSTREAM_CLUSTER% %RESPONSE_CODE%\n"

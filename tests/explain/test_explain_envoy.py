@@ -21,7 +21,7 @@ import yaml
 
 from mesh_model.explain import explain, grpc_request, http_request
 from tests.explain.live import ID_HEADER, start_live_mesh
-from tests.harness.traffic import http_request as send, split_violations
+from harness.traffic import http_request as send, split_violations
 from tests.paths import GOLDEN
 
 pytestmark = pytest.mark.usefixtures("envoy_binary")

@@ -24,7 +24,7 @@ from mesh_model.render import dump_yaml, static_bootstrap
 from mesh_model.compiler import Placement
 from mesh_model.node_id import parse_node_id
 from mesh_model.testing.snapshots import resources_from_document, snapshot_name
-from tests.harness.envoy import validate_config
+from harness.envoy import validate_config
 from tests.paths import GOLDEN, REPO
 
 UPDATE = os.environ.get("MESHPLANE_UPDATE_GOLDEN") == "1"

@@ -70,7 +70,7 @@ def test_wheel_holds_every_module_and_no_test_code(wheel):
               if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".j2", ".json", ".yaml")}
     missing = sorted(source - names)
     assert not missing, f"files of the source tree missing from {wheel.name}: {missing}"
-    stray = sorted(n for n in names if n.split("/")[0] in ("tests", "demo", "bench"))
+    stray = sorted(n for n in names if n.split("/")[0] in ("tests", "harness", "demo", "bench"))
     assert not stray, f"test, demo or benchmark code in the wheel: {stray}"
 
 

@@ -14,8 +14,8 @@ from mesh_model.compiler import tracing
 from mesh_model.node_id import parse_node_id
 from mesh_model.render import dynamic_bootstrap, static_bootstrap
 from mesh_model.render.bootstrap import merge_documents
-from tests.harness.envoy import validate_config
-from tests.model_builders import dump_model, mesh, service_with_node, virtual_gateway, gateway_route, virtual_node
+from harness.envoy import validate_config
+from harness.model_builders import dump_model, mesh, service_with_node, virtual_gateway, gateway_route, virtual_node
 
 FRONT = parse_node_id("mesh/trace/virtualNode/front")
 GATEWAY = parse_node_id("mesh/trace/virtualGateway/gw")

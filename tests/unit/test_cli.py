@@ -8,12 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness.apps import start_app
-from tests.harness.envoy import EnvoyProcess, validate_config
-from tests.harness.processes import free_port, wait_until
-from tests.harness.traffic import http_get
+from harness.apps import start_app
+from harness.envoy import EnvoyProcess, validate_config
+from harness.processes import free_port, wait_until
+from harness.traffic import http_get
 from tests.paths import GOLDEN
-from tests.model_builders import mesh, service_with_node, virtual_node, write_model
+from harness.model_builders import mesh, service_with_node, virtual_node, write_model
 
 GOLDEN_RETAIL = GOLDEN / "retail" / "model"
 

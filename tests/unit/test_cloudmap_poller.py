@@ -11,7 +11,7 @@ from mesh_model.node_id import parse_node_id
 from xds_server.cache.snapshot_cache import SnapshotCache
 from xds_server.controlplane.cloudmap import HEALTH_STATUS, CloudMapPoller, canonical
 from xds_server.controlplane.control_plane import ControlPlane, compile_snapshot
-from tests.model_builders import (backend, cloud_map_service, mesh, virtual_node, virtual_service, write_model)
+from harness.model_builders import (backend, cloud_map_service, mesh, virtual_node, virtual_service, write_model)
 
 NS = "shop.local"
 EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"

@@ -7,7 +7,7 @@ from mesh_model import load_texts
 from mesh_model.compiler import Placement, changed_keys, compile_node, node_dependencies, type_urls
 from mesh_model.node_id import parse_node_id
 from mesh_model.render import dump_yaml, static_bootstrap
-from tests.harness.envoy import validate_config
+from harness.envoy import validate_config
 from tests.paths import GOLDEN
 
 TCP_MODEL = GOLDEN / "tcp" / "model" / "mesh.yaml"

@@ -1,4 +1,4 @@
-"""Tests for tests.harness: process cleanup, apps, traffic, real Envoy."""
+"""Tests for harness: process cleanup, apps, traffic, real Envoy."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import envoy as harness_envoy
-from tests.harness import (
+from harness import envoy as harness_envoy
+from harness import (
     EnvoyExitedError,
     EnvoyProcess,
     ProcessGroup,

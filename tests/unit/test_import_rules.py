@@ -3,7 +3,8 @@
 One direction of imports keeps each package replaceable and readable on its own:
 
 * ``mesh_model`` (the model and the pure compiler) never imports ``xds_server``; neither
-  imports test, demo or benchmark code (``tests``, ``demo``, ``bench`` are not installed).
+  imports test, demo or benchmark code (``tests``, ``harness``, ``demo``, ``bench`` are not
+  installed).
 * The compiler is pure: no file, clock, network or process access, and it does not reach
   back into loading, rendering or the adapters.
 * No import cycles between modules: a module never imports (directly or through others)
@@ -28,8 +29,8 @@ PACKAGES = ("mesh_model", "xds_server")
 
 # (importer prefix, forbidden import prefixes, why)
 FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
-    ("mesh_model", ("xds_server", "tests", "bench", "demo"), "the model does not know the server or test code"),
-    ("xds_server", ("tests", "bench", "demo"), "test, demo and benchmark code is not installed"),
+    ("mesh_model", ("xds_server", "tests", "harness", "bench", "demo"), "the model does not know the server or test code"),
+    ("xds_server", ("tests", "harness", "bench", "demo"), "test, demo and benchmark code is not installed"),
     ("mesh_model.compiler", ("mesh_model.load", "mesh_model.render", "mesh_model.adapters",
                              "os", "io", "pathlib", "socket", "subprocess", "shutil", "tempfile",
                              "time", "datetime", "random", "threading", "asyncio", "logging"),

@@ -394,8 +394,8 @@ def test_serve_subprocess_answers_metrics_config_dump_and_csds(procs, free_port)
     from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 
     from tests.unit.test_cli import GOLDEN_RETAIL, _healthy
-    from tests.harness.processes import wait_until
-    from tests.harness.traffic import http_get
+    from harness.processes import wait_until
+    from harness.traffic import http_get
 
     xds, http = free_port(), free_port()
     proc = procs.start("serve", [sys.executable, "-m", "xds_server.cli", "serve", str(GOLDEN_RETAIL),
@@ -455,9 +455,9 @@ def test_real_envoy_is_synced_in_metrics_csds_and_config_dump(procs, addresses, 
     from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 
     from tests.unit.test_cli import GOLDEN_RETAIL
-    from tests.harness.mesh import MeshRunner
-    from tests.harness.processes import wait_until
-    from tests.harness.traffic import http_get
+    from harness.mesh import MeshRunner
+    from harness.processes import wait_until
+    from harness.traffic import http_get
 
     runner = MeshRunner(procs, GOLDEN_RETAIL, tmp_path)
     runner.start_control_plane()

@@ -13,7 +13,7 @@ import logging
 
 import grpc
 
-from tests import model_builders as mb
+from harness import model_builders as mb
 from tests.conformance.test_ads_sotw import ads_server, run
 from tests.xds_client import AdsClient, StreamClosed, make_node
 from xds_server.cache.snapshot import TYPE_CLUSTER

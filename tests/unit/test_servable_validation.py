@@ -14,7 +14,7 @@ from mesh_model.load.pipeline import load_documents
 from mesh_model.node_id import NodeRef
 from mesh_model.spec.envoy_rules import INT32_MAX, INT64_MAX, INT64_MIN, MAX_DURATION_SECONDS, UINT32_MAX, regex_problem
 
-from tests import model_builders as mb
+from harness import model_builders as mb
 
 
 def _docs(*, route: dict | None = None, match: dict | None = None, listener: dict | None = None,

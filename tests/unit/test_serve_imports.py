@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.harness.mesh import MeshRunner
-from tests.harness.traffic import http_get
+from harness.mesh import MeshRunner
+from harness.traffic import http_get
 from tests.appmesh_inputs import CFN, INPUTS
 from tests.paths import GOLDEN
 
@@ -39,7 +39,7 @@ def test_serve_terraform_with_variables(procs, tmp_path):
 
 def test_serve_reloads_a_stack_instance_when_its_template_changes(procs, tmp_path):
     """``TEMPLATE@Key=Value`` is no file: serve watches the template behind it."""
-    from tests.harness.processes import wait_until
+    from harness.processes import wait_until
 
     template = tmp_path / "stack.yaml"
     template.write_text((INPUTS / CFN).read_text())

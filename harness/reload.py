@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.harness.mesh import MeshRunner
-from tests.harness.processes import wait_until
-from tests.model_builders import write_model
+from harness.mesh import MeshRunner
+from harness.processes import wait_until
+from harness.model_builders import write_model
 
 
 def reload_model(runner: MeshRunner, path: Path, *documents, timeout: float = 20) -> str:

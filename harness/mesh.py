@@ -18,9 +18,9 @@ from mesh_model.render import XdsTls, dynamic_bootstrap
 from mesh_model.compiler import Placement
 from mesh_model.node_id import parse_node_id
 
-from tests.harness.envoy import EnvoyProcess
-from tests.harness.processes import ProcessGroup, free_port, wait_until
-from tests.harness.traffic import http_get
+from harness.envoy import EnvoyProcess
+from harness.processes import ProcessGroup, free_port, wait_until
+from harness.traffic import http_get
 
 XDS_TYPES = ("cds", "eds", "lds", "rds")
 

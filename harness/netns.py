@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.apps import AppProcess
-from tests.harness.envoy import EnvoyProcess
-from tests.harness.processes import ProcessGroup
-from tests.paths import REPO
+from harness.apps import AppProcess
+from harness.envoy import EnvoyProcess
+from harness.processes import ProcessGroup
+
+REPO = Path(__file__).resolve().parents[1]
 
 IPTABLES_SH = REPO / "envoy" / "iptables.sh"
 ENTRYPOINT_SH = REPO / "envoy" / "entrypoint.sh"
@@ -140,7 +141,7 @@ def iptables_env(variables: dict) -> dict:
 
 
 def start_app(group: ProcessGroup, ns: Netns, name: str, host: str, port: int, *, prefix=(), extra=()) -> AppProcess:
-    argv = ns.exec_argv(*prefix, sys.executable, "-m", "tests.harness.apps", "--name", name,
+    argv = ns.exec_argv(*prefix, sys.executable, "-m", "harness.apps", "--name", name,
                         "--host", host, "--port", port, "--quiet", *extra)
     return AppProcess(name, host, port, group.start(f"app-{name}", argv, env=python_env()))
 

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from tests.harness.processes import ProcessGroup, free_port, wait_until
+from harness.processes import ProcessGroup, free_port, wait_until
 
 __all__ = ["PostgresServer", "PostgresUnavailable", "TcpProxy", "TestPostgres", "server_binaries"]
 

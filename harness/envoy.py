@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from tests.harness.processes import ProcessGroup, Proc, wait_until
-from tests.harness.traffic import Response, http_request
+from harness.processes import ProcessGroup, Proc, wait_until
+from harness.traffic import Response, http_request
 
 __all__ = [
     "EnvoyNotFoundError",

@@ -1,8 +1,10 @@
 """meshplane process harness: runs real Envoy, tiny upstream apps and traffic.
 
-Used by the real-Envoy end-to-end tests and by ``make demo``.
+Shared by the tests (``tests/``), the demo (``demo/``) and the benchmarks (``bench/``); like
+them it runs from the checkout and is not installed (the wheel holds only ``mesh_model`` and
+``xds_server``).
 
-Exports are resolved lazily so that ``python -m tests.harness.apps``
+Exports are resolved lazily so that ``python -m harness.apps``
 does not import ``apps`` twice (avoids runpy's RuntimeWarning).
 """
 
@@ -57,8 +59,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tests.harness.apps import AppProcess, AppServer, start_app, start_app_process
-    from tests.harness.envoy import EnvoyExitedError, EnvoyNotFoundError, EnvoyProcess, envoy_binary, validate_config
-    from tests.harness.processes import ProcessGroup, Proc, free_port, install_sigterm_handler, pgid_members, wait_until
-    from tests.harness.traffic import (Headers, Response, binomial_tolerance, count_split, http_get, http_request,
+    from harness.apps import AppProcess, AppServer, start_app, start_app_process
+    from harness.envoy import EnvoyExitedError, EnvoyNotFoundError, EnvoyProcess, envoy_binary, validate_config
+    from harness.processes import ProcessGroup, Proc, free_port, install_sigterm_handler, pgid_members, wait_until
+    from harness.traffic import (Headers, Response, binomial_tolerance, count_split, http_get, http_request,
                           split_violations)

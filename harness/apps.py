@@ -18,7 +18,7 @@ Failure control (to exercise retries / outlier detection):
 
 Subprocess mode::
 
-    python -m tests.harness.apps --name v1 --host 127.0.0.21 --port 8080
+    python -m harness.apps --name v1 --host 127.0.0.21 --port 8080
 
 prints ``meshplane-app <name> listening on http://host:port`` once serving.
 """
@@ -37,8 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.harness.processes import ProcessGroup, Proc, free_port, wait_until
-from tests.harness.traffic import http_request
+from harness.processes import ProcessGroup, Proc, free_port, wait_until
+from harness.traffic import http_request
 
 __all__ = ["AppServer", "start_app", "AppProcess", "start_app_process", "CONTROL_PATH", "STATS_PATH"]
 
@@ -172,7 +172,7 @@ def _call_upstream(call: tuple[str, str | None], path: str) -> tuple[int, dict]:
     connects to its sidecar's egress address and names the virtual service in Host, which is
     what resolving the service name to the egress address (a hosts entry) amounts to.
     """
-    from tests.harness.traffic import http_get
+    from harness.traffic import http_get
 
     base, host = call
     try:
@@ -309,7 +309,7 @@ def start_app(name: str, host: str = "127.0.0.1", port: int = 0, *, call: tuple[
 
 
 class AppProcess(_AppControls):
-    """An app running as a subprocess (``python -m tests.harness.apps``),
+    """An app running as a subprocess (``python -m harness.apps``),
     controlled over HTTP.  Same control surface as ``AppServer``."""
 
     def __init__(self, name: str, host: str, port: int, proc: Proc):
@@ -365,12 +365,12 @@ def start_app_process(
     import os
 
     port = port or free_port(host)
-    argv = [python or sys.executable, "-m", "tests.harness.apps",
+    argv = [python or sys.executable, "-m", "harness.apps",
             "--name", name, "--host", host, "--port", str(port), *extra_args]
     if env is None:
         env = dict(os.environ)
         # make sure the child can import this very package
-        pkg_root = str(Path(__file__).resolve().parents[2])
+        pkg_root = str(Path(__file__).resolve().parents[1])
         pp = env.get("PYTHONPATH", "")
         if pkg_root not in pp.split(os.pathsep):
             env["PYTHONPATH"] = pkg_root + (os.pathsep + pp if pp else "")
@@ -383,7 +383,7 @@ def start_app_process(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.harness.apps",
+    ap = argparse.ArgumentParser(prog="python -m harness.apps",
                                  description="meshplane demo/test upstream app")
     ap.add_argument("--name", required=True)
     ap.add_argument("--host", default="127.0.0.1")

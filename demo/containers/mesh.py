@@ -38,6 +38,8 @@ SERVICES = ("meshplane", *NODES, *(f"{n}-proxyinit" for n in NODES), *(f"{n}-env
 class ComposeMesh:
     """compose/docker-compose.yaml under podman-compose, for one run."""
 
+    compose_file = COMPOSE_FILE
+
     def __init__(self, run: Run, image: str, workdir: Path):
         self.run = run
         self.image = image
@@ -69,7 +71,7 @@ class ComposeMesh:
         })
 
     def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        return run_cmd([tool("podman-compose"), "--in-pod=false", "-p", self.project, "-f", str(COMPOSE_FILE), *args],
+        return run_cmd([tool("podman-compose"), "--in-pod=false", "-p", self.project, "-f", str(self.compose_file), *args],
                        env=self.env, timeout=timeout, check=check, cwd=COMPOSE_DIR)
 
     def container(self, service: str) -> str:
@@ -250,6 +252,8 @@ class ReplicasMesh(ComposeMesh):
     replicas on it, the mesh created through replica A's App Mesh API (``meshplane apply`` of
     compose/mesh/ from the host), and the three app pods whose sidecars list both replicas."""
 
+    compose_file = REPLICAS_COMPOSE_FILE
+
     def __init__(self, run: Run, image: str, postgres_image: str, workdir: Path):
         super().__init__(run, image, workdir)
         self.postgres_image = postgres_image
@@ -268,10 +272,6 @@ class ReplicasMesh(ComposeMesh):
             "MESHPLANE_HTTP_PORT_B": str(self.http_ports["meshplane-b"]),
         })
         return env
-
-    def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        return run_cmd([tool("podman-compose"), "--in-pod=false", "-p", self.project, "-f", str(REPLICAS_COMPOSE_FILE), *args],
-                       env=self.env, timeout=timeout, check=check, cwd=COMPOSE_DIR)
 
     def api_url(self, replica: str) -> str:
         return f"http://127.0.0.1:{self.http_ports[replica]}"

@@ -151,11 +151,6 @@ def access_log_format_problem(text: str) -> str | None:
     return None
 
 
-def access_log_format_problems(text: str) -> list[str]:
-    """Every place of ``text`` that breaks Envoy's format string rules, described."""
-    return [problem for _, problem in _log_format_problems(text)]
-
-
 def servable_log_format(text: str) -> str:
     """``text`` as Envoy takes it: every ``%`` that starts no command Envoy knows is doubled,
     so that it is written to the log as it stands (``%END_TIME%`` -> ``%%END_TIME%%``).

@@ -26,12 +26,8 @@ class KeyedLocks:
                 entry = self._locks[key] = [threading.Lock(), 0]
             entry[1] += 1
         try:
-            with fairness.waiting():  # waiting is not work: long work holding the lock goes on
-                entry[0].acquire()
-            try:
+            with holding(entry[0]):
                 yield
-            finally:
-                entry[0].release()
         finally:
             with self._guard:
                 entry[1] -= 1
@@ -44,7 +40,8 @@ class KeyedLocks:
 
 @contextmanager
 def holding(lock: threading.Lock) -> Iterator[None]:
-    """``with lock:`` for a request: not counted as in flight while it waits (``fairness.waiting``)."""
+    """``with lock:`` for a request: not counted as in flight while it waits (``fairness.waiting``),
+    so that long work holding the lock goes on."""
     with fairness.waiting():
         lock.acquire()
     try:

@@ -26,8 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import grpc
 from google.protobuf import any_pb2, json_format
 
-from mesh_model import pacing
-from mesh_model import ModelError, load_paths
+from mesh_model import ModelError, load_paths, pacing
 from mesh_model.load import ParseCache
 from mesh_model.compiler import CompileCache, CompileError, Placement, compile_node_built, mesh_warnings
 from mesh_model.compiler import changed_keys
